@@ -1,0 +1,31 @@
+# The two quick-start commands (README): `make dev` and `make test`.
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: bootstrap dev test lint unit integration down
+
+bootstrap:
+	@scripts/bootstrap
+
+## Set up and run the platform on the local stack.
+dev: bootstrap
+	$(BIN)/annostack dev up
+
+## Set up and run the whole test suite: lint, types, import layers, unit and integration tiers.
+test: bootstrap lint
+	$(BIN)/pytest
+
+lint:
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+unit: bootstrap
+	$(BIN)/pytest tests/unit
+
+integration: bootstrap
+	$(BIN)/pytest tests/integration
+
+down:
+	$(BIN)/annostack dev down

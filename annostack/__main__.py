@@ -1,0 +1,3 @@
+from annostack.cli import main
+
+main()

@@ -1,0 +1,22 @@
+"""The `annostack` command: one sub-command per process type and per developer task.
+
+Entry points stay thin: they parse arguments and hand off to the layer that does the work.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from annostack.cli import dev
+
+app = typer.Typer(
+    name="annostack",
+    help="annostack: multi-tenant data-annotation platform on Kubernetes.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(dev.app, name="dev")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,63 @@
+"""`annostack dev`: the local stack of real servers (see annostack.devstack)."""
+
+from __future__ import annotations
+
+import shlex
+
+import typer
+from rich.table import Table
+
+from annostack.devstack.builds import MissingPrerequisite
+from annostack.devstack.console import CommandFailed, console
+from annostack.devstack.stack import ComponentFailed, Stack, State
+
+app = typer.Typer(
+    help="Run the local stack: etcd, kube-apiserver, TiDB/MariaDB, S3, Pulsar, Redis."
+)
+
+
+@app.command()
+def up() -> None:
+    """Build what is missing (cached), start every component and wait until all are ready."""
+    stack = Stack()
+    try:
+        stack.up()
+    except (ComponentFailed, CommandFailed, MissingPrerequisite) as error:
+        console.print(f"[red]dev up failed:[/red] {error}")
+        raise typer.Exit(1) from error
+    _print_status(stack)
+    console.print('Point a shell at it: [bold]eval "$(annostack dev env)"[/bold]')
+
+
+@app.command()
+def down() -> None:
+    """Stop the processes `up` started (data is kept; `up` starts them on it again)."""
+    Stack().down()
+
+
+@app.command()
+def status() -> None:
+    """Each component's state and endpoint; exit 1 unless all are ready."""
+    statuses = _print_status(Stack())
+    if any(s != State.READY for s in statuses):
+        raise typer.Exit(1)
+
+
+@app.command()
+def env() -> None:
+    """Print `export` lines that point annostack (and kubectl) at the local stack."""
+    for key, value in Stack().client_env().items():
+        print(f"export {key}={shlex.quote(value)}")
+
+
+def _print_status(stack: Stack) -> list[State]:
+    table = Table("component", "state", "pid", "endpoint")
+    states = []
+    for item in stack.status():
+        colour = {State.READY: "green", State.STARTING: "yellow"}.get(item.state, "red")
+        table.add_row(
+            item.name, f"[{colour}]{item.state}[/{colour}]", str(item.pid or "-"), item.endpoint
+        )
+        states.append(item.state)
+    console.print(table)
+    return states

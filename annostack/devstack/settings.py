@@ -1,0 +1,71 @@
+"""Settings of the local stack (``ANNOSTACK_DEV_*``).
+
+Every default port sits away from the service's standard port (2379, 6443, 3306, 4000, 8333,
+6650, 8080, 6379, ...) so the stack coexists with anything else running on the machine.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Ports(BaseModel):
+    """Loopback ports of the local stack (`ANNOSTACK_DEV_PORTS__<NAME>`)."""
+
+    etcd_client: int = Field(default=12379, description="etcd client URL port.")
+    etcd_peer: int = Field(default=12380, description="etcd peer URL port (single member).")
+    kube_apiserver: int = Field(default=16443, description="kube-apiserver secure port.")
+    mysql: int = Field(default=13306, description="MariaDB or TiDB SQL port.")
+    tidb_status: int = Field(default=11080, description="TiDB status port (TiDB only).")
+    s3: int = Field(default=18333, description="SeaweedFS S3 port.")
+    seaweed_master: int = Field(default=19333, description="SeaweedFS master (gRPC at +10000).")
+    seaweed_volume: int = Field(default=19340, description="SeaweedFS volume (gRPC at +10000).")
+    seaweed_filer: int = Field(default=18888, description="SeaweedFS filer (gRPC at +10000).")
+    seaweed_admin: int = Field(
+        default=13646, description="SeaweedFS admin server, UI off (gRPC at +10000)."
+    )
+    pulsar_broker: int = Field(default=16650, description="Pulsar binary protocol port.")
+    pulsar_web: int = Field(default=18080, description="Pulsar admin REST port.")
+    pulsar_bookie: int = Field(default=13181, description="BookKeeper bookie port.")
+    redis: int = Field(default=16379, description="Redis port.")
+
+
+def _default_home() -> Path:
+    return Path.home() / ".cache" / "annostack"
+
+
+class DevStackSettings(BaseSettings):
+    """Where the local stack keeps its builds and data, and how it is wired."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="ANNOSTACK_DEV_", env_nested_delimiter="__", extra="ignore"
+    )
+
+    home: Path = Field(
+        default_factory=_default_home,
+        description="Cache root: builds, binaries and the stack's data live below it.",
+    )
+    database: Literal["mariadb", "tidb"] = Field(
+        default="mariadb",
+        description="MySQL-protocol server: MariaDB (Debian) or tidb-server built from source.",
+    )
+    ports: Ports = Field(default_factory=Ports)
+    startup_timeout: float = Field(
+        default=240.0, description="Seconds a component may take to become ready."
+    )
+
+    @property
+    def bin_dir(self) -> Path:
+        return self.home / "bin"
+
+    @property
+    def build_dir(self) -> Path:
+        return self.home / "build"
+
+    @property
+    def state_dir(self) -> Path:
+        return self.home / "stack"

@@ -1,0 +1,163 @@
+"""`annostack dev up | down | status | env`: the local stack as plain processes.
+
+`up` is idempotent: a component that is already running and ready is left alone; one whose
+process died is started again on its existing data. Components start as soon as what they
+require is ready, so the slow ones (Pulsar, the apiserver) overlap. A component that exits or
+does not become ready in time fails `up` with the reason and the end of its log.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+from annostack.devstack import processes
+from annostack.devstack.components import (
+    Component,
+    Credentials,
+    Etcd,
+    KubeApiserver,
+    KubeControllerManager,
+    MariaDB,
+    Redis,
+    SeaweedFS,
+    StackContext,
+)
+from annostack.devstack.console import last_lines, say
+from annostack.devstack.pulsar import Pulsar
+from annostack.devstack.settings import DevStackSettings
+from annostack.devstack.tidb import TiDB
+
+POLL_SECONDS = 0.5
+INITIALIZED_MARKER = ".initialized"
+
+
+class ComponentFailed(RuntimeError):
+    """A component could not be started or did not become ready."""
+
+
+class State(StrEnum):
+    READY = "ready"
+    STARTING = "running, not ready"
+    STOPPED = "stopped"
+
+
+@dataclass(frozen=True)
+class ComponentStatus:
+    name: str
+    state: State
+    pid: int | None
+    endpoint: str
+
+
+class Stack:
+    """The set of components for the given settings, in dependency order."""
+
+    def __init__(self, settings: DevStackSettings | None = None) -> None:
+        self.settings = settings or DevStackSettings()
+        state = self.settings.state_dir
+        credentials = Credentials.load_or_create(state / "credentials.json")
+        self.ctx = StackContext(self.settings, credentials)
+        database: type[Component] = TiDB if self.settings.database == "tidb" else MariaDB
+        kinds: list[type[Component]] = [
+            Etcd,
+            KubeApiserver,
+            KubeControllerManager,
+            database,
+            SeaweedFS,
+            Pulsar,
+            Redis,
+        ]
+        self.components = [kind(self.ctx) for kind in kinds]
+
+    def _pid_path(self, component: Component) -> Path:
+        return self.settings.state_dir / f"{component.name}.pid"
+
+    def _log_path(self, component: Component) -> Path:
+        return self.settings.state_dir / "logs" / f"{component.name}.log"
+
+    def up(self) -> None:
+        for component in self.components:
+            component.prepare()
+        pending = {c.name: c for c in self.components}
+        ready: set[str] = set()
+        started: dict[str, float] = {}
+        while pending:
+            for component in list(pending.values()):
+                if not set(component.requires) <= ready:
+                    continue
+                if component.name not in started:
+                    started[component.name] = self._ensure_started(component)
+                if self._check_ready(component, started[component.name]):
+                    component.configure()
+                    say(f"  [green]✓[/green] {component.name} ready at {component.endpoint}")
+                    ready.add(component.name)
+                    del pending[component.name]
+            time.sleep(POLL_SECONDS)
+
+    def _ensure_started(self, component: Component) -> float:
+        pid_path = self._pid_path(component)
+        if processes.running(pid_path) is not None:
+            return time.monotonic()
+        self._initialize_once(component)
+        say(f"  starting {component.name} …")
+        processes.spawn(
+            component.command(),
+            pid_path=pid_path,
+            log_path=self._log_path(component),
+            cwd=component.data,
+            env=component.process_env(),
+        )
+        return time.monotonic()
+
+    def _initialize_once(self, component: Component) -> None:
+        marker = component.data / INITIALIZED_MARKER
+        if marker.exists():
+            return
+        # A half-initialised directory from an interrupted run is worth nothing: start over.
+        shutil.rmtree(component.data, ignore_errors=True)
+        component.data.mkdir(parents=True, mode=0o700)
+        component.initialize()
+        marker.touch()
+
+    def _check_ready(self, component: Component, since: float) -> bool:
+        if component.probe():
+            return True
+        if processes.running(self._pid_path(component)) is None:
+            raise ComponentFailed(
+                f"{component.name} exited during start-up; last lines of "
+                f"{self._log_path(component)}:\n{last_lines(self._log_path(component))}"
+            )
+        if time.monotonic() - since > self.settings.startup_timeout:
+            raise ComponentFailed(
+                f"{component.name} not ready after {self.settings.startup_timeout:.0f}s; "
+                f"last lines of {self._log_path(component)}:\n"
+                f"{last_lines(self._log_path(component))}"
+            )
+        return False
+
+    def down(self) -> None:
+        for component in reversed(self.components):
+            if processes.stop(self._pid_path(component)):
+                say(f"  stopped {component.name}")
+
+    def status(self) -> Iterator[ComponentStatus]:
+        for component in self.components:
+            record = processes.running(self._pid_path(component))
+            if record is None:
+                state = State.STOPPED
+            else:
+                state = State.READY if component.probe() else State.STARTING
+            yield ComponentStatus(
+                component.name, state, record.pid if record else None, component.endpoint
+            )
+
+    def client_env(self) -> dict[str, str]:
+        env = {"ANNOSTACK_ENVIRONMENT": "dev"}
+        for component in self.components:
+            env.update(component.client_env())
+        return env

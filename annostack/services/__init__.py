@@ -1,0 +1,1 @@
+"""Services: use cases shared by the operator, the API and the workers."""

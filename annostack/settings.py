@@ -1,0 +1,108 @@
+"""Typed settings for every annostack process (operator, API, workers).
+
+One environment prefix, ``ANNOSTACK_``, with ``__`` between a section and its field
+(``ANNOSTACK_DB__HOST``, ``ANNOSTACK_S3__ENDPOINT``). ``annostack dev env`` prints exactly
+these variables for the local stack, so the code never knows whether it talks to the local
+stack or to a production TiDB/Pulsar/S3.
+
+Secrets are ``SecretStr``: they print as ``**********`` in logs, reprs and tracebacks, and are
+unwrapped only where a client is built. Outside ``environment=dev`` an empty admin password is
+refused at start-up rather than discovered at the first query.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, Self
+
+from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class KubernetesSettings(BaseModel):
+    """Where the Kubernetes API is."""
+
+    kubeconfig: Path | None = Field(
+        default=None,
+        description="Path to a kubeconfig; unset means in-cluster config (service account).",
+    )
+
+
+class DatabaseSettings(BaseModel):
+    """The MySQL-protocol server (TiDB in production) and the operator's admin account."""
+
+    host: str = Field(default="127.0.0.1", description="TiDB/MySQL host.")
+    port: int = Field(default=4000, description="TiDB/MySQL port (TiDB's default is 4000).")
+    admin_user: str = Field(
+        default="root", description="Account that creates tenant schemas and users."
+    )
+    admin_password: SecretStr = Field(default=SecretStr(""), description="Its password.")
+
+
+class ObjectStoreSettings(BaseModel):
+    """The S3-compatible object store (MinIO, SeaweedFS, AWS S3)."""
+
+    endpoint: str = Field(default="http://127.0.0.1:9000", description="S3 endpoint URL.")
+    public_endpoint: str | None = Field(
+        default=None,
+        description=(
+            "Endpoint browsers reach, used in pre-signed URLs when it differs from `endpoint` "
+            "(e.g. an ingress host in front of an in-cluster MinIO)."
+        ),
+    )
+    region: str = Field(default="us-east-1", description="Region used to sign requests.")
+    access_key: SecretStr = Field(default=SecretStr(""), description="Admin access key.")
+    secret_key: SecretStr = Field(default=SecretStr(""), description="Admin secret key.")
+
+
+class PulsarSettings(BaseModel):
+    """The Pulsar cluster: binary protocol for messages, REST for administration."""
+
+    service_url: str = Field(default="pulsar://127.0.0.1:6650", description="Broker URL.")
+    admin_url: str = Field(default="http://127.0.0.1:8080", description="Admin REST URL.")
+    cluster: str = Field(default="standalone", description="Cluster tenants are allowed on.")
+
+
+class RedisSettings(BaseModel):
+    """Redis: rate limits, edit locks, worker progress and the push relay."""
+
+    url: SecretStr = Field(
+        default=SecretStr("redis://127.0.0.1:6379/0"),
+        description="redis:// URL; secret because it may carry a password.",
+    )
+
+
+class Settings(BaseSettings):
+    """Settings shared by all annostack processes."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="ANNOSTACK_", env_nested_delimiter="__", extra="ignore"
+    )
+
+    environment: Literal["dev", "test", "prod"] = Field(
+        default="dev", description="Unsafe defaults (empty passwords) are refused outside dev."
+    )
+    kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings)
+    db: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    s3: ObjectStoreSettings = Field(default_factory=ObjectStoreSettings)
+    pulsar: PulsarSettings = Field(default_factory=PulsarSettings)
+    redis: RedisSettings = Field(default_factory=RedisSettings)
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_defaults(self) -> Self:
+        if self.environment == "dev":
+            return self
+        missing = [
+            name
+            for name, secret in (
+                ("ANNOSTACK_DB__ADMIN_PASSWORD", self.db.admin_password),
+                ("ANNOSTACK_S3__ACCESS_KEY", self.s3.access_key),
+                ("ANNOSTACK_S3__SECRET_KEY", self.s3.secret_key),
+            )
+            if not secret.get_secret_value()
+        ]
+        if missing:
+            raise ValueError(
+                f"environment={self.environment} needs real credentials; set {', '.join(missing)}"
+            )
+        return self

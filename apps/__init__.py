@@ -1,0 +1,1 @@
+"""The tenant-facing HTTP apps (user, open API, admin gateways) built on FastAPI."""

@@ -1,0 +1,1 @@
+"""The kopf operator: reconciles Tenant, Dataset and ProcessingJob into tenant stacks."""

@@ -1,0 +1,1 @@
+"""Processing workers: Pulsar consumers that run thumbnailing and point-cloud tasks."""
