@@ -107,8 +107,16 @@ def stop(pid_path: Path) -> bool:
         _signal_group(record.pid, signal.SIGKILL)
         while record.is_alive():
             time.sleep(0.1)
+    _reap(record.pid)
     pid_path.unlink(missing_ok=True)
     return True
+
+
+def _reap(pid: int) -> None:
+    """Collect the exit status of a server this very process started (no zombie left)."""
+    for proc in [p for p in _spawned if p.pid == pid]:
+        proc.wait()
+        _spawned.remove(proc)
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:

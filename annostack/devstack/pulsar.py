@@ -97,22 +97,38 @@ class Pulsar(Component):
             "-Dlog4j2.is.webapp=false",
             "-Dpulsar.allocator.exit_on_oom=true",
             "org.apache.pulsar.PulsarStandaloneStarter",
-            f"--config={self.data / 'standalone.conf'}",
+            # JCommander options: name and value as separate arguments.
+            "--config",
+            str(self.data / "standalone.conf"),
             "--no-functions-worker",
             "--no-stream-storage",
-            f"--advertised-address={HOST}",
-            f"--bookkeeper-port={self.ports.pulsar_bookie}",
-            f"--metadata-dir={self.data / 'metadata'}",
-            f"--bookkeeper-dir={self.data / 'bookkeeper'}",
+            "--advertised-address",
+            HOST,
+            "--bookkeeper-port",
+            str(self.ports.pulsar_bookie),
+            "--metadata-dir",
+            str(self.data / "metadata"),
+            "--bookkeeper-dir",
+            str(self.data / "bookkeeper"),
         ]
 
     def probe(self) -> bool:
+        # `clusters` answers a moment before the starter has created public/default; wait for
+        # the namespace too, so the first client never races the broker's own set-up.
         try:
-            reply = httpx.get(f"{self.admin_url}/admin/v2/clusters", timeout=PROBE_TIMEOUT)
+            clusters = httpx.get(f"{self.admin_url}/admin/v2/clusters", timeout=PROBE_TIMEOUT)
+            namespaces = httpx.get(
+                f"{self.admin_url}/admin/v2/namespaces/public", timeout=PROBE_TIMEOUT
+            )
         except httpx.HTTPError:
             return False
-        ok = reply.status_code == httpx.codes.OK and "standalone" in reply.json()
-        return ok and port_open(self.ports.pulsar_broker)
+        return (
+            clusters.status_code == httpx.codes.OK
+            and "standalone" in clusters.json()
+            and namespaces.status_code == httpx.codes.OK
+            and "public/default" in namespaces.json()
+            and port_open(self.ports.pulsar_broker)
+        )
 
     @property
     def admin_url(self) -> str:

@@ -1,0 +1,1 @@
+"""Benchmarks: each module registers runs with `@benchmark`; `python -m bench` runs them."""

@@ -1,0 +1,77 @@
+"""A small benchmark runner: named benchmarks, JSON results with the conditions they ran under.
+
+A benchmark is a function taking no arguments and returning a dict of figures (seconds, rates,
+sizes, and the peer's figures side by side). The runner adds when, where and on what it ran,
+and writes one JSON file per run to `bench/results/` (not committed; the figures worth keeping
+go to docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+Figures = dict[str, Any]
+Benchmark = Callable[[], Figures]
+
+RESULTS = Path(__file__).parent / "results"
+REGISTRY: dict[str, Benchmark] = {}
+
+
+def benchmark(name: str) -> Callable[[Benchmark], Benchmark]:
+    def register(function: Benchmark) -> Benchmark:
+        REGISTRY[name] = function
+        return function
+
+    return register
+
+
+def conditions() -> dict[str, Any]:
+    """What the figures depend on: machine, Python, commit."""
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    return {
+        "time": datetime.now(UTC).isoformat(timespec="seconds"),
+        "host": platform.node(),
+        "cpus": os.cpu_count(),
+        "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "commit": commit or None,
+    }
+
+
+def run(names: list[str]) -> list[Path]:
+    unknown = set(names) - REGISTRY.keys()
+    if unknown:
+        raise SystemExit(
+            f"unknown benchmark(s): {', '.join(sorted(unknown))}; have {sorted(REGISTRY)}"
+        )
+    RESULTS.mkdir(exist_ok=True)
+    written = []
+    for name in names or sorted(REGISTRY):
+        print(f"bench {name} …", flush=True)
+        started = time.perf_counter()
+        figures = REGISTRY[name]()
+        result = {
+            "benchmark": name,
+            "conditions": conditions(),
+            "wall_seconds": round(time.perf_counter() - started, 3),
+            "figures": figures,
+        }
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        path = RESULTS / f"{name}-{stamp}.json"
+        path.write_text(json.dumps(result, indent=2) + "\n")
+        print(json.dumps(figures, indent=2))
+        print(f"→ {path}", flush=True)
+        written.append(path)
+    return written
