@@ -13,6 +13,7 @@ dev: bootstrap
 
 ## Set up and run the whole test suite: lint, types, import layers, unit and integration tiers.
 test: bootstrap lint
+	$(BIN)/annostack dev up
 	$(BIN)/pytest
 
 lint:

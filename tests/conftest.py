@@ -17,9 +17,12 @@ from annostack.settings import Settings
 
 
 @pytest.fixture(scope="session")
-def local_stack() -> Stack:
+def local_stack(pytestconfig: pytest.Config) -> Stack:
     stack = Stack()
-    stack.up()
+    # Building the stack on a fresh machine takes minutes: show its progress, uncaptured.
+    capture = pytestconfig.pluginmanager.getplugin("capturemanager")
+    with capture.global_and_fixture_disabled():
+        stack.up()
     return stack
 
 
