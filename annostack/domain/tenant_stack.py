@@ -1,0 +1,222 @@
+"""What a tenant's Kubernetes namespace holds, as manifests built from its spec (pure).
+
+The namespace, its ServiceAccount, ResourceQuota, LimitRange, default-deny NetworkPolicy with
+the allowances workers need, the connection Secret and the worker Deployment. The operator
+server-side-applies them in this order.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field, SecretStr
+
+from annostack.domain.models import CamelModel
+from annostack.domain.tenants import PROCESSING_TOPICS, TenantNames, TenantSpec
+
+Manifest = dict[str, Any]
+MANAGED_BY = {"app.kubernetes.io/managed-by": "annostack-operator"}
+RANCHER_PROJECT_ANNOTATION = "field.cattle.io/projectId"
+WORKER_PORT = 8080  # health and /metrics
+
+
+class TenantConnection(CamelModel):
+    """Connection details handed to a tenant's workers (and the API) through its Secret.
+
+    Keys are the environment variables the worker reads, so the Deployment can take the whole
+    Secret with `envFrom`.
+    """
+
+    tenant: str
+    db_host: str
+    db_port: int
+    db_user: str
+    db_password: SecretStr
+    database: str
+    s3_endpoint: str
+    s3_region: str
+    s3_access_key: SecretStr
+    s3_secret_key: SecretStr
+    bucket: str
+    pulsar_service_url: str
+    pulsar_namespace: str
+    redis_url: SecretStr = Field(repr=False)
+
+    def to_env(self) -> dict[str, str]:
+        values = self.model_dump()
+        return {
+            f"ANNOSTACK_TENANT__{key.upper()}": (
+                value.get_secret_value() if isinstance(value, SecretStr) else str(value)
+            )
+            for key, value in values.items()
+        }
+
+    @classmethod
+    def from_env(cls, env: dict[str, str]) -> TenantConnection:
+        prefix = "ANNOSTACK_TENANT__"
+        return cls.model_validate(
+            {k[len(prefix) :].lower(): v for k, v in env.items() if k.startswith(prefix)}
+        )
+
+
+def _meta(name: str, names: TenantNames, namespace: bool = True) -> Manifest:
+    meta: Manifest = {
+        "name": name,
+        "labels": {**MANAGED_BY, "annostack.io/tenant": names.tenant},
+    }
+    if namespace:
+        meta["namespace"] = names.namespace
+    return meta
+
+
+def namespace(names: TenantNames, spec: TenantSpec) -> Manifest:
+    meta = _meta(names.namespace, names, namespace=False)
+    # Workers run unprivileged: enforce the restricted Pod Security Standard.
+    meta["labels"]["pod-security.kubernetes.io/enforce"] = "restricted"
+    if spec.rancher_project:
+        meta["annotations"] = {RANCHER_PROJECT_ANNOTATION: spec.rancher_project}
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": meta}
+
+
+def service_account(names: TenantNames) -> Manifest:
+    return {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": _meta(names.workers, names),
+        "automountServiceAccountToken": False,
+    }
+
+
+def _scaled(quantity: str, factor: int) -> str:
+    """`quantity` times `factor` as a Kubernetes quantity string (keeps the unit suffix)."""
+    digits = quantity.rstrip("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+    unit = quantity[len(digits) :]
+    number = float(digits) * factor
+    return f"{int(number) if number.is_integer() else number}{unit}"
+
+
+def resource_quota(names: TenantNames, spec: TenantSpec) -> Manifest:
+    replicas = spec.workers.max_replicas
+    cpu, memory = spec.plan.worker_cpu, spec.plan.worker_memory
+    return {
+        "apiVersion": "v1",
+        "kind": "ResourceQuota",
+        "metadata": _meta("tenant-quota", names),
+        "spec": {
+            "hard": {
+                "requests.cpu": _scaled(cpu, replicas),
+                "limits.cpu": _scaled(cpu, replicas),
+                "requests.memory": _scaled(memory, replicas),
+                "limits.memory": _scaled(memory, replicas),
+                # Room for a rolling update's surge pod on top of the maximum.
+                "pods": str(replicas + 1),
+            }
+        },
+    }
+
+
+def limit_range(names: TenantNames, spec: TenantSpec) -> Manifest:
+    size = {"cpu": spec.plan.worker_cpu, "memory": spec.plan.worker_memory}
+    return {
+        "apiVersion": "v1",
+        "kind": "LimitRange",
+        "metadata": _meta("tenant-limits", names),
+        "spec": {"limits": [{"type": "Container", "default": size, "defaultRequest": size}]},
+    }
+
+
+def network_policy(names: TenantNames, backend_ports: list[int]) -> Manifest:
+    """Deny everything, then allow DNS, the backends' ports, and metrics scrapes."""
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": _meta("default-deny-with-backends", names),
+        "spec": {
+            "podSelector": {},
+            "policyTypes": ["Ingress", "Egress"],
+            "ingress": [
+                {
+                    "from": [
+                        {"namespaceSelector": {"matchLabels": {"annostack.io/role": "monitoring"}}}
+                    ],
+                    "ports": [{"protocol": "TCP", "port": WORKER_PORT}],
+                }
+            ],
+            "egress": [
+                {
+                    "ports": [
+                        {"protocol": "UDP", "port": 53},
+                        {"protocol": "TCP", "port": 53},
+                    ]
+                },
+                {
+                    "ports": [
+                        {"protocol": "TCP", "port": port} for port in sorted(set(backend_ports))
+                    ]
+                },
+            ],
+        },
+    }
+
+
+def connection_secret(names: TenantNames, connection: TenantConnection) -> Manifest:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": _meta(names.secret, names),
+        "type": "Opaque",
+        "stringData": connection.to_env(),
+    }
+
+
+def worker_deployment(names: TenantNames, spec: TenantSpec, replicas: int) -> Manifest:
+    labels = {"app.kubernetes.io/name": "annostack-worker", "annostack.io/tenant": names.tenant}
+    size = {"cpu": spec.plan.worker_cpu, "memory": spec.plan.worker_memory}
+    probe = {"httpGet": {"path": "/healthz", "port": WORKER_PORT}, "periodSeconds": 10}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {**_meta(names.workers, names), "labels": {**MANAGED_BY, **labels}},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "serviceAccountName": names.workers,
+                    # Workers finish or hand back their message within this window.
+                    "terminationGracePeriodSeconds": 60,
+                    "securityContext": {
+                        "runAsNonRoot": True,
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
+                    "containers": [
+                        {
+                            "name": "worker",
+                            "image": spec.worker_image,
+                            "args": ["worker", "run"],
+                            "envFrom": [{"secretRef": {"name": names.secret}}],
+                            "env": [
+                                {
+                                    "name": "ANNOSTACK_WORKER__TOPICS",
+                                    "value": ",".join(PROCESSING_TOPICS),
+                                }
+                            ],
+                            "ports": [{"name": "http", "containerPort": WORKER_PORT}],
+                            "resources": {"requests": size, "limits": size},
+                            "livenessProbe": probe,
+                            "readinessProbe": {
+                                **probe,
+                                "httpGet": {"path": "/readyz", "port": WORKER_PORT},
+                            },
+                            "securityContext": {
+                                "allowPrivilegeEscalation": False,
+                                "capabilities": {"drop": ["ALL"]},
+                                "readOnlyRootFilesystem": True,
+                            },
+                        }
+                    ],
+                },
+            },
+        },
+    }
