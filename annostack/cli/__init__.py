@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from annostack.cli import dev
+from annostack.cli import crds, dev, operator
 
 app = typer.Typer(
     name="annostack",
@@ -16,6 +16,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(dev.app, name="dev")
+app.add_typer(crds.app, name="crds")
+app.add_typer(operator.app, name="operator")
 
 
 def main() -> None:

@@ -1,0 +1,172 @@
+"""TiDB (or any MySQL-protocol server) administration for tenant schemas and users.
+
+Identifiers cannot be bound as query parameters, so every schema/user name is checked against
+a strict pattern before it is quoted into a statement; passwords are always bound parameters.
+On TiDB a RESOURCE GROUP caps each tenant's request units; other servers lack the feature and
+`supports_resource_groups()` says so, so callers can report it instead of failing.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import sqlalchemy as sa
+from sqlalchemy.engine import URL, Connection, Engine
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from annostack.domain.errors import Backend, BackendRejected, BackendUnavailable
+from annostack.settings import DatabaseSettings
+
+IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+CONNECT_TIMEOUT_SECONDS = 5
+
+
+def _identifier(name: str) -> str:
+    if not IDENTIFIER.match(name):
+        raise BackendRejected(Backend.DATABASE, f"refusing unsafe identifier {name!r}")
+    return name
+
+
+def engine_for(
+    settings: DatabaseSettings, user: str, password: str, database: str | None = None
+) -> Engine:
+    url = URL.create(
+        "mysql+pymysql",
+        username=user,
+        password=password,
+        host=settings.host,
+        port=settings.port,
+        database=database,
+        query={"charset": "utf8mb4"},
+    )
+    return sa.create_engine(
+        url,
+        pool_pre_ping=True,
+        pool_recycle=3600,
+        connect_args={"connect_timeout": CONNECT_TIMEOUT_SECONDS},
+    )
+
+
+class DatabaseAdmin:
+    def __init__(self, settings: DatabaseSettings) -> None:
+        self.settings = settings
+        self.engine = engine_for(
+            settings, settings.admin_user, settings.admin_password.get_secret_value()
+        )
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Connection]:
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        except OperationalError as error:
+            raise BackendUnavailable(Backend.DATABASE, _describe(error)) from error
+        except DBAPIError as error:
+            raise BackendRejected(Backend.DATABASE, _describe(error)) from error
+
+    def ensure_schema(self, schema: str) -> bool:
+        with self._transaction() as conn:
+            exists = conn.execute(
+                sa.text("SELECT 1 FROM information_schema.schemata WHERE schema_name = :s"),
+                {"s": schema},
+            ).first()
+            if exists:
+                return False
+            conn.execute(
+                sa.text(
+                    f"CREATE DATABASE IF NOT EXISTS `{_identifier(schema)}` "
+                    "CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
+                )
+            )
+            return True
+
+    def user_exists(self, user: str) -> bool:
+        with self._transaction() as conn:
+            return self._exists_in(conn, user)
+
+    def can_log_in(self, user: str, password: str, schema: str) -> bool:
+        engine = engine_for(self.settings, user, password, schema)
+        try:
+            with engine.connect():
+                return True
+        except DBAPIError:
+            return False
+        finally:
+            engine.dispose()
+
+    def ensure_user(self, user: str, password: str, schema: str) -> bool:
+        """The user exists, has this password, and is granted exactly its own schema."""
+        if self.user_exists(user) and self.can_log_in(user, password, schema):
+            self._grant(user, schema)
+            return False
+        account = f"'{_identifier(user)}'@'%'"
+        with self._transaction() as conn:
+            secret = {"pw": password}
+            conn.execute(sa.text(f"CREATE USER IF NOT EXISTS {account} IDENTIFIED BY :pw"), secret)
+            conn.execute(sa.text(f"ALTER USER {account} IDENTIFIED BY :pw"), secret)
+        self._grant(user, schema)
+        return True
+
+    def _grant(self, user: str, schema: str) -> None:
+        with self._transaction() as conn:
+            on, to = f"`{_identifier(schema)}`.*", f"'{_identifier(user)}'@'%'"
+            conn.execute(sa.text(f"GRANT ALL PRIVILEGES ON {on} TO {to}"))
+
+    def supports_resource_groups(self) -> bool:
+        with self._transaction() as conn:
+            version = str(conn.execute(sa.text("SELECT VERSION()")).scalar_one())
+        return "TiDB" in version
+
+    def ensure_resource_group(self, group: str, request_units: int, user: str) -> bool:
+        """TiDB only: a resource group with RU_PER_SEC, bound to the tenant's user."""
+        name = _identifier(group)
+        with self._transaction() as conn:
+            row = conn.execute(
+                sa.text(
+                    "SELECT ru_per_sec FROM information_schema.resource_groups WHERE name = :g"
+                ),
+                {"g": name},
+            ).first()
+            if row is not None and int(row[0]) == request_units:
+                return False
+            verb = "ALTER" if row is not None else "CREATE"
+            ru = int(request_units)
+            conn.execute(sa.text(f"{verb} RESOURCE GROUP `{name}` RU_PER_SEC = {ru}"))
+            conn.execute(sa.text(f"ALTER USER '{_identifier(user)}'@'%' RESOURCE GROUP `{name}`"))
+            return True
+
+    def drop_user(self, user: str) -> bool:
+        with self._transaction() as conn:
+            existed = self._exists_in(conn, user)
+            conn.execute(sa.text(f"DROP USER IF EXISTS '{_identifier(user)}'@'%'"))
+            return existed
+
+    def drop_schema(self, schema: str) -> bool:
+        with self._transaction() as conn:
+            result = conn.execute(sa.text(f"DROP DATABASE IF EXISTS `{_identifier(schema)}`"))
+            return bool(result.rowcount)
+
+    def drop_resource_group(self, group: str) -> None:
+        with self._transaction() as conn:
+            conn.execute(sa.text(f"DROP RESOURCE GROUP IF EXISTS `{_identifier(group)}`"))
+
+    @staticmethod
+    def _exists_in(conn: Connection, user: str) -> bool:
+        row = conn.execute(
+            sa.text("SELECT 1 FROM mysql.user WHERE User = :u AND Host = '%'"), {"u": user}
+        ).first()
+        return row is not None
+
+
+def _describe(error: DBAPIError) -> str:
+    """The server's message without the statement (which may carry a password)."""
+    original = error.orig
+    args: tuple[object, ...] = getattr(original, "args", ())
+    if len(args) >= 2:
+        return f"error {args[0]}: {args[1]}"
+    return type(original).__name__

@@ -1,0 +1,148 @@
+"""Kubernetes access for the operator: server-side apply, reads, deletes, status patches.
+
+Server-side apply with one field manager makes every `apply` an idempotent "ensure": fields
+we own are reset to what we declare (an edited Deployment is repaired), fields others own are
+left alone. The resourceVersion before and after tells whether anything actually changed, which
+is how drift repairs are counted and reported.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import urllib3
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+from kubernetes.dynamic import DynamicClient
+from kubernetes.dynamic.exceptions import (
+    DynamicApiError,
+    NotFoundError,
+    ResourceNotFoundError,
+)
+
+from annostack.domain.errors import Backend, BackendRejected, BackendUnavailable
+from annostack.settings import KubernetesSettings
+
+FIELD_MANAGER = "annostack-operator"
+Manifest = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Applied:
+    kind: str
+    name: str
+    changed: bool
+
+
+def api_client(settings: KubernetesSettings) -> client.ApiClient:
+    if settings.kubeconfig is not None:
+        return config.new_client_from_config(config_file=str(settings.kubeconfig))
+    config.load_incluster_config()
+    return client.ApiClient()
+
+
+@contextmanager
+def translated_errors(what: str) -> Iterator[None]:
+    try:
+        yield
+    except (ApiException, DynamicApiError) as error:
+        status = getattr(error, "status", None)
+        reason = getattr(error, "reason", "") or type(error).__name__
+        if status is None or status >= 500 or status == 429:
+            raise BackendUnavailable(Backend.KUBERNETES, f"{what}: {status} {reason}") from error
+        raise BackendRejected(Backend.KUBERNETES, f"{what}: {status} {_message(error)}") from error
+    except (urllib3.exceptions.HTTPError, OSError) as error:
+        raise BackendUnavailable(Backend.KUBERNETES, f"{what}: {type(error).__name__}") from error
+
+
+def _message(error: Exception) -> str:
+    body = getattr(error, "body", None)
+    if isinstance(body, bytes | str):
+        try:
+            return str(json.loads(body).get("message", ""))[:300]
+        except ValueError:
+            return str(body)[:300]
+    return str(error)[:300]
+
+
+class Kube:
+    def __init__(self, settings: KubernetesSettings) -> None:
+        self.api = api_client(settings)
+        self.dynamic = DynamicClient(self.api)
+
+    def _resource(self, api_version: str, kind: str) -> Any:
+        try:
+            return self.dynamic.resources.get(api_version=api_version, kind=kind)
+        except ResourceNotFoundError as error:
+            raise BackendRejected(
+                Backend.KUBERNETES, f"{kind}.{api_version} is not served by this cluster"
+            ) from error
+
+    def has_api(self, api_version: str, kind: str) -> bool:
+        with translated_errors(f"discover {kind}"):
+            try:
+                self.dynamic.resources.get(api_version=api_version, kind=kind)
+            except ResourceNotFoundError:
+                return False
+            return True
+
+    def get(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> Any:
+        """The object, or None if it does not exist."""
+        with translated_errors(f"get {kind} {name}"):
+            try:
+                return self._resource(api_version, kind).get(name=name, namespace=namespace)
+            except NotFoundError:
+                return None
+
+    def apply(self, manifest: Manifest) -> Applied:
+        """Server-side apply `manifest`; report whether the stored object changed."""
+        meta = manifest["metadata"]
+        kind, name, namespace = manifest["kind"], meta["name"], meta.get("namespace")
+        before = self.get(manifest["apiVersion"], kind, name, namespace)
+        with translated_errors(f"apply {kind} {name}"):
+            after = self._resource(manifest["apiVersion"], kind).server_side_apply(
+                body=manifest,
+                name=name,
+                namespace=namespace,
+                field_manager=FIELD_MANAGER,
+                force_conflicts=True,
+            )
+        previous = before.metadata.resourceVersion if before is not None else None
+        return Applied(kind, name, changed=after.metadata.resourceVersion != previous)
+
+    def delete(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> bool:
+        """Delete (foreground cascade); False if it was already gone."""
+        with translated_errors(f"delete {kind} {name}"):
+            try:
+                self._resource(api_version, kind).delete(
+                    name=name,
+                    namespace=namespace,
+                    body={"propagationPolicy": "Foreground"},
+                )
+            except NotFoundError:
+                return False
+            return True
+
+    def patch_status(
+        self, api_version: str, kind: str, name: str, status: Manifest, namespace: str | None = None
+    ) -> None:
+        with translated_errors(f"patch {kind} {name} status"):
+            self._resource(api_version, kind).status.patch(
+                body={"status": status},
+                name=name,
+                namespace=namespace,
+                content_type="application/merge-patch+json",
+            )
+
+    def secret_data(self, namespace: str, name: str) -> dict[str, str] | None:
+        """Decoded data of a Secret, or None if it does not exist."""
+        secret = self.get("v1", "Secret", name, namespace)
+        if secret is None:
+            return None
+        data = secret.to_dict().get("data") or {}
+        return {key: base64.b64decode(value).decode() for key, value in data.items()}

@@ -1,0 +1,78 @@
+"""The tables in every tenant's schema (SQLAlchemy Core), and the migration runner.
+
+Only what is queried lives in SQL: datasets, data items, and one index row per annotation
+document (item, source, version, object count, updated time). The annotation documents
+themselves are JSON files in the tenant's bucket.
+
+The DDL lives in the Alembic revisions under `migrations/` (with TiDB-only options in
+executable comments); these Core tables mirror it for queries.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from sqlalchemy.engine import Engine
+
+metadata = sa.MetaData()
+
+datasets = sa.Table(
+    "datasets",
+    metadata,
+    sa.Column("id", sa.BigInteger, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(253), nullable=False, unique=True),
+    sa.Column("display_name", sa.String(256), nullable=False),
+    sa.Column("data_type", sa.String(32), nullable=False),
+    sa.Column("resource_name", sa.String(253), nullable=True, comment="Dataset CR, if any"),
+    sa.Column("item_count", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("processed_count", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("created_at", sa.DateTime, nullable=False, server_default=sa.func.now()),
+    sa.Column("updated_at", sa.DateTime, nullable=False, server_default=sa.func.now()),
+)
+
+data_items = sa.Table(
+    "data_items",
+    metadata,
+    sa.Column("id", sa.BigInteger, primary_key=True, autoincrement=True),
+    sa.Column("dataset_id", sa.BigInteger, sa.ForeignKey("datasets.id"), nullable=False),
+    sa.Column("name", sa.String(512), nullable=False),
+    sa.Column("object_key", sa.String(1024), nullable=False),
+    sa.Column("content_type", sa.String(128), nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("checksum", sa.String(128), nullable=True),
+    sa.Column("status", sa.String(16), nullable=False, server_default="uploaded"),
+    sa.Column("created_at", sa.DateTime, nullable=False, server_default=sa.func.now()),
+    sa.UniqueConstraint("dataset_id", "name", name="uq_data_items_dataset_name"),
+)
+
+annotation_results = sa.Table(
+    "annotation_results",
+    metadata,
+    sa.Column("data_item_id", sa.BigInteger, sa.ForeignKey("data_items.id"), primary_key=True),
+    sa.Column("source", sa.String(64), primary_key=True),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("object_count", sa.Integer, nullable=False),
+    sa.Column("etag", sa.String(128), nullable=False),
+    sa.Column("updated_at", sa.DateTime, nullable=False, server_default=sa.func.now()),
+)
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def migrate(engine: Engine) -> None:
+    """Bring one tenant schema to the latest revision (idempotent)."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as connection:
+        cfg.attributes["connection"] = connection
+        command.upgrade(cfg, "head")
+
+
+def current_revision(engine: Engine) -> str | None:
+    with engine.connect() as connection:
+        if not sa.inspect(connection).has_table("alembic_version"):
+            return None
+        return connection.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()

@@ -1,0 +1,23 @@
+"""Operator timings (`ANNOSTACK_OPERATOR_*`): how often drift is checked, how errors back off."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class OperatorTimings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ANNOSTACK_OPERATOR_", extra="ignore")
+
+    drift_interval_seconds: float = Field(
+        default=60.0, gt=0, description="How often every backend of every tenant is re-checked."
+    )
+    retry_delay_seconds: float = Field(
+        default=15.0, gt=0, description="Back-off after a backend was unavailable."
+    )
+    delete_retries_before_stalled: int = Field(
+        default=5, ge=1, description="Failed deletion attempts before the Tenant is Stalled."
+    )
+    stalled_retry_delay_seconds: float = Field(
+        default=300.0, gt=0, description="Retry interval of a deletion that is Stalled."
+    )
