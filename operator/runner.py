@@ -46,10 +46,19 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.networking.request_timeout = 30
 
 
+@kopf.on.login()
+def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    # kopf's default login goes through the kubernetes client, which reads KUBECONFIG once,
+    # when it is imported; kopf's own kubeconfig reader reads it now, after `run` set it.
+    if os.environ.get("KUBECONFIG"):
+        return kopf.login_with_kubeconfig(**kwargs)
+    return kopf.login_with_service_account(**kwargs)
+
+
 def run(options: OperatorOptions) -> None:
     settings = Settings()
     if settings.kubernetes.kubeconfig is not None:
-        # kopf's login (via the kubernetes client) reads the kubeconfig from this variable.
+        # Read by the login handler above.
         os.environ["KUBECONFIG"] = str(settings.kubernetes.kubeconfig)
     kopf.configure(log_format=kopf.LogFormat.JSON, verbose=False)
     # Per-request logs of the HTTP and migration libraries drown the operator's own.

@@ -85,9 +85,13 @@ class PulsarAdmin:
         changed = False
         quota = {"limitSize": policies.backlog_quota_bytes, "policy": "producer_exception"}
         current_quota = _json(self._call("GET", f"{base}/backlogQuotaMap")) or {}
-        if current_quota.get("destination_storage", {}).get("limitSize") != quota["limitSize"]:
-            # Retention must always exceed the quota: raise retention first when growing.
-            self._set_retention(base, policies)
+        current_limit = current_quota.get("destination_storage", {}).get("limitSize")
+        if current_limit != quota["limitSize"]:
+            # Pulsar insists that retention exceeds the backlog quota at every moment: raise
+            # retention before growing the quota, shrink the quota before lowering retention.
+            growing = current_limit is None or current_limit < quota["limitSize"]
+            if growing:
+                self._set_retention(base, policies)
             self._expect(self._call("POST", f"{base}/backlogQuota", quota), 204)
             changed = True
         retention = _json(self._call("GET", f"{base}/retention")) or {}

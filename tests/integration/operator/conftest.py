@@ -1,0 +1,238 @@
+"""The operator under test: a real process, with exactly the RBAC the manifests grant it.
+
+Session fixtures install the CRDs (from crds/), kopf's peering CRD and the operator's
+ServiceAccount, ClusterRole and binding (from manifests/), mint a token for that account and
+start `annostack operator run` with a kubeconfig holding only that token — as the pod would.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+from kubernetes import client
+
+from annostack.adapters.kube import Kube
+from annostack.devstack.stack import Stack
+from annostack.domain.tenants import API_GROUP, API_VERSION
+from annostack.settings import Settings
+from tests.support import wait_for
+
+ROOT = Path(__file__).parents[3]
+OPERATOR_NAMESPACE = "annostack-system"
+DRIFT_INTERVAL_SECONDS = 3
+
+
+def load_documents(path: Path) -> list[dict[str, Any]]:
+    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+
+
+@pytest.fixture(scope="session")
+def admin_kube(stack_settings: Settings) -> Kube:
+    return Kube(stack_settings.kubernetes)
+
+
+@pytest.fixture(scope="session")
+def installed_crds(admin_kube: Kube) -> None:
+    crd_files = [*sorted((ROOT / "crds").glob("*.yaml"))]
+    crd_files.append(ROOT / "manifests/base/operator/kopf-peering-crd.yaml")
+    later = []
+    for path in crd_files:
+        for doc in load_documents(path):
+            if doc["kind"] == "CustomResourceDefinition":
+                admin_kube.apply(doc)
+            else:
+                later.append(doc)
+    extensions = client.ApiextensionsV1Api(admin_kube.api)
+
+    def all_established() -> bool:
+        crds = extensions.list_custom_resource_definition().items
+        established = {
+            crd.metadata.name
+            for crd in crds
+            if any(c.type == "Established" and c.status == "True" for c in crd.status.conditions)
+        }
+        return {"tenants.annostack.io", "clusterkopfpeerings.kopf.dev"} <= established
+
+    wait_for(all_established, what="CRDs established")
+    for doc in later:
+        admin_kube.apply(doc)
+
+
+@pytest.fixture(scope="session")
+def operator_kubeconfig(
+    admin_kube: Kube, installed_crds: None, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """A kubeconfig with a token of the operator's ServiceAccount, nothing more."""
+    for name in ("namespace.yaml", "rbac.yaml"):
+        for doc in load_documents(ROOT / "manifests/base/operator" / name):
+            admin_kube.apply(doc)
+    token = client.CoreV1Api(admin_kube.api).create_namespaced_service_account_token(
+        "annostack-operator",
+        OPERATOR_NAMESPACE,
+        {"spec": {"expirationSeconds": 6 * 3600}},
+    )
+    admin = yaml.safe_load(Path(os.environ["KUBECONFIG"]).read_text())
+    admin["users"] = [{"name": "operator", "user": {"token": token.status.token}}]
+    admin["contexts"][0]["context"]["user"] = "operator"
+    path = tmp_path_factory.mktemp("operator") / "kubeconfig"
+    path.write_text(yaml.safe_dump(admin))
+    return path
+
+
+class OperatorProcess:
+    """`annostack operator run` as a child process, restartable and killable like a pod."""
+
+    def __init__(self, env: dict[str, str], log: Path, health_port: int) -> None:
+        self.env, self.log, self.health_port = env, log, health_port
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "annostack",
+                    "operator",
+                    "run",
+                    "--bind-address",
+                    "127.0.0.1",
+                    "--health-port",
+                    str(self.health_port),
+                    "--metrics-port",
+                    str(self.health_port + 1),
+                ],
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        wait_for(self.healthy, timeout=60, what="operator /healthz")
+
+    def healthy(self) -> bool:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise AssertionError(f"operator exited; see {self.log}")
+        try:
+            return httpx.get(f"http://127.0.0.1:{self.health_port}/healthz").status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def metrics(self) -> str:
+        return httpx.get(f"http://127.0.0.1:{self.health_port + 1}/metrics").text
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+@pytest.fixture(scope="session")
+def operator(
+    local_stack: Stack,
+    operator_kubeconfig: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[OperatorProcess]:
+    env = {**os.environ, **local_stack.client_env()}
+    env.pop("KUBECONFIG", None)
+    env["ANNOSTACK_KUBERNETES__KUBECONFIG"] = str(operator_kubeconfig)
+    env["ANNOSTACK_OPERATOR_DRIFT_INTERVAL_SECONDS"] = str(DRIFT_INTERVAL_SECONDS)
+    env["ANNOSTACK_OPERATOR_RETRY_DELAY_SECONDS"] = "2"
+    env["ANNOSTACK_OPERATOR_DELETE_RETRIES_BEFORE_STALLED"] = "2"
+    log = tmp_path_factory.mktemp("operator-log") / "operator.log"
+    process = OperatorProcess(env, log, health_port=18181)
+    process.start()
+    yield process
+    process.stop()
+
+
+class Tenants:
+    """Create, read and delete Tenant objects as a platform admin would (kubectl)."""
+
+    def __init__(self, kube: Kube) -> None:
+        self.api = client.CustomObjectsApi(kube.api)
+        self.created: list[str] = []
+
+    def create(self, spec: dict[str, Any], name: str | None = None) -> str:
+        name = name or f"t{uuid.uuid4().hex[:8]}"
+        body = {
+            "apiVersion": f"{API_GROUP}/{API_VERSION}",
+            "kind": "Tenant",
+            "metadata": {"name": name},
+            "spec": spec,
+        }
+        self.api.create_cluster_custom_object(API_GROUP, API_VERSION, "tenants", body)
+        self.created.append(name)
+        return name
+
+    def get(self, name: str) -> dict[str, Any] | None:
+        try:
+            obj: dict[str, Any] = self.api.get_cluster_custom_object(
+                API_GROUP, API_VERSION, "tenants", name
+            )
+        except client.ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+        return obj
+
+    def patch_spec(self, name: str, spec: dict[str, Any]) -> None:
+        self.api.patch_cluster_custom_object(
+            API_GROUP, API_VERSION, "tenants", name, {"spec": spec}
+        )
+
+    def delete(self, name: str) -> None:
+        self.api.delete_cluster_custom_object(API_GROUP, API_VERSION, "tenants", name)
+
+    def condition(self, name: str, type_: str) -> dict[str, Any] | None:
+        tenant = self.get(name) or {}
+        conditions = tenant.get("status", {}).get("conditions", [])
+        return next((c for c in conditions if c["type"] == type_), None)
+
+    def wait_ready(self, name: str, timeout: float = 90) -> dict[str, Any]:
+        def ready() -> bool:
+            tenant = self.get(name) or {}
+            status = tenant.get("status", {})
+            condition = self.condition(name, "Ready")
+            return (
+                condition is not None
+                and condition["status"] == "True"
+                and status.get("observedGeneration") == tenant["metadata"]["generation"]
+            )
+
+        wait_for(ready, timeout=timeout, what=f"Tenant {name} Ready")
+        tenant = self.get(name)
+        assert tenant is not None
+        return tenant
+
+    def wait_gone(self, name: str, timeout: float = 90) -> None:
+        wait_for(lambda: self.get(name) is None, timeout=timeout, what=f"Tenant {name} deleted")
+
+
+@pytest.fixture
+def tenants(admin_kube: Kube, operator: OperatorProcess) -> Iterator[Tenants]:
+    made = Tenants(admin_kube)
+    yield made
+    for name in made.created:
+        if made.get(name) is not None:
+            made.patch_spec(name, {"deletionPolicy": "Delete"})
+            made.delete(name)
+    for name in made.created:
+        made.wait_gone(name)

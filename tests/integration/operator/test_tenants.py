@@ -1,0 +1,294 @@
+"""Tenant lifecycle against the real stack: every backend checked through its own client."""
+
+from __future__ import annotations
+
+import io
+import json
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+from sqlalchemy.exc import DBAPIError
+
+from annostack.adapters.database import DatabaseAdmin, engine_for
+from annostack.adapters.kube import Kube
+from annostack.adapters.object_store import ObjectStoreAdmin
+from annostack.domain.tenant_stack import TenantConnection
+from annostack.domain.tenants import API_GROUP, API_VERSION, TenantNames
+from annostack.settings import Settings
+from tests.integration.operator.conftest import OperatorProcess, Tenants
+from tests.support import wait_for
+
+pytestmark = pytest.mark.integration
+
+HEALTHY = {
+    "Ready",
+    "NamespaceReady",
+    "DatabaseReady",
+    "BucketReady",
+    "MessagingReady",
+    "WorkersReady",
+}
+
+
+def connection_of(kube: Kube, names: TenantNames) -> TenantConnection:
+    data = kube.secret_data(names.namespace, names.secret)
+    assert data is not None, "connection Secret missing"
+    return TenantConnection.from_env(data)
+
+
+def pulsar_admin(settings: Settings) -> httpx.Client:
+    return httpx.Client(base_url=f"{settings.pulsar.admin_url}/admin/v2", timeout=10)
+
+
+def test_create_provisions_every_backend(
+    tenants: Tenants, admin_kube: Kube, stack_settings: Settings
+) -> None:
+    name = tenants.create(
+        {"displayName": "Acme", "plan": {"backlogQuota": "64Mi"}, "workers": {"maxReplicas": 3}}
+    )
+    tenant = tenants.wait_ready(name)
+    names = TenantNames(tenant=name)
+    conditions = {c["type"]: c["status"] for c in tenant["status"]["conditions"]}
+    assert conditions == dict.fromkeys(HEALTHY, "True"), "no condition is False when healthy"
+    assert tenant["metadata"]["annotations"].get(f"{API_GROUP}/kopf-managed") == "yes"
+    assert "kopf" not in tenant["status"], "kopf's bookkeeping stays out of status"
+
+    core, apps = client.CoreV1Api(admin_kube.api), client.AppsV1Api(admin_kube.api)
+    namespace = core.read_namespace(names.namespace)
+    assert namespace.metadata.labels["annostack.io/tenant"] == name
+    assert (
+        core.read_namespaced_resource_quota("tenant-quota", names.namespace).spec.hard["pods"]
+        == "4"
+    )
+    assert core.read_namespaced_limit_range("tenant-limits", names.namespace)
+    assert core.read_namespaced_service_account("workers", names.namespace)
+    policy = client.NetworkingV1Api(admin_kube.api).read_namespaced_network_policy(
+        "default-deny-with-backends", names.namespace
+    )
+    assert set(policy.spec.policy_types) == {"Ingress", "Egress"}
+    deployment = apps.read_namespaced_deployment("workers", names.namespace)
+    container = deployment.spec.template.spec.containers[0]
+    assert container.env_from[0].secret_ref.name == names.secret
+    assert container.liveness_probe.http_get.path == "/healthz"
+
+    connection = connection_of(admin_kube, names)
+    password = connection.db_password.get_secret_value()
+    _assert_database_isolated(stack_settings, names, password)
+    _assert_bucket(stack_settings, names)
+    _assert_messaging(stack_settings, names, backlog_bytes=64 * 2**20)
+    _assert_no_secret_leaks(admin_kube, tenant, password)
+
+
+def _assert_database_isolated(settings: Settings, names: TenantNames, password: str) -> None:
+    admin = DatabaseAdmin(settings.db)
+    other = f"other_{uuid.uuid4().hex[:8]}"
+    with admin.engine.begin() as conn:
+        conn.execute(sa.text(f"CREATE DATABASE {other}"))
+    engine = engine_for(settings.db, names.db_user, password, names.database)
+    try:
+        with engine.connect() as conn:
+            tables = set(sa.inspect(conn).get_table_names())
+            assert {"datasets", "data_items", "annotation_results"} <= tables
+            with pytest.raises(DBAPIError, match="denied"):
+                conn.execute(sa.text(f"CREATE TABLE {other}.stolen (id INT)"))
+            visible = conn.execute(sa.text("SHOW DATABASES")).scalars().all()
+            assert other not in visible and names.database in visible
+    finally:
+        engine.dispose()
+        with admin.engine.begin() as conn:
+            conn.execute(sa.text(f"DROP DATABASE {other}"))
+        admin.close()
+
+
+def _assert_bucket(settings: Settings, names: TenantNames) -> None:
+    store = ObjectStoreAdmin(settings.s3)
+    assert store.bucket_exists(names.bucket)
+    assert store.client.get_bucket_versioning(names.bucket).status == "Enabled"
+    assert store.cors_origins(names.bucket) == ["*"]
+    assert store.client.get_bucket_lifecycle(names.bucket) is not None
+
+
+def _assert_messaging(settings: Settings, names: TenantNames, backlog_bytes: int) -> None:
+    with pulsar_admin(settings) as http:
+        assert names.pulsar_namespace in http.get(f"/namespaces/{names.pulsar_tenant}").json()
+        quota = http.get(f"/namespaces/{names.pulsar_namespace}/backlogQuotaMap").json()
+        assert quota["destination_storage"]["limitSize"] == backlog_bytes
+        for topic in ("thumbnails", "pointclouds", "archives", "dead-letter"):
+            path = f"/persistent/{names.pulsar_namespace}/{topic}/subscriptions"
+            assert http.get(path).json() == ["workers"]
+
+
+def _assert_no_secret_leaks(kube: Kube, tenant: dict[str, Any], password: str) -> None:
+    assert password not in json.dumps(tenant)
+    events = client.CoreV1Api(kube.api).list_event_for_all_namespaces(
+        field_selector=f"involvedObject.name={tenant['metadata']['name']}"
+    )
+    assert all(password not in (event.message or "") for event in events.items)
+
+
+def test_spec_update_reaches_every_backend(
+    tenants: Tenants, admin_kube: Kube, stack_settings: Settings
+) -> None:
+    name = tenants.create({"displayName": "Grow", "workers": {"maxReplicas": 2}})
+    tenants.wait_ready(name)
+    tenants.patch_spec(
+        name,
+        {
+            "plan": {"backlogQuota": "128Mi", "workerCpu": "500m"},
+            "workers": {"maxReplicas": 5, "minReplicas": 1},
+        },
+    )
+    tenants.wait_ready(name)
+    names = TenantNames(tenant=name)
+    core, apps = client.CoreV1Api(admin_kube.api), client.AppsV1Api(admin_kube.api)
+    hard = core.read_namespaced_resource_quota("tenant-quota", names.namespace).spec.hard
+    assert hard["pods"] == "6"
+    assert hard["requests.cpu"] == "2500m"
+    deployment = apps.read_namespaced_deployment("workers", names.namespace)
+    assert deployment.spec.replicas == 1, "raised minReplicas lifts the replica count"
+    assert deployment.spec.template.spec.containers[0].resources.limits["cpu"] == "500m"
+    _assert_messaging(stack_settings, names, backlog_bytes=128 * 2**20)
+
+
+def test_drift_is_repaired_and_reported(
+    tenants: Tenants, admin_kube: Kube, stack_settings: Settings, operator: OperatorProcess
+) -> None:
+    name = tenants.create({"displayName": "Drift"})
+    tenants.wait_ready(name)
+    names = TenantNames(tenant=name)
+    store, db = ObjectStoreAdmin(stack_settings.s3), DatabaseAdmin(stack_settings.db)
+    apps = client.AppsV1Api(admin_kube.api)
+
+    store.delete_bucket(names.bucket)
+    db.drop_user(names.db_user)
+    apps.patch_namespaced_deployment(
+        "workers",
+        names.namespace,
+        {"spec": {"template": {"spec": {"containers": [{"name": "worker", "image": "evil:1"}]}}}},
+    )
+
+    def repaired() -> bool:
+        image = apps.read_namespaced_deployment("workers", names.namespace).spec.template.spec
+        return (
+            store.bucket_exists(names.bucket)
+            and db.user_exists(names.db_user)
+            and image.containers[0].image != "evil:1"
+        )
+
+    wait_for(repaired, timeout=60, what="drift repaired")
+    password = connection_of(admin_kube, names).db_password.get_secret_value()
+    assert db.can_log_in(names.db_user, password, names.database)
+    events = client.CoreV1Api(admin_kube.api).list_event_for_all_namespaces(
+        field_selector=f"involvedObject.name={name},reason=DriftRepaired"
+    )
+    assert events.items, "a repair is announced with an event"
+    assert "annostack_operator_drift_repairs_total" in operator.metrics()
+    db.close()
+
+
+def test_pause_freezes_every_backend(
+    tenants: Tenants, admin_kube: Kube, stack_settings: Settings
+) -> None:
+    name = tenants.create({"displayName": "Paused"})
+    tenants.wait_ready(name)
+    names = TenantNames(tenant=name)
+    store = ObjectStoreAdmin(stack_settings.s3)
+    tenants.patch_spec(name, {"paused": True})
+    wait_for(lambda: (tenants.get(name) or {}).get("status", {}).get("phase") == "Paused")
+    store.delete_bucket(names.bucket)
+    tenants.patch_spec(name, {"workers": {"maxReplicas": 7}})
+    # Several drift intervals pass without the operator touching anything.
+    with pytest.raises(AssertionError):
+        wait_for(lambda: store.bucket_exists(names.bucket), timeout=10, what="repair")
+    quota = client.CoreV1Api(admin_kube.api).read_namespaced_resource_quota(
+        "tenant-quota", names.namespace
+    )
+    assert quota.spec.hard["pods"] == "5", "no change while paused"
+
+    tenants.patch_spec(name, {"paused": False})
+    tenants.wait_ready(name)
+    assert store.bucket_exists(names.bucket)
+
+
+@pytest.mark.parametrize("policy", ["Retain", "Delete"])
+def test_deletion_honours_the_policy(
+    policy: str, tenants: Tenants, admin_kube: Kube, stack_settings: Settings
+) -> None:
+    name = tenants.create({"displayName": "Bye", "deletionPolicy": policy})
+    tenants.wait_ready(name)
+    names = TenantNames(tenant=name)
+    store, db = ObjectStoreAdmin(stack_settings.s3), DatabaseAdmin(stack_settings.db)
+    store.client.put_object(names.bucket, "keep.json", io.BytesIO(b"{}"), 2)
+    tenants.delete(name)
+    tenants.wait_gone(name)
+    core = client.CoreV1Api(admin_kube.api)
+    wait_for(lambda: not _namespace_exists(core, names.namespace), timeout=90, what="ns gone")
+    with pulsar_admin(stack_settings) as http:
+        pulsar_kept = http.get(f"/tenants/{names.pulsar_tenant}").status_code == 200
+    kept = {
+        "bucket": store.bucket_exists(names.bucket),
+        "user": db.user_exists(names.db_user),
+        "schema": _schema_exists(db, names.database),
+        "pulsar": pulsar_kept,
+    }
+    expected = policy == "Retain"
+    assert kept == dict.fromkeys(kept, expected)
+    if expected:  # clean up what Retain left behind
+        store.delete_bucket(names.bucket)
+        db.drop_user(names.db_user)
+        db.drop_schema(names.database)
+        with pulsar_admin(stack_settings) as http:
+            http.delete(f"/tenants/{names.pulsar_tenant}", params={"force": "true"})
+    db.close()
+
+
+def _namespace_exists(core: client.CoreV1Api, namespace: str) -> bool:
+    try:
+        core.read_namespace(namespace)
+    except ApiException as error:
+        if error.status == 404:
+            return False
+        raise
+    return True
+
+
+def _schema_exists(db: DatabaseAdmin, schema: str) -> bool:
+    with db.engine.connect() as conn:
+        row = conn.execute(
+            sa.text("SELECT 1 FROM information_schema.schemata WHERE schema_name = :s"),
+            {"s": schema},
+        ).first()
+    return row is not None
+
+
+@pytest.mark.parametrize(
+    ("name", "spec", "message"),
+    [
+        ("a" * 25, {"displayName": "x"}, "at most 24 characters"),
+        ("Upper", {"displayName": "x"}, "lowercase"),
+        ("ok", {"displayName": "x", "workers": {"minReplicas": 5, "maxReplicas": 2}}, "must not"),
+        ("ok", {"displayName": "x", "plan": {"storage": "lots"}}, "spec.plan.storage"),
+        ("ok", {"displayName": "x", "deletionPolicy": "Shred"}, "Unsupported value"),
+        ("ok", {}, "displayName: Required value"),
+    ],
+)
+def test_invalid_specs_are_rejected_with_a_reason(
+    admin_kube: Kube, installed_crds: None, name: str, spec: dict[str, Any], message: str
+) -> None:
+    body = {
+        "apiVersion": f"{API_GROUP}/{API_VERSION}",
+        "kind": "Tenant",
+        "metadata": {"name": name},
+        "spec": spec,
+    }
+    with pytest.raises(ApiException) as rejected:
+        client.CustomObjectsApi(admin_kube.api).create_cluster_custom_object(
+            API_GROUP, API_VERSION, "tenants", body, dry_run="All"
+        )
+    assert rejected.value.status == 422
+    assert message in json.loads(rejected.value.body)["message"]
