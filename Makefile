@@ -10,6 +10,7 @@ bootstrap:
 ## Set up and run the platform on the local stack.
 dev: bootstrap
 	$(BIN)/annostack dev up
+	$(BIN)/annostack dev platform
 
 ## Set up and run the whole test suite: lint, types, import layers, unit and integration tiers.
 test: bootstrap lint

@@ -40,6 +40,9 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         prefix=API_GROUP, key="last-handled-configuration"
     )
     settings.posting.level = logging.INFO
+    # A replica that died without saying goodbye (SIGKILL, node loss) blocks its successor
+    # until its peering entry expires; 60 s by default is a minute of no reconciling.
+    settings.peering.lifetime = 15
     # Sync handlers run in this pool; backend calls block, so allow tenants in parallel.
     settings.execution.max_workers = 16
     settings.watching.server_timeout = 300

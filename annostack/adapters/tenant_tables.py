@@ -10,6 +10,7 @@ executable comments); these Core tables mirror it for queries.
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -62,11 +63,16 @@ annotation_results = sa.Table(
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
+# Alembic's `context` and `op` are module-level proxies: two migrations in two threads of one
+# process (the operator reconciles tenants in parallel) would trample each other's.
+_alembic_lock = threading.Lock()
+
+
 def migrate(engine: Engine) -> None:
     """Bring one tenant schema to the latest revision (idempotent)."""
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as connection:
+    with _alembic_lock, engine.begin() as connection:
         cfg.attributes["connection"] = connection
         command.upgrade(cfg, "head")
 

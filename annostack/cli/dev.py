@@ -9,7 +9,9 @@ from rich.table import Table
 
 from annostack.devstack.builds import MissingPrerequisite
 from annostack.devstack.console import CommandFailed, console
+from annostack.devstack.platform import Platform
 from annostack.devstack.stack import ComponentFailed, Stack, State
+from annostack.domain.errors import BackendError
 
 app = typer.Typer(
     help="Run the local stack: etcd, kube-apiserver, TiDB/MariaDB, S3, Pulsar, Redis."
@@ -30,9 +32,31 @@ def up() -> None:
 
 
 @app.command()
+def platform() -> None:
+    """Install the CRDs, start the operator and apply examples/tenant.yaml until it is Ready."""
+    stack = Stack()
+    try:
+        stack.up()
+        annostack = Platform(stack)
+        annostack.install()
+        annostack.start_operator()
+        name = annostack.apply_demo()
+    except (ComponentFailed, CommandFailed, MissingPrerequisite, BackendError) as error:
+        console.print(f"[red]dev platform failed:[/red] {error}")
+        raise typer.Exit(1) from error
+    _print_status(stack)
+    console.print(
+        f'Tenant [bold]{name}[/bold] is Ready. Try: eval "$(annostack dev env)"; '
+        "kubectl get tenants; kubectl get all -n tenant-demo"
+    )
+
+
+@app.command()
 def down() -> None:
-    """Stop the processes `up` started (data is kept; `up` starts them on it again)."""
-    Stack().down()
+    """Stop the processes `up` and `platform` started (data is kept for the next `up`)."""
+    stack = Stack()
+    Platform(stack).stop()
+    stack.down()
 
 
 @app.command()

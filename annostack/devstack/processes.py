@@ -1,9 +1,9 @@
 """Background server processes that `annostack dev down` can find and stop again.
 
-Each process is started in its own session (so it outlives the CLI and can be signalled as a
-group) and recorded in ``<state>/<name>.pid`` as ``pid starttime``. The kernel start time
-guards against PID reuse: after a reboot or a long pause a recorded PID may belong to someone
-else's process, and `down` must stop only what `up` started.
+Each process is started detached, in its own session (see `launch`), so it outlives the CLI
+and can be signalled as a group, and recorded in ``<state>/<name>.pid`` as ``pid starttime``.
+The kernel start time guards against PID reuse: after a reboot or a long pause a recorded PID
+may belong to someone else's process, and `down` must stop only what `up` started.
 """
 
 from __future__ import annotations
@@ -12,17 +12,13 @@ import contextlib
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 STOP_GRACE_SECONDS = 20.0  # Pulsar flushes its ledgers on SIGTERM; give it time
-
-# Popen objects of the servers this process started. Servers outlive us on purpose; keeping the
-# handles referenced stops Popen.__del__ from warning that a child is "still running" while a
-# long-lived caller (the pytest session) is alive.
-_spawned: list[subprocess.Popen[bytes]] = []
 
 
 @dataclass(frozen=True)
@@ -42,10 +38,10 @@ class ProcessRecord:
         path.write_text(f"{self.pid} {self.start_time}\n")
 
     def is_alive(self) -> bool:
-        return _start_time(self.pid) == self.start_time
+        return start_time(self.pid) == self.start_time
 
 
-def _start_time(pid: int) -> str | None:
+def start_time(pid: int) -> str | None:
     """Field 22 of /proc/<pid>/stat: start time in clock ticks since boot."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
@@ -68,22 +64,16 @@ def spawn(
 ) -> ProcessRecord:
     """Start a server detached from this process and record it."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    with log_path.open("ab") as log:
-        proc = subprocess.Popen(
-            list(argv),
-            cwd=cwd,
-            env={**os.environ, **env} if env else None,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    _spawned.append(proc)
-    start_time = _start_time(proc.pid)
-    if start_time is None:
+    pid_path.unlink(missing_ok=True)
+    launcher = [sys.executable, "-m", "annostack.devstack.launch"]
+    subprocess.run(
+        [*launcher, str(pid_path), str(log_path), str(cwd), "--", *argv],
+        env={**os.environ, **env} if env else None,
+        check=True,
+    )
+    record = ProcessRecord.read(pid_path)
+    if record is None or not record.is_alive():
         raise RuntimeError(f"{argv[0]} exited immediately; see {log_path}")
-    record = ProcessRecord(proc.pid, start_time)
-    record.write(pid_path)
     return record
 
 
@@ -107,18 +97,13 @@ def stop(pid_path: Path) -> bool:
         _signal_group(record.pid, signal.SIGKILL)
         while record.is_alive():
             time.sleep(0.1)
-    _reap(record.pid)
     pid_path.unlink(missing_ok=True)
     return True
 
 
-def _reap(pid: int) -> None:
-    """Collect the exit status of a server this very process started (no zombie left)."""
-    for proc in [p for p in _spawned if p.pid == pid]:
-        proc.wait()
-        _spawned.remove(proc)
-
-
 def _signal_group(pid: int, sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError):
+    try:
         os.killpg(pid, sig)
+    except ProcessLookupError:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)

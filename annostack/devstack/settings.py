@@ -32,6 +32,8 @@ class Ports(BaseModel):
     pulsar_web: int = Field(default=18080, description="Pulsar admin REST port.")
     pulsar_bookie: int = Field(default=13181, description="BookKeeper bookie port.")
     redis: int = Field(default=16379, description="Redis port.")
+    operator_health: int = Field(default=18081, description="Operator /healthz (dev platform).")
+    operator_metrics: int = Field(default=19090, description="Operator /metrics (dev platform).")
 
 
 def _default_home() -> Path:

@@ -22,6 +22,7 @@ import yaml
 from kubernetes import client
 
 from annostack.adapters.kube import Kube
+from annostack.devstack.platform import Platform
 from annostack.devstack.stack import Stack
 from annostack.domain.tenants import API_GROUP, API_VERSION
 from annostack.settings import Settings
@@ -150,6 +151,9 @@ def operator(
     operator_kubeconfig: Path,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[OperatorProcess]:
+    # A development operator (`annostack dev platform`) would share kopf's peering and pause
+    # both; the tests need theirs to be the only one.
+    Platform(local_stack).stop()
     env = {**os.environ, **local_stack.client_env()}
     env.pop("KUBECONFIG", None)
     env["ANNOSTACK_KUBERNETES__KUBECONFIG"] = str(operator_kubeconfig)

@@ -10,6 +10,10 @@ are scattered with SHARD_ROW_ID_BITS; MySQL and MariaDB read `/*T! ... */` as pl
 
 from alembic import op
 
+# MySQL and TiDB commit every DDL statement on its own, so a migration killed half-way (the
+# operator is SIGKILLed mid-reconcile) leaves some tables without a version row; every statement
+# is therefore idempotent and the whole revision can simply run again.
+
 revision = "0001"
 down_revision = None
 
@@ -19,7 +23,7 @@ NONCLUSTERED = "/*T![clustered_index] NONCLUSTERED */"
 
 def upgrade() -> None:
     op.execute(
-        f"""CREATE TABLE datasets (
+        f"""CREATE TABLE IF NOT EXISTS datasets (
             id BIGINT NOT NULL AUTO_INCREMENT,
             name VARCHAR(253) NOT NULL,
             display_name VARCHAR(256) NOT NULL,
@@ -34,7 +38,7 @@ def upgrade() -> None:
         ) {SPREAD}"""
     )
     op.execute(
-        f"""CREATE TABLE data_items (
+        f"""CREATE TABLE IF NOT EXISTS data_items (
             id BIGINT NOT NULL AUTO_INCREMENT,
             dataset_id BIGINT NOT NULL,
             name VARCHAR(512) NOT NULL,
@@ -50,7 +54,7 @@ def upgrade() -> None:
         ) {SPREAD}"""
     )
     op.execute(
-        """CREATE TABLE annotation_results (
+        """CREATE TABLE IF NOT EXISTS annotation_results (
             data_item_id BIGINT NOT NULL,
             source VARCHAR(64) NOT NULL,
             version INT NOT NULL,
