@@ -55,7 +55,11 @@ def _paused(spec: TenantSpec, meta: kopf.Meta) -> bool:
     return spec.paused or meta.get("annotations", {}).get(PAUSE_ANNOTATION) == "true"
 
 
-def _write_status(memo: kopf.Memo, name: str, status: dict[str, Any]) -> None:
+def _write_status(memo: kopf.Memo, name: str, status: dict[str, Any], current: kopf.Status) -> None:
+    # The drift pass visits every tenant every interval; most passes change nothing, and
+    # skipping identical writes keeps the apiserver (and etcd) out of the idle cost.
+    if status == dict(current):
+        return
     _provisioner(memo).b.kube.patch_status(API_GROUP + "/" + API_VERSION, "Tenant", name, status)
 
 
@@ -109,12 +113,11 @@ def _reconcile(
 ) -> None:
     tenant_spec = _parse(spec)
     if _paused(tenant_spec, meta):
-        _write_status(
-            memo,
-            name,
-            with_condition(dict(status), ConditionType.RECONCILING, False, "", "", phase="Paused"),
+        paused = with_condition(
+            dict(status), ConditionType.RECONCILING, False, "", "", phase="Paused"
         )
-        logger.info("paused: no backend is changed")
+        _write_status(memo, name, paused, status)
+        logger.debug("paused: no backend is changed")
         return
     with _locks[name]:
         started = time.monotonic()
@@ -134,9 +137,8 @@ def _report(
     trigger: str,
 ) -> None:
     generation = int(meta.get("generation", 0))
-    _write_status(
-        memo, name, tenant_status(dict(status), TenantNames(tenant=name), report, generation)
-    )
+    new_status = tenant_status(dict(status), TenantNames(tenant=name), report, generation)
+    _write_status(memo, name, new_status, status)
     if report.repaired and trigger == "timer":
         for repaired in report.repaired:
             metrics.DRIFT_REPAIRS.labels(repaired.split("/", 1)[0]).inc()
@@ -184,12 +186,9 @@ def delete_tenant(
         f"or annotate the Tenant {ABANDON_ANNOTATION}=true to finish without that cleanup "
         "(and remove what is left by hand)"
     )
-    _write_status(
-        memo,
-        name,
-        with_condition(
-            dict(status), ConditionType.STALLED, True, "DeletionBlocked", advice, phase="Stalled"
-        ),
+    stalled = with_condition(
+        dict(status), ConditionType.STALLED, True, "DeletionBlocked", advice, phase="Stalled"
     )
+    _write_status(memo, name, stalled, status)
     kopf.warn(body, reason="DeletionBlocked", message=advice)
     raise kopf.TemporaryError(advice, delay=TIMINGS.stalled_retry_delay_seconds)

@@ -12,6 +12,7 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import pymysql
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -20,6 +21,8 @@ from annostack.domain.errors import Backend, BackendRejected, BackendUnavailable
 from annostack.settings import DatabaseSettings
 
 IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+# ER_ACCESS_DENIED_ERROR, ER_DBACCESS_DENIED_ERROR, ER_BAD_DB_ERROR: the login itself failed.
+ACCESS_DENIED_CODES = {1045, 1044, 1049}
 CONNECT_TIMEOUT_SECONDS = 5
 
 
@@ -55,6 +58,7 @@ class DatabaseAdmin:
         self.engine = engine_for(
             settings, settings.admin_user, settings.admin_password.get_secret_value()
         )
+        self._is_tidb: bool | None = None
 
     def close(self) -> None:
         self.engine.dispose()
@@ -90,14 +94,22 @@ class DatabaseAdmin:
             return self._exists_in(conn, user)
 
     def can_log_in(self, user: str, password: str, schema: str) -> bool:
-        engine = engine_for(self.settings, user, password, schema)
+        """One plain login (no engine or pool to build): does this password still work?"""
         try:
-            with engine.connect():
-                return True
-        except DBAPIError:
-            return False
-        finally:
-            engine.dispose()
+            connection = pymysql.connect(
+                host=self.settings.host,
+                port=self.settings.port,
+                user=user,
+                password=password,
+                database=schema,
+                connect_timeout=CONNECT_TIMEOUT_SECONDS,
+            )
+        except pymysql.err.OperationalError as error:
+            if error.args and error.args[0] in ACCESS_DENIED_CODES:
+                return False
+            raise BackendUnavailable(Backend.DATABASE, f"login check: {error.args}") from error
+        connection.close()
+        return True
 
     def ensure_user(self, user: str, password: str, schema: str) -> bool:
         """The user exists, has this password, and is granted exactly its own schema."""
@@ -118,9 +130,12 @@ class DatabaseAdmin:
             conn.execute(sa.text(f"GRANT ALL PRIVILEGES ON {on} TO {to}"))
 
     def supports_resource_groups(self) -> bool:
-        with self._transaction() as conn:
-            version = str(conn.execute(sa.text("SELECT VERSION()")).scalar_one())
-        return "TiDB" in version
+        """TiDB only; asked once per process (a server does not change kind under us)."""
+        if self._is_tidb is None:
+            with self._transaction() as conn:
+                version = str(conn.execute(sa.text("SELECT VERSION()")).scalar_one())
+            self._is_tidb = "TiDB" in version
+        return self._is_tidb
 
     def ensure_resource_group(self, group: str, request_units: int, user: str) -> bool:
         """TiDB only: a resource group with RU_PER_SEC, bound to the tenant's user."""

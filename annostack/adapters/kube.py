@@ -74,6 +74,7 @@ class Kube:
     def __init__(self, settings: KubernetesSettings) -> None:
         self.api = api_client(settings)
         self.dynamic = DynamicClient(self.api)
+        self._seen: dict[tuple[str, str, str | None, str], str] = {}
 
     def _resource(self, api_version: str, kind: str) -> Any:
         try:
@@ -100,10 +101,19 @@ class Kube:
                 return None
 
     def apply(self, manifest: Manifest) -> Applied:
-        """Server-side apply `manifest`; report whether the stored object changed."""
+        """Server-side apply `manifest`; report whether the stored object changed.
+
+        The resourceVersion seen after our last apply is remembered, so the periodic drift
+        pass costs one request per object; only the first apply of an object in this process
+        reads it first.
+        """
         meta = manifest["metadata"]
         kind, name, namespace = manifest["kind"], meta["name"], meta.get("namespace")
-        before = self.get(manifest["apiVersion"], kind, name, namespace)
+        key = (manifest["apiVersion"], kind, namespace, name)
+        previous = self._seen.get(key)
+        if previous is None:
+            before = self.get(manifest["apiVersion"], kind, name, namespace)
+            previous = before.metadata.resourceVersion if before is not None else ""
         with translated_errors(f"apply {kind} {name}"):
             after = self._resource(manifest["apiVersion"], kind).server_side_apply(
                 body=manifest,
@@ -112,7 +122,7 @@ class Kube:
                 field_manager=FIELD_MANAGER,
                 force_conflicts=True,
             )
-        previous = before.metadata.resourceVersion if before is not None else None
+        self._seen[key] = after.metadata.resourceVersion
         return Applied(kind, name, changed=after.metadata.resourceVersion != previous)
 
     def delete(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> bool:

@@ -10,12 +10,14 @@ executable comments); these Core tables mirror it for queries.
 
 from __future__ import annotations
 
+import functools
 import threading
 from pathlib import Path
 
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
+from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Engine
 
 metadata = sa.MetaData()
@@ -68,13 +70,31 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 _alembic_lock = threading.Lock()
 
 
-def migrate(engine: Engine) -> None:
-    """Bring one tenant schema to the latest revision (idempotent)."""
+def _config() -> Config:
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
+    return cfg
+
+
+@functools.cache
+def head_revision() -> str | None:
+    """The newest revision shipped with this build (read once per process)."""
+    return ScriptDirectory.from_config(_config()).get_current_head()
+
+
+def migrate(engine: Engine) -> bool:
+    """Bring one tenant schema to the latest revision; True if anything ran.
+
+    The drift pass calls this for every tenant every interval, so the common case (already at
+    head) is one SELECT, not an Alembic run.
+    """
+    if current_revision(engine) == head_revision():
+        return False
+    cfg = _config()
     with _alembic_lock, engine.begin() as connection:
         cfg.attributes["connection"] = connection
         command.upgrade(cfg, "head")
+    return True
 
 
 def current_revision(engine: Engine) -> str | None:

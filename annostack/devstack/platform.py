@@ -60,7 +60,8 @@ class Platform:
             self.kube.apply(doc)
         say("  [green]✓[/green] CRDs installed (tenants, datasets, processingjobs)")
 
-    def start_operator(self) -> None:
+    def start_operator(self, extra_env: dict[str, str] | None = None) -> int:
+        """Start the operator unless it runs; return its pid."""
         if processes.running(self.pid_path) is None:
             ports = self.stack.settings.ports
             processes.spawn(
@@ -80,10 +81,13 @@ class Platform:
                 pid_path=self.pid_path,
                 log_path=self.log_path,
                 cwd=self.stack.settings.state_dir,
-                env=self.stack.client_env(),
+                env={**self.stack.client_env(), **(extra_env or {})},
             )
         self._wait(self._operator_healthy, "operator /healthz")
         say(f"  [green]✓[/green] operator running (log: {self.log_path})")
+        record = processes.running(self.pid_path)
+        assert record is not None
+        return record.pid
 
     def _operator_healthy(self) -> bool:
         if processes.running(self.pid_path) is None:

@@ -20,7 +20,7 @@ from annostack.adapters.object_store import ObjectStoreAdmin
 from annostack.domain.tenant_stack import TenantConnection
 from annostack.domain.tenants import API_GROUP, API_VERSION, TenantNames
 from annostack.settings import Settings
-from tests.integration.operator.conftest import OperatorProcess, Tenants
+from tests.integration.operator.conftest import ROOT, OperatorProcess, Tenants, load_documents
 from tests.support import wait_for
 
 pytestmark = pytest.mark.integration
@@ -292,3 +292,11 @@ def test_invalid_specs_are_rejected_with_a_reason(
         )
     assert rejected.value.status == 422
     assert message in json.loads(rejected.value.body)["message"]
+
+
+def test_the_documented_example_becomes_ready(tenants: Tenants) -> None:
+    (example,) = load_documents(ROOT / "examples" / "tenant.yaml")
+    # Under a fresh name: `annostack dev platform` applies the example itself as "demo".
+    name = tenants.create(example["spec"])
+    tenant = tenants.wait_ready(name)
+    assert tenant["spec"]["plan"]["storage"] == example["spec"]["plan"]["storage"]
