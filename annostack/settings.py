@@ -37,6 +37,13 @@ class DatabaseSettings(BaseModel):
         default="root", description="Account that creates tenant schemas and users."
     )
     admin_password: SecretStr = Field(default=SecretStr(""), description="Its password.")
+    tls: Literal["required", "disabled"] = Field(
+        default="required",
+        description=(
+            "TLS to the server, verified against the system CAs. `disabled` only for servers "
+            "without TLS, such as the local stack."
+        ),
+    )
 
 
 class ObjectStoreSettings(BaseModel):

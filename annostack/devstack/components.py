@@ -317,6 +317,7 @@ class MySQLServer(Component):
             "ANNOSTACK_DB__PORT": str(self.ports.mysql),
             "ANNOSTACK_DB__ADMIN_USER": DB_ADMIN_USER,
             "ANNOSTACK_DB__ADMIN_PASSWORD": self.ctx.credentials.db_admin_password,
+            "ANNOSTACK_DB__TLS": "disabled",  # the local stack's servers have no certificates
         }
 
 

@@ -32,6 +32,7 @@ class TenantConnection(CamelModel):
     db_port: int
     db_user: str
     db_password: SecretStr
+    db_tls: str
     database: str
     s3_endpoint: str
     s3_region: str

@@ -154,6 +154,7 @@ class TenantProvisioner:
             db_port=s.db.port,
             db_user=names.db_user,
             db_password=password,
+            db_tls=s.db.tls,
             database=names.database,
             s3_endpoint=s.s3.endpoint,
             s3_region=s.s3.region,
