@@ -62,6 +62,16 @@ annotation_results = sa.Table(
     sa.Column("updated_at", sa.DateTime, nullable=False, server_default=sa.func.now()),
 )
 
+api_tokens = sa.Table(
+    "api_tokens",
+    metadata,
+    sa.Column("id", sa.BigInteger, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(128), nullable=False),
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("created_at", sa.DateTime, nullable=False, server_default=sa.func.now()),
+    sa.Column("revoked_at", sa.DateTime, nullable=True),
+)
+
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from annostack.cli import crds, dev, operator
+from annostack.cli import api, crds, dev, operator
 
 app = typer.Typer(
     name="annostack",
@@ -18,6 +18,7 @@ app = typer.Typer(
 app.add_typer(dev.app, name="dev")
 app.add_typer(crds.app, name="crds")
 app.add_typer(operator.app, name="operator")
+app.add_typer(api.app, name="api")
 
 
 def main() -> None:

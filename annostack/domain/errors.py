@@ -2,6 +2,12 @@
 
     AnnostackError
     ├── InvalidSpec            a resource's spec cannot be acted on (permanent; user fixes it)
+    ├── NotFound               404: no such object for this tenant (no existence leak)
+    ├── Conflict               409: duplicate name, lock held by someone else
+    ├── PreconditionFailed     412: stale ETag, nothing was written
+    ├── PreconditionRequired   428: a write without If-Match / If-None-Match
+    ├── TooLarge               413: over a documented size limit
+    ├── Invalid                422: well-formed but not acceptable
     └── BackendError           a backend call failed; `backend` names which
         ├── BackendUnavailable     cannot reach it, or it answered 5xx/timeout (temporary: retry)
         └── BackendRejected        it refused the request (permanent until something changes)
@@ -45,3 +51,45 @@ class BackendUnavailable(BackendError):
 
 class BackendRejected(BackendError):
     """The backend refused the request; retrying the same request will not help."""
+
+
+class NotFound(AnnostackError):
+    """No such object for this tenant (also said when it belongs to another tenant)."""
+
+
+class Conflict(AnnostackError):
+    """The request conflicts with existing state (a duplicate name, a held lock)."""
+
+
+class PreconditionFailed(AnnostackError):
+    """The client's version (ETag) is stale, or the object exists when it must not."""
+
+
+class PreconditionRequired(AnnostackError):
+    """A write that could overwrite someone else's work came without If-Match/If-None-Match."""
+
+
+class TooLarge(AnnostackError):
+    """The payload exceeds a documented limit."""
+
+
+class Invalid(AnnostackError):
+    """The payload is well-formed but not acceptable (schema, values)."""
+
+
+_HTTP_STATUS: tuple[tuple[type[AnnostackError], int], ...] = (
+    (NotFound, 404),
+    (Conflict, 409),
+    (PreconditionFailed, 412),
+    (PreconditionRequired, 428),
+    (TooLarge, 413),
+    (Invalid, 422),
+    (InvalidSpec, 422),
+    (BackendUnavailable, 503),
+    (BackendRejected, 502),
+)
+
+
+def http_status(error: AnnostackError) -> int:
+    """The HTTP status that reports `error` (the API and per-document batch results)."""
+    return next((code for kind, code in _HTTP_STATUS if isinstance(error, kind)), 500)

@@ -1,0 +1,41 @@
+"""Publishing processing messages to a tenant's Pulsar topics (pulsar-client)."""
+
+from __future__ import annotations
+
+import threading
+
+import orjson
+import pulsar
+
+from annostack.domain.errors import Backend, BackendUnavailable
+
+SEND_TIMEOUT_MS = 10_000
+
+
+class Publisher:
+    """One client per process; one producer per topic, created on first use."""
+
+    def __init__(self, service_url: str) -> None:
+        self.client = pulsar.Client(service_url, operation_timeout_seconds=10)
+        self._producers: dict[str, pulsar.Producer] = {}
+        self._lock = threading.Lock()
+
+    def _producer(self, topic: str) -> pulsar.Producer:
+        with self._lock:
+            producer = self._producers.get(topic)
+            if producer is None:
+                producer = self.client.create_producer(
+                    topic, send_timeout_millis=SEND_TIMEOUT_MS, block_if_queue_full=True
+                )
+                self._producers[topic] = producer
+            return producer
+
+    def publish(self, topic: str, message: dict[str, object], key: str) -> None:
+        """Send and wait for the broker's acknowledgement (the message is then durable)."""
+        try:
+            self._producer(topic).send(orjson.dumps(message), partition_key=key)
+        except pulsar.PulsarException as error:
+            raise BackendUnavailable(Backend.PULSAR, f"publish to {topic}: {error}") from error
+
+    def close(self) -> None:
+        self.client.close()

@@ -1,0 +1,218 @@
+"""Annotation results: JSON documents in the tenant's bucket, an index row in its database.
+
+Key: ``annotations/<item id>/<source>.json`` — built only from the integer item id (checked to
+be this tenant's) and a source name matching a strict pattern, never from raw user strings.
+
+Writes are conditional: an update carries the ETag the writer read (If-Match), a first save
+says the document must not exist yet (If-None-Match: *). The object store enforces both, so a
+save through the API and a save through a pre-signed URL are protected the same way, and a
+stale save changes nothing (412). Only what is queried goes to SQL: item, source, version,
+object count, ETag, time.
+
+Batch load streams the stored bytes into the response without parsing them; batch save
+validates each document and reports per document — a failed document is not written, the
+others are.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import orjson
+import sqlalchemy as sa
+from pydantic import ValidationError
+from sqlalchemy.dialects.mysql import insert as mysql_insert
+
+from annostack.adapters.objects import ObjectIO, ObjectMissing, StoredObject
+from annostack.adapters.tenant_tables import annotation_results
+from annostack.domain.annotations import MAX_DOCUMENT_BYTES, AnnotationDocument, valid_source
+from annostack.domain.errors import (
+    AnnostackError,
+    Invalid,
+    NotFound,
+    PreconditionRequired,
+    TooLarge,
+    http_status,
+)
+from annostack.services.datasets import existing_items
+from annostack.services.tenancy import TenantContext
+
+BATCH_LIMIT = 1000
+CONCURRENCY = 32  # requests in flight to the object store per batch
+
+
+def document_key(item_id: int, source: str) -> str:
+    if not valid_source(source):
+        raise Invalid(f"source {source!r} must match [a-z0-9][a-z0-9_-]{{0,63}}")
+    return f"annotations/{int(item_id)}/{source}.json"
+
+
+def parse_document(body: bytes) -> AnnotationDocument:
+    if len(body) > MAX_DOCUMENT_BYTES:
+        raise TooLarge(f"document is {len(body)} bytes; the limit is {MAX_DOCUMENT_BYTES}")
+    try:
+        return AnnotationDocument.model_validate_json(body)
+    except ValidationError as error:
+        first = error.errors()[0]
+        location = ".".join(str(part) for part in first["loc"])
+        raise Invalid(f"{location}: {first['msg']}") from error
+
+
+@dataclass(frozen=True)
+class Saved:
+    item_id: int
+    etag: str
+    version: int
+    object_count: int
+
+
+async def _require_item(ctx: TenantContext, item_id: int) -> None:
+    if item_id not in await asyncio.to_thread(existing_items, ctx, [item_id]):
+        raise NotFound(f"data item {item_id} not found")
+
+
+async def load(ctx: TenantContext, io: ObjectIO, item_id: int, source: str) -> StoredObject:
+    key = document_key(item_id, source)
+    await _require_item(ctx, item_id)
+    try:
+        return await io.get(ctx.connection.bucket, key)
+    except ObjectMissing as error:
+        raise NotFound(f"no {source!r} annotations for item {item_id}") from error
+
+
+async def save(
+    ctx: TenantContext,
+    io: ObjectIO,
+    item_id: int,
+    source: str,
+    body: bytes,
+    if_match: str | None,
+    if_none_match: bool,
+) -> Saved:
+    key = document_key(item_id, source)
+    document = parse_document(body)
+    if if_match is None and not if_none_match:
+        raise PreconditionRequired(
+            "send If-Match with the ETag you loaded, or If-None-Match: * for a first save"
+        )
+    await _require_item(ctx, item_id)
+    written = await io.put(
+        ctx.connection.bucket, key, body, if_match=if_match, if_none_match=if_none_match
+    )
+    count = len(document.objects)
+    version = await asyncio.to_thread(_record, ctx, item_id, source, written.etag, count)
+    return Saved(item_id, written.etag, version, count)
+
+
+def _record(ctx: TenantContext, item_id: int, source: str, etag: str, objects: int) -> int:
+    """Upsert the index row; return the new version."""
+    insert = mysql_insert(annotation_results).values(
+        data_item_id=item_id, source=source, version=1, object_count=objects, etag=etag
+    )
+    upsert = insert.on_duplicate_key_update(
+        version=annotation_results.c.version + 1,
+        object_count=insert.inserted.object_count,
+        etag=insert.inserted.etag,
+        updated_at=sa.func.now(),
+    )
+    where = (annotation_results.c.data_item_id == item_id) & (annotation_results.c.source == source)
+    with ctx.engine.begin() as conn:
+        conn.execute(upsert)
+        return int(conn.execute(sa.select(annotation_results.c.version).where(where)).scalar_one())
+
+
+def _check_batch(item_ids: list[int]) -> None:
+    if len(item_ids) > BATCH_LIMIT:
+        raise TooLarge(f"{len(item_ids)} documents in one batch; the limit is {BATCH_LIMIT}")
+
+
+async def load_batch(
+    ctx: TenantContext, io: ObjectIO, item_ids: list[int], source: str
+) -> AsyncIterator[bytes]:
+    """Stream `{"source":..,"results":[{itemId,status,etag?,document?}...]}`, in request order.
+
+    Documents are passed through as stored (no parse, no re-encode); at most CONCURRENCY
+    fetches are in flight, and results are emitted as soon as their turn comes.
+    """
+    _check_batch(item_ids)
+    document_key(0, source)  # validates the source before any work
+    known = await asyncio.to_thread(existing_items, ctx, item_ids)
+    limit = asyncio.Semaphore(CONCURRENCY)
+
+    async def fetch(item_id: int) -> bytes:
+        if item_id not in known:
+            return orjson.dumps({"itemId": item_id, "status": 404})
+        async with limit:
+            try:
+                stored = await io.get(ctx.connection.bucket, document_key(item_id, source))
+            except ObjectMissing:
+                return orjson.dumps({"itemId": item_id, "status": 404})
+        head = orjson.dumps({"itemId": item_id, "status": 200, "etag": stored.etag})
+        return head[:-1] + b',"document":' + stored.body + b"}"
+
+    tasks = [asyncio.ensure_future(fetch(item_id)) for item_id in item_ids]
+    try:
+        yield b'{"source":' + orjson.dumps(source) + b',"results":['
+        for index, task in enumerate(tasks):
+            yield (b"," if index else b"") + await task
+        yield b"]}"
+    finally:
+        for task in tasks:
+            task.cancel()
+
+
+@dataclass(frozen=True)
+class BatchEntry:
+    item_id: int
+    body: bytes
+    if_match: str | None
+    if_none_match: bool
+
+
+async def save_batch(
+    ctx: TenantContext, io: ObjectIO, source: str, entries: list[BatchEntry]
+) -> list[dict[str, object]]:
+    """Save each document on its own; a result per document, in request order."""
+    _check_batch([entry.item_id for entry in entries])
+    document_key(0, source)
+    limit = asyncio.Semaphore(CONCURRENCY)
+
+    async def one(entry: BatchEntry) -> dict[str, object]:
+        async with limit:
+            try:
+                saved = await save(
+                    ctx, io, entry.item_id, source, entry.body, entry.if_match, entry.if_none_match
+                )
+            except AnnostackError as error:
+                return {"itemId": entry.item_id, "status": http_status(error), "error": str(error)}
+        return {
+            "itemId": entry.item_id,
+            "status": 200,
+            "etag": saved.etag,
+            "version": saved.version,
+            "objectCount": saved.object_count,
+        }
+
+    return list(await asyncio.gather(*(one(entry) for entry in entries)))
+
+
+def presign_sequence(
+    ctx: TenantContext, io: ObjectIO, item_ids: list[int], source: str
+) -> list[dict[str, object]]:
+    """GET and PUT URLs for a whole sequence at once (items checked in one query)."""
+    _check_batch(item_ids)
+    known = existing_items(ctx, item_ids)
+    missing = [item_id for item_id in item_ids if item_id not in known]
+    if missing:
+        raise NotFound(f"data items not found: {missing[:10]}")
+    bucket = ctx.connection.bucket
+    return [
+        {
+            "itemId": item_id,
+            "get": io.presign_get(bucket, document_key(item_id, source)),
+            "put": io.presign_put(bucket, document_key(item_id, source)),
+        }
+        for item_id in item_ids
+    ]

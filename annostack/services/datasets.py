@@ -1,0 +1,114 @@
+"""Datasets and data items of a tenant (rows in the tenant's own schema)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import sqlalchemy as sa
+from pydantic import Field
+from sqlalchemy.exc import IntegrityError
+
+from annostack.adapters.tenant_tables import data_items, datasets
+from annostack.domain.errors import Conflict, NotFound
+from annostack.domain.models import CamelModel
+from annostack.domain.processing import DataType
+from annostack.services.tenancy import TenantContext
+
+NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
+
+
+class DatasetCreate(CamelModel):
+    name: str = Field(pattern=NAME_PATTERN, description="Unique, DNS-label style.")
+    display_name: str = Field(min_length=1, max_length=256)
+    data_type: DataType
+
+
+class DatasetPublic(CamelModel):
+    id: int
+    name: str
+    display_name: str
+    data_type: DataType
+    item_count: int
+    processed_count: int
+    created_at: datetime
+
+
+class DatasetPage(CamelModel):
+    items: list[DatasetPublic]
+    next_cursor: int | None = Field(description="Pass as `after` for the next page.")
+
+
+class ItemPublic(CamelModel):
+    id: int
+    dataset_id: int
+    name: str
+    content_type: str
+    size: int
+    checksum: str | None
+    status: str
+    created_at: datetime
+
+
+def create_dataset(ctx: TenantContext, data: DatasetCreate) -> DatasetPublic:
+    try:
+        with ctx.engine.begin() as conn:
+            result = conn.execute(
+                datasets.insert().values(
+                    name=data.name, display_name=data.display_name, data_type=data.data_type
+                )
+            )
+            dataset_id = int(result.inserted_primary_key[0])  # type: ignore[index]
+    except IntegrityError as error:
+        raise Conflict(f"a dataset named {data.name!r} already exists") from error
+    return get_dataset(ctx, dataset_id)
+
+
+def get_dataset(ctx: TenantContext, dataset_id: int) -> DatasetPublic:
+    with ctx.engine.connect() as conn:
+        row = conn.execute(sa.select(datasets).where(datasets.c.id == dataset_id)).first()
+    if row is None:
+        raise NotFound(f"dataset {dataset_id} not found")
+    return DatasetPublic.model_validate(row._mapping)
+
+
+def list_datasets(
+    ctx: TenantContext, after: int | None, limit: int, data_type: str | None
+) -> DatasetPage:
+    """Keyset pagination by id: stable under inserts, no OFFSET scans."""
+    query = sa.select(datasets).order_by(datasets.c.id).limit(limit + 1)
+    if after is not None:
+        query = query.where(datasets.c.id > after)
+    if data_type is not None:
+        query = query.where(datasets.c.data_type == data_type)
+    with ctx.engine.connect() as conn:
+        rows = conn.execute(query).all()
+    items = [DatasetPublic.model_validate(row._mapping) for row in rows[:limit]]
+    next_cursor = items[-1].id if len(rows) > limit else None
+    return DatasetPage(items=items, next_cursor=next_cursor)
+
+
+def delete_dataset(ctx: TenantContext, dataset_id: int) -> None:
+    with ctx.engine.begin() as conn:
+        if conn.execute(
+            sa.select(data_items.c.id).where(data_items.c.dataset_id == dataset_id).limit(1)
+        ).first():
+            raise Conflict(f"dataset {dataset_id} still has data items")
+        if conn.execute(datasets.delete().where(datasets.c.id == dataset_id)).rowcount == 0:
+            raise NotFound(f"dataset {dataset_id} not found")
+
+
+def get_item(ctx: TenantContext, item_id: int) -> ItemPublic:
+    with ctx.engine.connect() as conn:
+        row = conn.execute(sa.select(data_items).where(data_items.c.id == item_id)).first()
+    if row is None:
+        raise NotFound(f"data item {item_id} not found")
+    return ItemPublic.model_validate(row._mapping)
+
+
+def existing_items(ctx: TenantContext, item_ids: list[int]) -> set[int]:
+    """Which of these ids are items of this tenant (one IN query)."""
+    if not item_ids:
+        return set()
+    with ctx.engine.connect() as conn:
+        rows = conn.execute(sa.select(data_items.c.id).where(data_items.c.id.in_(item_ids)))
+        return {int(row.id) for row in rows}

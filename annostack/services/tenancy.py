@@ -1,0 +1,163 @@
+"""Which tenant a request belongs to, and that tenant's own connections.
+
+Every request is scoped to exactly one tenant, and its SQL runs as **that tenant's database
+user** (read from the Secret the operator wrote): a wrong query can at worst see its own
+tenant's schema. Tokens carry the tenant's name so it can be resolved without a shared table:
+
+* API tokens ``ast_<tenant>_<secret>``: long-lived, created by an admin, stored as SHA-256 of
+  the secret in the tenant's own ``api_tokens`` table (the secret is random, so a fast hash
+  is the right one, as for GitHub's or Stripe's tokens).
+* Session tokens ``ass_<signed payload>``: short-lived, for browsers, signed with the
+  platform's session key; carry tenant and user, checked without a database round trip.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from sqlalchemy.engine import Engine
+
+from annostack.adapters.database import engine_for
+from annostack.adapters.kube import Kube
+from annostack.adapters.tenant_tables import api_tokens
+from annostack.domain.errors import AnnostackError
+from annostack.domain.tenant_stack import TenantConnection
+from annostack.domain.tenants import MAX_NAME_LENGTH, TenantNames
+from annostack.settings import DatabaseSettings
+
+API_TOKEN_PREFIX = "ast_"  # noqa: S105 (a prefix, not a secret)
+SESSION_TOKEN_PREFIX = "ass_"  # noqa: S105
+DIRECTORY_TTL_SECONDS = 60.0
+
+
+class Unauthenticated(AnnostackError):
+    """No valid credentials; the message is safe to show (it never says which part failed)."""
+
+
+class UnknownTenant(AnnostackError):
+    """The tenant does not exist (or is not provisioned yet)."""
+
+
+@dataclass(frozen=True)
+class Principal:
+    tenant: str
+    subject: str  # token name or user id
+    kind: str  # "api-token" | "session"
+
+
+@dataclass
+class TenantContext:
+    """One tenant's resources as the API uses them."""
+
+    names: TenantNames
+    connection: TenantConnection
+    engine: Engine
+    loaded_at: float
+
+
+class TenantDirectory:
+    """Tenant name -> its connection details and a pool as its own DB user (cached)."""
+
+    def __init__(self, kube: Kube, db: DatabaseSettings) -> None:
+        self.kube = kube
+        self.db = db
+        self._cache: dict[str, TenantContext] = {}
+        self._lock = threading.Lock()
+
+    def get(self, tenant: str) -> TenantContext:
+        with self._lock:
+            cached = self._cache.get(tenant)
+            if cached and time.monotonic() - cached.loaded_at < DIRECTORY_TTL_SECONDS:
+                return cached
+        context = self._load(tenant, cached)
+        with self._lock:
+            self._cache[tenant] = context
+        return context
+
+    def _load(self, tenant: str, previous: TenantContext | None) -> TenantContext:
+        names = TenantNames(tenant=tenant)
+        data = self.kube.secret_data(names.namespace, names.secret)
+        if not data:
+            raise UnknownTenant(tenant)
+        connection = TenantConnection.from_env(data)
+        if previous is not None and previous.connection == connection:
+            return TenantContext(names, connection, previous.engine, time.monotonic())
+        if previous is not None:
+            previous.engine.dispose()
+        tenant_db = self.db.model_copy(update={"tls": connection.db_tls})
+        engine = engine_for(
+            tenant_db,
+            connection.db_user,
+            connection.db_password.get_secret_value(),
+            connection.database,
+        )
+        return TenantContext(names, connection, engine, time.monotonic())
+
+    def close(self) -> None:
+        for context in self._cache.values():
+            context.engine.dispose()
+
+
+def _hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def create_api_token(context: TenantContext, name: str) -> str:
+    """A new API token for the tenant; the plain token is returned once and never stored."""
+    secret = secrets.token_urlsafe(32)
+    with context.engine.begin() as conn:
+        conn.execute(api_tokens.insert().values(name=name, token_hash=_hash(secret)))
+    return f"{API_TOKEN_PREFIX}{context.names.tenant}_{secret}"
+
+
+def split_api_token(token: str) -> tuple[str, str]:
+    """(tenant, secret) of an API token, or Unauthenticated."""
+    body = token.removeprefix(API_TOKEN_PREFIX)
+    tenant, _, secret = body.partition("_")
+    if body == token or not secret or not tenant or len(tenant) > MAX_NAME_LENGTH:
+        raise Unauthenticated("invalid token")
+    return tenant, secret
+
+
+def verify_api_token(context: TenantContext, secret: str) -> str:
+    """The token's name if the secret is a live token of this tenant."""
+    digest = _hash(secret)
+    with context.engine.connect() as conn:
+        row = conn.execute(
+            sa.select(api_tokens.c.name, api_tokens.c.token_hash).where(
+                api_tokens.c.token_hash == digest, api_tokens.c.revoked_at.is_(None)
+            )
+        ).first()
+    # The lookup is by hash already; compare again in constant time for good measure.
+    if row is None or not hmac.compare_digest(row.token_hash, digest):
+        raise Unauthenticated("invalid token")
+    return str(row.name)
+
+
+class SessionTokens:
+    """Short-lived signed tokens for browser sessions."""
+
+    def __init__(self, key: str, max_age_seconds: int) -> None:
+        self.serializer = URLSafeTimedSerializer(key, salt="annostack-session")
+        self.max_age = max_age_seconds
+
+    def issue(self, tenant: str, user: str) -> str:
+        return SESSION_TOKEN_PREFIX + self.serializer.dumps({"t": tenant, "u": user})
+
+    def verify(self, token: str) -> Principal:
+        try:
+            payload = self.serializer.loads(
+                token.removeprefix(SESSION_TOKEN_PREFIX), max_age=self.max_age
+            )
+        except SignatureExpired as error:
+            raise Unauthenticated("session expired") from error
+        except BadSignature as error:
+            raise Unauthenticated("invalid token") from error
+        return Principal(tenant=payload["t"], subject=payload["u"], kind="session")

@@ -1,0 +1,63 @@
+"""FastAPI dependencies: the caller's tenant, resolved from its token (see services.tenancy)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from annostack.adapters.objects import ObjectIO
+from annostack.apps.state import AppState
+from annostack.services.tenancy import (
+    SESSION_TOKEN_PREFIX,
+    TenantContext,
+    Unauthenticated,
+    UnknownTenant,
+    split_api_token,
+    verify_api_token,
+)
+
+bearer = HTTPBearer(auto_error=False, description="An API token (ast_…) or session token (ass_…).")
+
+
+def app_state(request: Request) -> AppState:
+    state: AppState = request.app.state.annostack
+    return state
+
+
+StateDep = Annotated[AppState, Depends(app_state)]
+
+
+async def current_tenant(
+    request: Request,
+    state: StateDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> TenantContext:
+    if credentials is None:
+        raise Unauthenticated("missing bearer token")
+    token = credentials.credentials
+    try:
+        if token.startswith(SESSION_TOKEN_PREFIX):
+            principal = state.sessions.verify(token)
+            context = await asyncio.to_thread(state.directory.get, principal.tenant)
+        else:
+            tenant, secret = split_api_token(token)
+            context = await asyncio.to_thread(state.directory.get, tenant)
+            await asyncio.to_thread(verify_api_token, context, secret)
+    except UnknownTenant as error:
+        # Same answer as a wrong secret: a token must not reveal which tenants exist.
+        raise Unauthenticated("invalid token") from error
+    request.state.tenant = context.names.tenant
+    return context
+
+
+TenantDep = Annotated[TenantContext, Depends(current_tenant)]
+
+
+def object_io(state: StateDep) -> ObjectIO:
+    return state.objects
+
+
+ObjectsDep = Annotated[ObjectIO, Depends(object_io)]

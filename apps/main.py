@@ -1,0 +1,40 @@
+"""The tenant API (`annostack api run`): one FastAPI app over the shared service layer."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from annostack import __version__
+from annostack.apps import errors, observability
+from annostack.apps.routes import annotations as annotation_routes
+from annostack.apps.routes import datasets, health, uploads
+from annostack.apps.settings import ApiSettings
+from annostack.apps.state import AppState
+from annostack.settings import Settings
+
+
+def create_app(settings: Settings | None = None, api: ApiSettings | None = None) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state = AppState.build(settings or Settings(), api or ApiSettings())
+        app.state.annostack = state
+        yield
+        await state.close()
+
+    app = FastAPI(
+        title="annostack tenant API",
+        version=__version__,
+        description=(
+            "Datasets, uploads through pre-signed URLs, and annotation results stored as JSON "
+            "documents in the tenant's bucket. Authenticate with `Authorization: Bearer <token>`."
+        ),
+        lifespan=lifespan,
+    )
+    errors.install(app)
+    observability.install(app)
+    for router in (health.router, datasets.router, uploads.router, annotation_routes.router):
+        app.include_router(router)
+    return app

@@ -1,0 +1,152 @@
+"""Annotation results: one document per (item, source); single, batch, and pre-signed."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+import orjson
+from fastapi import APIRouter, Body, Header, Request, Response
+from fastapi.responses import StreamingResponse
+from pydantic import Field
+
+from annostack.apps.deps import ObjectsDep, TenantDep
+from annostack.domain.errors import TooLarge
+from annostack.domain.models import CamelModel
+from annostack.services import annotations as service
+from annostack.services.annotations import BATCH_LIMIT, BatchEntry
+
+router = APIRouter(prefix="/v1", tags=["annotations"])
+
+EXAMPLE_DOCUMENT = {
+    "objects": [
+        {
+            "id": "car-1",
+            "type": "3D_BOX",
+            "classId": "car",
+            "trackId": 17,
+            "contour": {
+                "center": [1.2, 3.4, 0.9],
+                "size": [4.5, 1.9, 1.6],
+                "rotation": [0, 0, 1.57],
+            },
+        }
+    ]
+}
+
+
+def _etag_header(etag: str) -> str:
+    return f'"{etag}"'
+
+
+def _unquote(value: str | None) -> str | None:
+    return value.strip().strip('"') if value else None
+
+
+@router.get(
+    "/items/{item_id}/annotations/{source}",
+    summary="Load one annotation document (ETag in the response header).",
+    responses={200: {"content": {"application/json": {"example": EXAMPLE_DOCUMENT}}}},
+)
+async def load(ctx: TenantDep, io: ObjectsDep, item_id: int, source: str) -> Response:
+    stored = await service.load(ctx, io, item_id, source)
+    return Response(
+        stored.body, media_type="application/json", headers={"ETag": _etag_header(stored.etag)}
+    )
+
+
+@router.put(
+    "/items/{item_id}/annotations/{source}",
+    summary="Save one annotation document (If-Match, or If-None-Match: * for the first save).",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": {"type": "object"}, "example": EXAMPLE_DOCUMENT}
+            },
+        }
+    },
+)
+async def save(
+    ctx: TenantDep,
+    io: ObjectsDep,
+    request: Request,
+    item_id: int,
+    source: str,
+    if_match: Annotated[str | None, Header()] = None,
+    if_none_match: Annotated[str | None, Header()] = None,
+) -> Response:
+    body = await request.body()
+    saved = await service.save(
+        ctx, io, item_id, source, body, _unquote(if_match), if_none_match == "*"
+    )
+    return Response(
+        content=f'{{"version":{saved.version},"objectCount":{saved.object_count}}}',
+        media_type="application/json",
+        headers={"ETag": _etag_header(saved.etag)},
+    )
+
+
+class BatchLoad(CamelModel):
+    source: str
+    item_ids: list[int] = Field(min_length=1, max_length=BATCH_LIMIT)
+
+
+@router.post(
+    "/annotations/batch-load",
+    summary="Load up to 1,000 documents of one source; streamed, per-item status.",
+)
+async def batch_load(ctx: TenantDep, io: ObjectsDep, body: BatchLoad) -> StreamingResponse:
+    stream = service.load_batch(ctx, io, body.item_ids, body.source)
+    first = await anext(stream)  # validation errors surface as 4xx, before streaming starts
+    return StreamingResponse(_prepend(first, stream), media_type="application/json")
+
+
+async def _prepend(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    yield first
+    async for chunk in rest:
+        yield chunk
+
+
+class BatchSaveEntry(CamelModel):
+    item_id: int
+    if_match: str | None = None
+    if_none_match: bool = False
+    document: dict[str, object]
+
+
+class BatchSave(CamelModel):
+    source: str
+    documents: list[BatchSaveEntry] = Field(min_length=1, max_length=BATCH_LIMIT)
+
+
+@router.post(
+    "/annotations/batch-save",
+    summary="Save up to 1,000 documents of one source; each one conditional, each reported.",
+)
+async def batch_save(
+    ctx: TenantDep, io: ObjectsDep, body: Annotated[BatchSave, Body()]
+) -> dict[str, object]:
+    entries = [
+        BatchEntry(e.item_id, orjson.dumps(e.document), e.if_match, e.if_none_match)
+        for e in body.documents
+    ]
+    results = await service.save_batch(ctx, io, body.source, entries)
+    return {"source": body.source, "results": results}
+
+
+class PresignRequest(CamelModel):
+    source: str
+    item_ids: list[int] = Field(min_length=1, max_length=BATCH_LIMIT)
+
+
+@router.post(
+    "/annotations/presign",
+    summary="Pre-signed GET and PUT URLs for a whole sequence, for browsers.",
+)
+async def presign(ctx: TenantDep, io: ObjectsDep, body: PresignRequest) -> dict[str, object]:
+    if len(body.item_ids) > BATCH_LIMIT:
+        raise TooLarge(f"at most {BATCH_LIMIT} items per request")
+    urls = await asyncio.to_thread(service.presign_sequence, ctx, io, body.item_ids, body.source)
+    return {"source": body.source, "urls": urls}

@@ -1,0 +1,19 @@
+"""Settings of the API process (`ANNOSTACK_API_*`)."""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ApiSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ANNOSTACK_API_", extra="ignore")
+
+    session_key: SecretStr = Field(
+        default=SecretStr("dev-only-session-key"),
+        description="Signs browser session tokens; set a long random value outside dev.",
+    )
+    session_max_age_seconds: int = Field(default=3600, ge=60, description="Session lifetime.")
+    max_body_bytes: int = Field(
+        default=64 * 2**20, description="Largest request body accepted (413 above)."
+    )

@@ -1,0 +1,46 @@
+"""What the API process holds for its lifetime: clients and caches, built at start-up."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import httpx
+
+from annostack.adapters.kube import Kube
+from annostack.adapters.objects import ObjectIO
+from annostack.adapters.queue import Publisher
+from annostack.apps.settings import ApiSettings
+from annostack.services.tenancy import SessionTokens, TenantDirectory
+from annostack.settings import Settings
+
+# Many tenants' documents in flight at once; the object store is the limit, not the client.
+HTTP_LIMITS = httpx.Limits(max_connections=256, max_keepalive_connections=64)
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    api: ApiSettings
+    directory: TenantDirectory
+    objects: ObjectIO
+    publisher: Publisher
+    sessions: SessionTokens
+    http: httpx.AsyncClient
+
+    @classmethod
+    def build(cls, settings: Settings, api: ApiSettings) -> AppState:
+        http = httpx.AsyncClient(limits=HTTP_LIMITS, timeout=httpx.Timeout(30.0))
+        return cls(
+            settings=settings,
+            api=api,
+            directory=TenantDirectory(Kube(settings.kubernetes), settings.db),
+            objects=ObjectIO(settings.s3, http),
+            publisher=Publisher(settings.pulsar.service_url),
+            sessions=SessionTokens(api.session_key.get_secret_value(), api.session_max_age_seconds),
+            http=http,
+        )
+
+    async def close(self) -> None:
+        await self.http.aclose()
+        self.publisher.close()
+        self.directory.close()

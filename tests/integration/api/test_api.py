@@ -1,0 +1,273 @@
+"""The tenant API against the real stack: uploads, annotations, isolation, bad input."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import uuid
+from typing import Any
+
+import httpx
+import orjson
+import pulsar
+import pytest
+
+from annostack.domain.tenants import WORKER_SUBSCRIPTION
+from annostack.settings import Settings
+from tests.integration.api.conftest import ApiTenant
+
+pytestmark = pytest.mark.integration
+
+
+def document(objects: int = 2, **extra: Any) -> dict[str, Any]:
+    return {
+        "objects": [
+            {
+                "id": f"o{i}",
+                "type": "3D_BOX",
+                "classId": "car",
+                "contour": {"center": [i, 0, 0], "size": [4, 2, 1.5], "rotation": [0, 0, 0]},
+                "toolSpecific": {"kept": True},
+            }
+            for i in range(objects)
+        ],
+        **extra,
+    }
+
+
+def new_dataset(api: httpx.Client, tenant: ApiTenant) -> int:
+    body = {
+        "name": f"ds-{uuid.uuid4().hex[:8]}",
+        "displayName": "Frames",
+        "dataType": "POINT_CLOUD",
+    }
+    response = api.post("/v1/datasets", json=body, headers=tenant.auth)
+    assert response.status_code == 201, response.text
+    return int(response.json()["id"])
+
+
+def uploaded_item(api: httpx.Client, tenant: ApiTenant, dataset: int, payload: bytes) -> int:
+    ticket = api.post(
+        f"/v1/datasets/{dataset}/uploads",
+        json={"name": f"{uuid.uuid4().hex[:6]}.pcd", "size": len(payload)},
+        headers=tenant.auth,
+    )
+    assert ticket.status_code == 201, ticket.text
+    # As a browser does: straight to the bucket, no credentials but the signature.
+    assert httpx.put(ticket.json()["url"], content=payload).status_code == 200
+    done = api.post(f"/v1/items/{ticket.json()['itemId']}/complete", headers=tenant.auth)
+    assert done.status_code == 200, done.text
+    return int(ticket.json()["itemId"])
+
+
+def test_upload_through_a_presigned_url_registers_and_enqueues(
+    api: httpx.Client, tenant_a: ApiTenant, stack_settings: Settings
+) -> None:
+    client = pulsar.Client(stack_settings.pulsar.service_url)
+    consumer = client.subscribe(
+        tenant_a.context.names.topic("pointclouds"),
+        WORKER_SUBSCRIPTION,
+        consumer_type=pulsar.ConsumerType.Shared,
+    )
+    try:
+        dataset = new_dataset(api, tenant_a)
+        item = uploaded_item(api, tenant_a, dataset, b"VERSION 0.7\n" * 100)
+        registered = api.get(f"/v1/items/{item}", headers=tenant_a.auth).json()
+        assert registered["status"] == "uploaded"
+        assert registered["checksum"]
+        message = consumer.receive(timeout_millis=10_000)
+        consumer.acknowledge(message)
+        assert orjson.loads(message.data())["itemId"] == item
+    finally:
+        client.close()
+
+
+def test_completion_checks_what_was_uploaded(api: httpx.Client, tenant_a: ApiTenant) -> None:
+    dataset = new_dataset(api, tenant_a)
+    ticket = api.post(
+        f"/v1/datasets/{dataset}/uploads", json={"name": "a.png", "size": 10}, headers=tenant_a.auth
+    ).json()
+    missing = api.post(f"/v1/items/{ticket['itemId']}/complete", headers=tenant_a.auth)
+    assert missing.status_code == 404
+    httpx.put(ticket["url"], content=b"12345")
+    wrong = api.post(f"/v1/items/{ticket['itemId']}/complete", headers=tenant_a.auth)
+    assert wrong.status_code == 422
+    assert "announced 10" in wrong.json()["detail"]
+
+
+def test_save_and_load_with_etags(api: httpx.Client, tenant_a: ApiTenant) -> None:
+    item = uploaded_item(api, tenant_a, new_dataset(api, tenant_a), b"x" * 10)
+    path = f"/v1/items/{item}/annotations/lidar"
+    assert api.put(path, json=document(), headers=tenant_a.auth).status_code == 428
+    first = api.put(path, json=document(), headers={**tenant_a.auth, "If-None-Match": "*"})
+    assert first.status_code == 200, first.text
+    assert first.json() == {"version": 1, "objectCount": 2}
+    again = api.put(path, json=document(), headers={**tenant_a.auth, "If-None-Match": "*"})
+    assert again.status_code == 412
+
+    loaded = api.get(path, headers=tenant_a.auth)
+    assert loaded.json()["objects"][0]["toolSpecific"] == {"kept": True}, "unknown fields kept"
+    etag = loaded.headers["etag"]
+    second = api.put(path, json=document(5), headers={**tenant_a.auth, "If-Match": etag})
+    assert second.json() == {"version": 2, "objectCount": 5}
+    stale = api.put(path, json=document(1), headers={**tenant_a.auth, "If-Match": etag})
+    assert stale.status_code == 412
+    assert len(api.get(path, headers=tenant_a.auth).json()["objects"]) == 5, "nothing overwritten"
+
+
+def test_two_racing_writers_one_wins(api: httpx.Client, tenant_a: ApiTenant) -> None:
+    item = uploaded_item(api, tenant_a, new_dataset(api, tenant_a), b"x")
+    path = f"/v1/items/{item}/annotations/camera"
+    api.put(path, json=document(), headers={**tenant_a.auth, "If-None-Match": "*"})
+    etag = api.get(path, headers=tenant_a.auth).headers["etag"]
+
+    def write(objects: int) -> int:
+        headers = {**tenant_a.auth, "If-Match": etag}
+        return api.put(path, json=document(objects), headers=headers).status_code
+
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        statuses = sorted(pool.map(write, [3, 4]))
+    assert statuses == [200, 412]
+
+
+def test_browser_saves_through_presigned_url_are_conditional(
+    api: httpx.Client, tenant_a: ApiTenant
+) -> None:
+    item = uploaded_item(api, tenant_a, new_dataset(api, tenant_a), b"x")
+    path = f"/v1/items/{item}/annotations/lidar"
+    api.put(path, json=document(), headers={**tenant_a.auth, "If-None-Match": "*"})
+    etag = api.get(path, headers=tenant_a.auth).headers["etag"]
+    urls = api.post(
+        "/v1/annotations/presign",
+        json={"source": "lidar", "itemIds": [item]},
+        headers=tenant_a.auth,
+    ).json()["urls"][0]
+    fresh = httpx.put(urls["put"], content=orjson.dumps(document(7)), headers={"If-Match": etag})
+    assert fresh.status_code == 200
+    stale = httpx.put(urls["put"], content=orjson.dumps(document(1)), headers={"If-Match": etag})
+    assert stale.status_code == 412
+    assert len(httpx.get(urls["get"]).json()["objects"]) == 7
+
+
+def test_batch_save_and_load_a_sequence(api: httpx.Client, tenant_a: ApiTenant) -> None:
+    dataset = new_dataset(api, tenant_a)
+    items = [uploaded_item(api, tenant_a, dataset, b"f") for _ in range(12)]
+    entries = [{"itemId": i, "ifNoneMatch": True, "document": document(3)} for i in items]
+    entries.append({"itemId": 999_999_999, "ifNoneMatch": True, "document": document()})
+    bad = {"objects": [{"id": "x", "type": "3D_BOX", "contour": {"center": [1]}}]}
+    entries.append({"itemId": items[0], "ifNoneMatch": True, "document": bad})
+    saved = api.post(
+        "/v1/annotations/batch-save",
+        json={"source": "lidar", "documents": entries},
+        headers=tenant_a.auth,
+    )
+    assert saved.status_code == 200, saved.text
+    statuses = [r["status"] for r in saved.json()["results"]]
+    assert statuses == [200] * 12 + [404, 422]
+
+    loaded = api.post(
+        "/v1/annotations/batch-load",
+        json={"source": "lidar", "itemIds": [*items, 999_999_999]},
+        headers=tenant_a.auth,
+    )
+    results = loaded.json()["results"]
+    assert [r["itemId"] for r in results] == [*items, 999_999_999]
+    assert all(len(r["document"]["objects"]) == 3 for r in results[:-1]), "the 422 wrote nothing"
+    assert results[-1]["status"] == 404
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ({}, 401),
+        ({"Authorization": "Bearer nonsense"}, 401),
+        ({"Authorization": "Bearer ast_nosuchtenant_abc"}, 401),
+        ({"Authorization": "Bearer ass_forged.payload"}, 401),
+    ],
+)
+def test_bad_credentials_are_refused(
+    api: httpx.Client, headers: dict[str, str], expected: int
+) -> None:
+    assert api.get("/v1/datasets", headers=headers).status_code == expected
+
+
+def test_tenants_cannot_reach_each_other(
+    api: httpx.Client, tenant_a: ApiTenant, tenant_b: ApiTenant
+) -> None:
+    dataset = new_dataset(api, tenant_a)
+    item = uploaded_item(api, tenant_a, dataset, b"secret")
+    api.put(
+        f"/v1/items/{item}/annotations/lidar",
+        json=document(),
+        headers={**tenant_a.auth, "If-None-Match": "*"},
+    )
+    # B's token with A's tenant name: the secret is checked in A's own table.
+    forged = f"ast_{tenant_a.name}_{tenant_b.token.rsplit('_', 1)[1]}"
+    assert api.get("/v1/datasets", headers={"Authorization": f"Bearer {forged}"}).status_code == 401
+    for method, path in [
+        ("GET", f"/v1/datasets/{dataset}"),
+        ("GET", f"/v1/items/{item}"),
+        ("GET", f"/v1/items/{item}/annotations/lidar"),
+        ("POST", f"/v1/items/{item}/complete"),
+    ]:
+        response = api.request(method, path, headers=tenant_b.auth)
+        assert response.status_code == 404, (method, path, response.text)
+    loaded = api.post(
+        "/v1/annotations/batch-load",
+        json={"source": "lidar", "itemIds": [item]},
+        headers=tenant_b.auth,
+    )
+    assert loaded.json()["results"] == [{"itemId": item, "status": 404}]
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "detail"),
+    [
+        (b"{not json", 422, "json"),
+        (
+            orjson.dumps({"objects": [{"id": "a", "type": "POLYGON", "points": []}]}),
+            422,
+            "objects.0",
+        ),
+        (orjson.dumps({"objects": [{"id": "a", "type": "CUBE"}]}), 422, "objects.0"),
+    ],
+)
+def test_malformed_documents_say_where(
+    api: httpx.Client, tenant_a: ApiTenant, body: bytes, status: int, detail: str
+) -> None:
+    item = uploaded_item(api, tenant_a, new_dataset(api, tenant_a), b"x")
+    response = api.put(
+        f"/v1/items/{item}/annotations/lidar",
+        content=body,
+        headers={**tenant_a.auth, "If-None-Match": "*", "Content-Type": "application/json"},
+    )
+    assert response.status_code == status
+    assert detail in response.json()["detail"].lower()
+
+
+def test_keys_never_come_from_raw_strings(api: httpx.Client, tenant_a: ApiTenant) -> None:
+    item = uploaded_item(api, tenant_a, new_dataset(api, tenant_a), b"x")
+    for source in ["..%2F..%2Fetc", "LIDAR", "a" * 65, "x.json"]:
+        response = api.get(f"/v1/items/{item}/annotations/{source}", headers=tenant_a.auth)
+        assert response.status_code in {404, 422}, source
+        assert response.status_code != 500
+
+
+def test_dataset_pages_are_keyset_ordered(api: httpx.Client, tenant_b: ApiTenant) -> None:
+    ids = [new_dataset(api, tenant_b) for _ in range(5)]
+    seen: list[int] = []
+    cursor: int | None = None
+    while True:
+        params = {"limit": 2, **({"after": cursor} if cursor else {})}
+        page = api.get("/v1/datasets", params=params, headers=tenant_b.auth).json()
+        seen += [d["id"] for d in page["items"]]
+        cursor = page["nextCursor"]
+        if cursor is None:
+            break
+    assert [i for i in seen if i in ids] == ids
+
+
+def test_openapi_and_health(api: httpx.Client) -> None:
+    assert api.get("/healthz").json() == {"status": "ok"}
+    schema = api.get("/openapi.json").json()
+    assert "/v1/annotations/batch-load" in schema["paths"]
+    assert "annostack_api_request_duration_seconds" in api.get("/metrics").text
