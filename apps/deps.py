@@ -10,6 +10,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from annostack.adapters.objects import ObjectIO
 from annostack.apps.state import AppState
+from annostack.domain.errors import RateLimited
 from annostack.services.tenancy import (
     SESSION_TOKEN_PREFIX,
     TenantContext,
@@ -42,14 +43,21 @@ async def current_tenant(
         if token.startswith(SESSION_TOKEN_PREFIX):
             principal = state.sessions.verify(token)
             context = await asyncio.to_thread(state.directory.get, principal.tenant)
+            subject = f"user:{principal.subject}"
         else:
             tenant, secret = split_api_token(token)
             context = await asyncio.to_thread(state.directory.get, tenant)
-            await asyncio.to_thread(verify_api_token, context, secret)
+            subject = "token:" + await asyncio.to_thread(verify_api_token, context, secret)
     except UnknownTenant as error:
         # Same answer as a wrong secret: a token must not reveal which tenants exist.
         raise Unauthenticated("invalid token") from error
     request.state.tenant = context.names.tenant
+    request.state.principal = subject
+    delay = await state.coordination.within_rate(
+        context.names.tenant, state.api.rate_limit_per_second
+    )
+    if delay is not None:
+        raise RateLimited(delay)
     return context
 
 
@@ -61,3 +69,12 @@ def object_io(state: StateDep) -> ObjectIO:
 
 
 ObjectsDep = Annotated[ObjectIO, Depends(object_io)]
+
+
+def caller(request: Request, ctx: TenantDep) -> str:
+    """Who is calling, for edit locks: `token:<name>` or `user:<id>`."""
+    subject: str = request.state.principal
+    return subject
+
+
+CallerDep = Annotated[str, Depends(caller)]

@@ -10,16 +10,18 @@ from fastapi import FastAPI
 from annostack import __version__
 from annostack.apps import errors, observability
 from annostack.apps.routes import annotations as annotation_routes
-from annostack.apps.routes import datasets, health, uploads
+from annostack.apps.routes import datasets, health, locks, uploads
 from annostack.apps.settings import ApiSettings
 from annostack.apps.state import AppState
 from annostack.settings import Settings
 
 
 def create_app(settings: Settings | None = None, api: ApiSettings | None = None) -> FastAPI:
+    api = api or ApiSettings()
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        state = AppState.build(settings or Settings(), api or ApiSettings())
+        state = AppState.build(settings or Settings(), api)
         app.state.annostack = state
         yield
         await state.close()
@@ -34,7 +36,14 @@ def create_app(settings: Settings | None = None, api: ApiSettings | None = None)
         lifespan=lifespan,
     )
     errors.install(app)
-    observability.install(app)
-    for router in (health.router, datasets.router, uploads.router, annotation_routes.router):
+    observability.install(app, api.max_body_bytes)
+    routers = (
+        health.router,
+        datasets.router,
+        uploads.router,
+        annotation_routes.router,
+        locks.router,
+    )
+    for router in routers:
         app.include_router(router)
     return app

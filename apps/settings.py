@@ -17,3 +17,9 @@ class ApiSettings(BaseSettings):
     max_body_bytes: int = Field(
         default=64 * 2**20, description="Largest request body accepted (413 above)."
     )
+    rate_limit_per_second: int = Field(
+        default=200, ge=1, description="Requests per second per tenant (429 above)."
+    )
+    lock_ttl_seconds: int = Field(
+        default=60, ge=5, description="An edit lock expires this long after its last heartbeat."
+    )

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import httpx
 
+from annostack.adapters.coordination import Coordination
 from annostack.adapters.kube import Kube
 from annostack.adapters.objects import ObjectIO
 from annostack.adapters.queue import Publisher
@@ -26,6 +27,7 @@ class AppState:
     publisher: Publisher
     sessions: SessionTokens
     http: httpx.AsyncClient
+    coordination: Coordination
 
     @classmethod
     def build(cls, settings: Settings, api: ApiSettings) -> AppState:
@@ -38,9 +40,11 @@ class AppState:
             publisher=Publisher(settings.pulsar.service_url),
             sessions=SessionTokens(api.session_key.get_secret_value(), api.session_max_age_seconds),
             http=http,
+            coordination=Coordination(settings.redis.url.get_secret_value()),
         )
 
     async def close(self) -> None:
         await self.http.aclose()
+        await self.coordination.close()
         self.publisher.close()
         self.directory.close()

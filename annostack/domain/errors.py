@@ -8,6 +8,7 @@
     ├── PreconditionRequired   428: a write without If-Match / If-None-Match
     ├── TooLarge               413: over a documented size limit
     ├── Invalid                422: well-formed but not acceptable
+    ├── RateLimited            429: over the tenant's request rate (Retry-After)
     └── BackendError           a backend call failed; `backend` names which
         ├── BackendUnavailable     cannot reach it, or it answered 5xx/timeout (temporary: retry)
         └── BackendRejected        it refused the request (permanent until something changes)
@@ -77,6 +78,14 @@ class Invalid(AnnostackError):
     """The payload is well-formed but not acceptable (schema, values)."""
 
 
+class RateLimited(AnnostackError):
+    """Over the tenant's request rate; `retry_after` says when to come back."""
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(f"rate limit exceeded; retry after {retry_after:.1f}s")
+        self.retry_after = retry_after
+
+
 _HTTP_STATUS: tuple[tuple[type[AnnostackError], int], ...] = (
     (NotFound, 404),
     (Conflict, 409),
@@ -84,6 +93,7 @@ _HTTP_STATUS: tuple[tuple[type[AnnostackError], int], ...] = (
     (PreconditionRequired, 428),
     (TooLarge, 413),
     (Invalid, 422),
+    (RateLimited, 429),
     (InvalidSpec, 422),
     (BackendUnavailable, 503),
     (BackendRejected, 502),

@@ -172,14 +172,24 @@ class BatchEntry:
 
 
 async def save_batch(
-    ctx: TenantContext, io: ObjectIO, source: str, entries: list[BatchEntry]
+    ctx: TenantContext,
+    io: ObjectIO,
+    source: str,
+    entries: list[BatchEntry],
+    locked_by_others: dict[int, str],
 ) -> list[dict[str, object]]:
-    """Save each document on its own; a result per document, in request order."""
+    """Save each document on its own; a result per document, in request order.
+
+    Items someone else holds the edit lock on are refused (409) and not written.
+    """
     _check_batch([entry.item_id for entry in entries])
     document_key(0, source)
     limit = asyncio.Semaphore(CONCURRENCY)
 
     async def one(entry: BatchEntry) -> dict[str, object]:
+        if entry.item_id in locked_by_others:
+            holder = locked_by_others[entry.item_id]
+            return {"itemId": entry.item_id, "status": 409, "error": f"being edited by {holder}"}
         async with limit:
             try:
                 saved = await save(

@@ -11,8 +11,8 @@ from fastapi import APIRouter, Body, Header, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import Field
 
-from annostack.apps.deps import ObjectsDep, TenantDep
-from annostack.domain.errors import TooLarge
+from annostack.apps.deps import CallerDep, ObjectsDep, StateDep, TenantDep
+from annostack.domain.errors import Conflict, TooLarge
 from annostack.domain.models import CamelModel
 from annostack.services import annotations as service
 from annostack.services.annotations import BATCH_LIMIT, BatchEntry
@@ -71,12 +71,17 @@ async def load(ctx: TenantDep, io: ObjectsDep, item_id: int, source: str) -> Res
 async def save(
     ctx: TenantDep,
     io: ObjectsDep,
+    state: StateDep,
+    who: CallerDep,
     request: Request,
     item_id: int,
     source: str,
     if_match: Annotated[str | None, Header()] = None,
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
+    holder = await state.coordination.holder(ctx.names.tenant, item_id)
+    if holder is not None and holder != who:
+        raise Conflict(f"item {item_id} is being edited by {holder}")
     body = await request.body()
     saved = await service.save(
         ctx, io, item_id, source, body, _unquote(if_match), if_none_match == "*"
@@ -126,13 +131,19 @@ class BatchSave(CamelModel):
     summary="Save up to 1,000 documents of one source; each one conditional, each reported.",
 )
 async def batch_save(
-    ctx: TenantDep, io: ObjectsDep, body: Annotated[BatchSave, Body()]
+    ctx: TenantDep,
+    io: ObjectsDep,
+    state: StateDep,
+    who: CallerDep,
+    body: Annotated[BatchSave, Body()],
 ) -> dict[str, object]:
     entries = [
         BatchEntry(e.item_id, orjson.dumps(e.document), e.if_match, e.if_none_match)
         for e in body.documents
     ]
-    results = await service.save_batch(ctx, io, body.source, entries)
+    holders = await state.coordination.holders(ctx.names.tenant, [e.item_id for e in entries])
+    locked = {item: holder for item, holder in holders.items() if holder != who}
+    results = await service.save_batch(ctx, io, body.source, entries, locked)
     return {"source": body.source, "results": results}
 
 

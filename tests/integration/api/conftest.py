@@ -7,11 +7,13 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import httpx
 import pytest
 import uvicorn
+from fastapi import FastAPI
 
 from annostack.apps.main import create_app
 from annostack.domain.tenants import DeletionPolicy, TenantSpec
@@ -70,12 +72,11 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.fixture(scope="session")
-def api(stack_settings: Settings) -> Iterator[httpx.Client]:
+@contextmanager
+def serve(app: FastAPI) -> Iterator[httpx.Client]:
+    """Run `app` on a real uvicorn in a thread; a client for it."""
     port = _free_port()
-    config = uvicorn.Config(
-        create_app(stack_settings), host="127.0.0.1", port=port, log_level="warning"
-    )
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -87,3 +88,9 @@ def api(stack_settings: Settings) -> Iterator[httpx.Client]:
         yield client
     server.should_exit = True
     thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def api(stack_settings: Settings) -> Iterator[httpx.Client]:
+    with serve(create_app(stack_settings)) as client:
+        yield client

@@ -11,9 +11,12 @@ import orjson
 import pulsar
 import pytest
 
+from annostack.apps.main import create_app
+from annostack.apps.settings import ApiSettings
 from annostack.domain.tenants import WORKER_SUBSCRIPTION
+from annostack.services.tenancy import create_api_token
 from annostack.settings import Settings
-from tests.integration.api.conftest import ApiTenant
+from tests.integration.api.conftest import ApiTenant, serve
 
 pytestmark = pytest.mark.integration
 
@@ -271,3 +274,55 @@ def test_openapi_and_health(api: httpx.Client) -> None:
     schema = api.get("/openapi.json").json()
     assert "/v1/annotations/batch-load" in schema["paths"]
     assert "annostack_api_request_duration_seconds" in api.get("/metrics").text
+
+
+def test_edit_locks_refuse_saves_by_others(api: httpx.Client, tenant_a: ApiTenant) -> None:
+    item = uploaded_item(api, tenant_a, new_dataset(api, tenant_a), b"x")
+    other = {"Authorization": f"Bearer {create_api_token(tenant_a.context, 'colleague')}"}
+    lock = api.post(f"/v1/items/{item}/lock", headers=tenant_a.auth)
+    assert lock.status_code == 200 and lock.json()["holder"] == "token:tests"
+    assert api.post(f"/v1/items/{item}/lock", headers=tenant_a.auth).status_code == 200, "renew"
+    taken = api.post(f"/v1/items/{item}/lock", headers=other)
+    assert taken.status_code == 409 and "token:tests" in taken.json()["detail"]
+
+    path = f"/v1/items/{item}/annotations/lidar"
+    refused = api.put(path, json=document(), headers={**other, "If-None-Match": "*"})
+    assert refused.status_code == 409
+    batch = api.post(
+        "/v1/annotations/batch-save",
+        json={
+            "source": "lidar",
+            "documents": [{"itemId": item, "ifNoneMatch": True, "document": document()}],
+        },
+        headers=other,
+    )
+    assert batch.json()["results"][0]["status"] == 409
+    mine = api.put(path, json=document(), headers={**tenant_a.auth, "If-None-Match": "*"})
+    assert mine.status_code == 200
+    assert api.delete(f"/v1/items/{item}/lock", headers=other).status_code == 409
+    assert api.delete(f"/v1/items/{item}/lock", headers=tenant_a.auth).status_code == 204
+    assert api.post(f"/v1/items/{item}/lock", headers=other).status_code == 200
+
+
+def test_over_the_rate_limit_gets_429_with_retry_after(
+    stack_settings: Settings, tenant_b: ApiTenant
+) -> None:
+    app = create_app(stack_settings, ApiSettings(rate_limit_per_second=3))
+    with serve(app) as limited:
+        statuses = []
+        responses = [limited.get("/v1/datasets", headers=tenant_b.auth) for _ in range(12)]
+        statuses = [r.status_code for r in responses]
+    assert 429 in statuses and 200 in statuses
+    refused = next(r for r in responses if r.status_code == 429)
+    assert int(refused.headers["retry-after"]) >= 1
+
+
+def test_oversized_bodies_get_413(api: httpx.Client, tenant_a: ApiTenant) -> None:
+    item = uploaded_item(api, tenant_a, new_dataset(api, tenant_a), b"x")
+    huge = b'{"objects": [], "pad": "' + b"x" * (9 * 2**20) + b'"}'
+    response = api.put(
+        f"/v1/items/{item}/annotations/lidar",
+        content=huge,
+        headers={**tenant_a.auth, "If-None-Match": "*", "Content-Type": "application/json"},
+    )
+    assert response.status_code == 413
