@@ -4,18 +4,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import httpx
+import aiohttp
 
 from annostack.adapters.coordination import Coordination
 from annostack.adapters.kube import Kube
-from annostack.adapters.objects import ObjectIO
+from annostack.adapters.objects import ObjectIO, Presigner
 from annostack.adapters.queue import Publisher
 from annostack.apps.settings import ApiSettings
 from annostack.services.tenancy import SessionTokens, TenantDirectory
 from annostack.settings import Settings
 
 # Many tenants' documents in flight at once; the object store is the limit, not the client.
-HTTP_LIMITS = httpx.Limits(max_connections=256, max_keepalive_connections=64)
+MAX_CONNECTIONS = 256
 
 
 @dataclass
@@ -26,17 +26,21 @@ class AppState:
     objects: ObjectIO
     publisher: Publisher
     sessions: SessionTokens
-    http: httpx.AsyncClient
+    http: aiohttp.ClientSession
     coordination: Coordination
 
     @classmethod
     def build(cls, settings: Settings, api: ApiSettings) -> AppState:
-        http = httpx.AsyncClient(limits=HTTP_LIMITS, timeout=httpx.Timeout(30.0))
+        http = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=MAX_CONNECTIONS),
+            timeout=aiohttp.ClientTimeout(total=60, connect=5),
+            auto_decompress=False,
+        )
         return cls(
             settings=settings,
             api=api,
             directory=TenantDirectory(Kube(settings.kubernetes), settings.db),
-            objects=ObjectIO(settings.s3, http),
+            objects=ObjectIO(Presigner(settings.s3), http),
             publisher=Publisher(settings.pulsar.service_url),
             sessions=SessionTokens(api.session_key.get_secret_value(), api.session_max_age_seconds),
             http=http,
@@ -44,7 +48,7 @@ class AppState:
         )
 
     async def close(self) -> None:
-        await self.http.aclose()
+        await self.http.close()
         await self.coordination.close()
         self.publisher.close()
         self.directory.close()

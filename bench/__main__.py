@@ -2,7 +2,11 @@
 
 import sys
 
-from bench import operator_bench, stack_bench  # noqa: F401  (they register themselves)
+from bench import (  # noqa: F401  (they register themselves)
+    annotations_bench,
+    operator_bench,
+    stack_bench,
+)
 from bench.runner import run
 
 run(sys.argv[1:])

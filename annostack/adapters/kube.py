@@ -76,6 +76,9 @@ class Kube:
         self.dynamic = DynamicClient(self.api)
         self._seen: dict[tuple[str, str, str | None, str], str] = {}
 
+    def close(self) -> None:
+        self.api.close()
+
     def _resource(self, api_version: str, kind: str) -> Any:
         try:
             return self.dynamic.resources.get(api_version=api_version, kind=kind)

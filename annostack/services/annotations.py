@@ -25,7 +25,7 @@ import sqlalchemy as sa
 from pydantic import ValidationError
 from sqlalchemy.dialects.mysql import insert as mysql_insert
 
-from annostack.adapters.objects import ObjectIO, ObjectMissing, StoredObject
+from annostack.adapters.objects import ObjectIO, ObjectMissing, Presigner, StoredObject
 from annostack.adapters.tenant_tables import annotation_results
 from annostack.domain.annotations import MAX_DOCUMENT_BYTES, AnnotationDocument, valid_source
 from annostack.domain.errors import (
@@ -82,6 +82,26 @@ async def load(ctx: TenantContext, io: ObjectIO, item_id: int, source: str) -> S
         raise NotFound(f"no {source!r} annotations for item {item_id}") from error
 
 
+async def _write(
+    io: ObjectIO,
+    bucket: str,
+    item_id: int,
+    source: str,
+    body: bytes,
+    if_match: str | None,
+    if_none_match: bool,
+) -> tuple[str, int]:
+    """Validate and conditionally store one document; its ETag and object count."""
+    key = document_key(item_id, source)
+    document = parse_document(body)
+    if if_match is None and not if_none_match:
+        raise PreconditionRequired(
+            "send If-Match with the ETag you loaded, or If-None-Match: * for a first save"
+        )
+    written = await io.put(bucket, key, body, if_match=if_match, if_none_match=if_none_match)
+    return written.etag, len(document.objects)
+
+
 async def save(
     ctx: TenantContext,
     io: ObjectIO,
@@ -91,25 +111,23 @@ async def save(
     if_match: str | None,
     if_none_match: bool,
 ) -> Saved:
-    key = document_key(item_id, source)
-    document = parse_document(body)
-    if if_match is None and not if_none_match:
-        raise PreconditionRequired(
-            "send If-Match with the ETag you loaded, or If-None-Match: * for a first save"
-        )
+    document_key(item_id, source)
     await _require_item(ctx, item_id)
-    written = await io.put(
-        ctx.connection.bucket, key, body, if_match=if_match, if_none_match=if_none_match
-    )
-    count = len(document.objects)
-    version = await asyncio.to_thread(_record, ctx, item_id, source, written.etag, count)
-    return Saved(item_id, written.etag, version, count)
+    bucket = ctx.connection.bucket
+    etag, count = await _write(io, bucket, item_id, source, body, if_match, if_none_match)
+    versions = await asyncio.to_thread(_record, ctx, source, [(item_id, etag, count)])
+    return Saved(item_id, etag, versions[item_id], count)
 
 
-def _record(ctx: TenantContext, item_id: int, source: str, etag: str, objects: int) -> int:
-    """Upsert the index row; return the new version."""
+def _record(ctx: TenantContext, source: str, written: list[tuple[int, str, int]]) -> dict[int, int]:
+    """Upsert the index rows of written documents in one transaction; their new versions."""
+    if not written:
+        return {}
     insert = mysql_insert(annotation_results).values(
-        data_item_id=item_id, source=source, version=1, object_count=objects, etag=etag
+        [
+            {"data_item_id": item, "source": source, "version": 1, "object_count": n, "etag": etag}
+            for item, etag, n in written
+        ]
     )
     upsert = insert.on_duplicate_key_update(
         version=annotation_results.c.version + 1,
@@ -117,10 +135,13 @@ def _record(ctx: TenantContext, item_id: int, source: str, etag: str, objects: i
         etag=insert.inserted.etag,
         updated_at=sa.func.now(),
     )
-    where = (annotation_results.c.data_item_id == item_id) & (annotation_results.c.source == source)
+    items = [item for item, _, _ in written]
+    query = sa.select(annotation_results.c.data_item_id, annotation_results.c.version).where(
+        annotation_results.c.source == source, annotation_results.c.data_item_id.in_(items)
+    )
     with ctx.engine.begin() as conn:
         conn.execute(upsert)
-        return int(conn.execute(sa.select(annotation_results.c.version).where(where)).scalar_one())
+        return {int(item): int(version) for item, version in conn.execute(query)}
 
 
 def _check_batch(item_ids: list[int]) -> None:
@@ -180,36 +201,50 @@ async def save_batch(
 ) -> list[dict[str, object]]:
     """Save each document on its own; a result per document, in request order.
 
+    One query checks every item, the documents are written concurrently (each atomically,
+    each under its own condition), and one transaction records the ones that were written.
     Items someone else holds the edit lock on are refused (409) and not written.
     """
     _check_batch([entry.item_id for entry in entries])
     document_key(0, source)
+    known = await asyncio.to_thread(existing_items, ctx, [e.item_id for e in entries])
     limit = asyncio.Semaphore(CONCURRENCY)
+    bucket = ctx.connection.bucket
 
     async def one(entry: BatchEntry) -> dict[str, object]:
-        if entry.item_id in locked_by_others:
-            holder = locked_by_others[entry.item_id]
-            return {"itemId": entry.item_id, "status": 409, "error": f"being edited by {holder}"}
+        item = entry.item_id
+        if item in locked_by_others:
+            return {
+                "itemId": item,
+                "status": 409,
+                "error": f"being edited by {locked_by_others[item]}",
+            }
+        if item not in known:
+            return {"itemId": item, "status": 404, "error": f"data item {item} not found"}
         async with limit:
             try:
-                saved = await save(
-                    ctx, io, entry.item_id, source, entry.body, entry.if_match, entry.if_none_match
+                etag, count = await _write(
+                    io, bucket, item, source, entry.body, entry.if_match, entry.if_none_match
                 )
             except AnnostackError as error:
-                return {"itemId": entry.item_id, "status": http_status(error), "error": str(error)}
-        return {
-            "itemId": entry.item_id,
-            "status": 200,
-            "etag": saved.etag,
-            "version": saved.version,
-            "objectCount": saved.object_count,
-        }
+                return {"itemId": item, "status": http_status(error), "error": str(error)}
+        return {"itemId": item, "status": 200, "etag": etag, "objectCount": count}
 
-    return list(await asyncio.gather(*(one(entry) for entry in entries)))
+    results = list(await asyncio.gather(*(one(entry) for entry in entries)))
+    written = [
+        (int(r["itemId"]), str(r["etag"]), int(r["objectCount"]))  # type: ignore[call-overload]
+        for r in results
+        if r["status"] == 200
+    ]
+    versions = await asyncio.to_thread(_record, ctx, source, written)
+    for result in results:
+        if result["status"] == 200:
+            result["version"] = versions[int(result["itemId"])]  # type: ignore[call-overload]
+    return results
 
 
 def presign_sequence(
-    ctx: TenantContext, io: ObjectIO, item_ids: list[int], source: str
+    ctx: TenantContext, signer: Presigner, item_ids: list[int], source: str
 ) -> list[dict[str, object]]:
     """GET and PUT URLs for a whole sequence at once (items checked in one query)."""
     _check_batch(item_ids)
@@ -221,8 +256,8 @@ def presign_sequence(
     return [
         {
             "itemId": item_id,
-            "get": io.presign_get(bucket, document_key(item_id, source)),
-            "put": io.presign_put(bucket, document_key(item_id, source)),
+            "get": signer.presign_get(bucket, document_key(item_id, source)),
+            "put": signer.presign_put(bucket, document_key(item_id, source)),
         }
         for item_id in item_ids
     ]

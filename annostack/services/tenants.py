@@ -80,6 +80,11 @@ class Backends:
         self.s3 = ObjectStoreAdmin(settings.s3)
         self.pulsar = PulsarAdmin(settings.pulsar)
 
+    def close(self) -> None:
+        self.pulsar.close()
+        self.db.close()
+        self.kube.close()
+
 
 class TenantProvisioner:
     def __init__(self, backends: Backends) -> None:

@@ -88,7 +88,7 @@ def start(
         raise Conflict(
             f"dataset {dataset_id} already has an item named {request.name!r}"
         ) from error
-    return UploadTicket(item_id=item_id, url=io.presign_put(ctx.connection.bucket, key))
+    return UploadTicket(item_id=item_id, url=io.presigner.presign_put(ctx.connection.bucket, key))
 
 
 async def complete(

@@ -159,5 +159,7 @@ class PresignRequest(CamelModel):
 async def presign(ctx: TenantDep, io: ObjectsDep, body: PresignRequest) -> dict[str, object]:
     if len(body.item_ids) > BATCH_LIMIT:
         raise TooLarge(f"at most {BATCH_LIMIT} items per request")
-    urls = await asyncio.to_thread(service.presign_sequence, ctx, io, body.item_ids, body.source)
+    urls = await asyncio.to_thread(
+        service.presign_sequence, ctx, io.presigner, body.item_ids, body.source
+    )
     return {"source": body.source, "urls": urls}

@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import httpx
 import pytest
-import uvicorn
-from fastapi import FastAPI
 
 from annostack.apps.main import create_app
+from annostack.apps.testing import serve
 from annostack.domain.tenants import DeletionPolicy, TenantSpec
 from annostack.services.tenancy import TenantContext, TenantDirectory, create_api_token
 from annostack.services.tenants import Backends, TenantProvisioner
@@ -34,8 +29,10 @@ class ApiTenant:
 
 
 @pytest.fixture(scope="session")
-def provisioner(stack_settings: Settings) -> TenantProvisioner:
-    return TenantProvisioner(Backends(stack_settings))
+def provisioner(stack_settings: Settings) -> Iterator[TenantProvisioner]:
+    backends = Backends(stack_settings)
+    yield TenantProvisioner(backends)
+    backends.close()
 
 
 @pytest.fixture(scope="session")
@@ -64,30 +61,6 @@ def tenant_a(provisioner: TenantProvisioner, directory: TenantDirectory) -> Iter
 @pytest.fixture(scope="session")
 def tenant_b(provisioner: TenantProvisioner, directory: TenantDirectory) -> Iterator[ApiTenant]:
     yield from _tenant(provisioner, directory)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextmanager
-def serve(app: FastAPI) -> Iterator[httpx.Client]:
-    """Run `app` on a real uvicorn in a thread; a client for it."""
-    port = _free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline, "API did not start"
-        time.sleep(0.05)
-    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
-        yield client
-    server.should_exit = True
-    thread.join(timeout=10)
 
 
 @pytest.fixture(scope="session")
