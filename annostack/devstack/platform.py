@@ -18,6 +18,7 @@ import yaml
 
 from annostack.adapters.kube import Kube
 from annostack.devstack import processes
+from annostack.devstack.components import http_get
 from annostack.devstack.console import last_lines, say
 from annostack.devstack.stack import ComponentFailed, Stack
 from annostack.domain.tenants import API_GROUP, API_VERSION
@@ -94,7 +95,7 @@ class Platform:
             raise ComponentFailed(f"the operator exited:\n{last_lines(self.log_path)}")
         try:
             url = f"http://127.0.0.1:{self.health_port}/healthz"
-            return httpx.get(url, timeout=2).status_code == httpx.codes.OK
+            return http_get(url).status_code == httpx.codes.OK
         except httpx.HTTPError:
             return False
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 
 from annostack.devstack import builds
-from annostack.devstack.components import HOST, PROBE_TIMEOUT, Component, port_open
+from annostack.devstack.components import HOST, Component, http_get, port_open
 
 JAVA_HOMES = (
     Path("/usr/lib/jvm/java-17-openjdk-amd64"),
@@ -116,10 +116,8 @@ class Pulsar(Component):
         # `clusters` answers a moment before the starter has created public/default; wait for
         # the namespace too, so the first client never races the broker's own set-up.
         try:
-            clusters = httpx.get(f"{self.admin_url}/admin/v2/clusters", timeout=PROBE_TIMEOUT)
-            namespaces = httpx.get(
-                f"{self.admin_url}/admin/v2/namespaces/public", timeout=PROBE_TIMEOUT
-            )
+            clusters = http_get(f"{self.admin_url}/admin/v2/clusters")
+            namespaces = http_get(f"{self.admin_url}/admin/v2/namespaces/public")
         except httpx.HTTPError:
             return False
         return (

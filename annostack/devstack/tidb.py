@@ -54,4 +54,6 @@ class TiDB(MySQLServer):
     def setup_connection(self) -> pymysql.connections.Connection[pymysql.cursors.Cursor]:
         # `--initialize-insecure` (the default) leaves root without a password, on loopback
         # only; the operator gets its own account, as against a production cluster.
-        return pymysql.connect(host=HOST, port=self.ports.mysql, user="root", connect_timeout=5)
+        return pymysql.connect(
+            host=HOST, port=self.ports.mysql, user="root", connect_timeout=5, ssl_disabled=True
+        )
