@@ -38,6 +38,17 @@ from annostack.domain.tenants import (
 from annostack.settings import Settings
 
 PASSWORD_KEY = "ANNOSTACK_TENANT__DB_PASSWORD"  # noqa: S105 (a key name, not a password)
+NO_RESOURCE_GROUPS = (
+    "request-unit limit not enforced: this MySQL-compatible server has no resource groups "
+    "(TiDB only)"
+)
+NO_BUCKET_QUOTA = (
+    "storage quota not enforced by the S3 API; set it on the server "
+    "(MinIO: mc quota set; SeaweedFS: s3.bucket.quota)"
+)
+
+# What a step changed, and a note for its condition's message (a limitation, never an error).
+Outcome = tuple[list[str], str]
 
 
 @dataclass(frozen=True)
@@ -97,7 +108,7 @@ class TenantProvisioner:
         names = TenantNames(tenant=tenant)
         report = ReconcileReport()
         password = self._database_password(names)
-        steps: list[tuple[ConditionType, str, Callable[[], list[str]]]] = [
+        steps: list[tuple[ConditionType, str, Callable[[], Outcome]]] = [
             (
                 ConditionType.NAMESPACE_READY,
                 "NamespaceProvisioned",
@@ -123,12 +134,12 @@ class TenantProvisioner:
     @staticmethod
     def _run(
         condition: ConditionType,
-        step: Callable[[], list[str]],
+        step: Callable[[], Outcome],
         reason: str,
         report: ReconcileReport,
     ) -> StepResult:
         try:
-            changed = step()
+            changed, note = step()
         except BackendError as error:
             temporary = isinstance(error, BackendUnavailable)
             return StepResult(
@@ -139,7 +150,7 @@ class TenantProvisioner:
                 temporary=temporary,
             )
         report.repaired += changed
-        return StepResult(condition, ok=True, reason=reason, message="")
+        return StepResult(condition, ok=True, reason=reason, message=note)
 
     def _database_password(self, names: TenantNames) -> str:
         """The tenant's DB password: the one in its Secret, or a new one."""
@@ -181,7 +192,7 @@ class TenantProvisioner:
         ]
         return [s.db.port, *(urlsplit(url).port or 443 for url in urls)]
 
-    def _namespace(self, names: TenantNames, spec: TenantSpec, password: str) -> list[str]:
+    def _namespace(self, names: TenantNames, spec: TenantSpec, password: str) -> Outcome:
         manifests = [
             tenant_stack.namespace(names, spec),
             tenant_stack.service_account(names),
@@ -190,7 +201,7 @@ class TenantProvisioner:
             tenant_stack.network_policy(names, self._backend_ports()),
             tenant_stack.connection_secret(names, self.connection(names, password)),
         ]
-        return self._apply_all(manifests)
+        return self._apply_all(manifests), ""
 
     def _apply_all(self, manifests: list[tenant_stack.Manifest]) -> list[str]:
         changed = []
@@ -200,13 +211,16 @@ class TenantProvisioner:
                 changed.append(f"{applied.kind}/{applied.name}")
         return changed
 
-    def _database(self, names: TenantNames, spec: TenantSpec, password: str) -> list[str]:
+    def _database(self, names: TenantNames, spec: TenantSpec, password: str) -> Outcome:
         changed = []
         if self.b.db.ensure_schema(names.database):
             changed.append(f"schema/{names.database}")
         if self.b.db.ensure_user(names.db_user, password, names.database):
             changed.append(f"user/{names.db_user}")
-        if self.b.db.supports_resource_groups() and self.b.db.ensure_resource_group(
+        note = ""
+        if not self.b.db.supports_resource_groups():
+            note = NO_RESOURCE_GROUPS
+        elif self.b.db.ensure_resource_group(
             names.db_user, spec.plan.request_units_per_second, names.db_user
         ):
             changed.append(f"resource-group/{names.db_user}")
@@ -218,12 +232,13 @@ class TenantProvisioner:
             raise BackendRejected(Backend.DATABASE, f"migration failed: {error}") from error
         finally:
             engine.dispose()
-        return changed
+        return changed, note
 
-    def _bucket(self, names: TenantNames) -> list[str]:
-        return [f"bucket/{names.bucket}"] if self.b.s3.ensure_bucket(names.bucket) else []
+    def _bucket(self, names: TenantNames) -> Outcome:
+        changed = [f"bucket/{names.bucket}"] if self.b.s3.ensure_bucket(names.bucket) else []
+        return changed, NO_BUCKET_QUOTA
 
-    def _messaging(self, names: TenantNames, spec: TenantSpec) -> list[str]:
+    def _messaging(self, names: TenantNames, spec: TenantSpec) -> Outcome:
         pulsar, namespace = self.b.pulsar, names.pulsar_namespace
         changed = []
         if pulsar.ensure_tenant(names.pulsar_tenant):
@@ -241,14 +256,14 @@ class TenantProvisioner:
                 changed.append(f"topic/{topic}")
             if pulsar.ensure_subscription(namespace, topic, WORKER_SUBSCRIPTION):
                 changed.append(f"subscription/{topic}/{WORKER_SUBSCRIPTION}")
-        return changed
+        return changed, ""
 
-    def _workers(self, names: TenantNames, spec: TenantSpec) -> list[str]:
+    def _workers(self, names: TenantNames, spec: TenantSpec) -> Outcome:
         current = self.b.kube.get("apps/v1", "Deployment", names.workers, names.namespace)
         # The autoscaler owns the replica count; apply keeps it, clamped to the spec's bounds.
         replicas = spec.workers.min_replicas if current is None else current.spec.replicas
         replicas = max(spec.workers.min_replicas, min(spec.workers.max_replicas, replicas))
-        return self._apply_all([tenant_stack.worker_deployment(names, spec, replicas)])
+        return self._apply_all([tenant_stack.worker_deployment(names, spec, replicas)]), ""
 
     # -- teardown ----------------------------------------------------------------------------
 

@@ -160,6 +160,7 @@ def operator(
     env["ANNOSTACK_OPERATOR_DRIFT_INTERVAL_SECONDS"] = str(DRIFT_INTERVAL_SECONDS)
     env["ANNOSTACK_OPERATOR_RETRY_DELAY_SECONDS"] = "2"
     env["ANNOSTACK_OPERATOR_DELETE_RETRIES_BEFORE_STALLED"] = "2"
+    env["ANNOSTACK_OPERATOR_STALLED_RETRY_DELAY_SECONDS"] = "5"
     log = tmp_path_factory.mktemp("operator-log") / "operator.log"
     process = OperatorProcess(env, log, health_port=18181)
     process.start()

@@ -81,3 +81,30 @@ def test_backend_outage_is_named_and_recovers_by_itself(
         local_stack.up()
     tenants.wait_ready(name, timeout=120)
     assert tenants.condition(name, "Reconciling") is None
+
+
+def test_deletion_with_a_backend_gone_stalls_with_advice_then_finishes(
+    tenants: Tenants, local_stack: Stack, operator: OperatorProcess, admin_kube: Kube
+) -> None:
+    name = tenants.create({"displayName": "Stuck", "deletionPolicy": "Delete"})
+    tenants.wait_ready(name)
+    pulsar = next(c for c in local_stack.components if c.name == "pulsar")
+    processes.stop(local_stack.settings.state_dir / f"{pulsar.name}.pid")
+    try:
+        tenants.delete(name)
+
+        def stalled() -> bool:
+            condition = tenants.condition(name, "Stalled")
+            return condition is not None and condition["reason"] == "DeletionBlocked"
+
+        wait_for(stalled, timeout=90, what="Stalled=DeletionBlocked")
+        advice = tenants.condition(name, "Stalled")
+        assert advice is not None
+        assert "Pulsar" in advice["message"] and "abandon-cleanup" in advice["message"]
+        events = client.CoreV1Api(admin_kube.api).list_event_for_all_namespaces(
+            field_selector=f"involvedObject.name={name},reason=DeletionBlocked"
+        )
+        assert events.items, "the advice is also an event"
+    finally:
+        local_stack.up()
+    tenants.wait_gone(name, timeout=120)

@@ -55,6 +55,12 @@ def test_create_provisions_every_backend(
     names = TenantNames(tenant=name)
     conditions = {c["type"]: c["status"] for c in tenant["status"]["conditions"]}
     assert conditions == dict.fromkeys(HEALTHY, "True"), "no condition is False when healthy"
+    messages = {c["type"]: c["message"] for c in tenant["status"]["conditions"]}
+    assert "quota not enforced" in messages["BucketReady"], "SeaweedFS has no S3 quota call"
+    db = DatabaseAdmin(stack_settings.db)
+    if not db.supports_resource_groups():  # MariaDB; on TiDB the group is created instead
+        assert "no resource groups" in messages["DatabaseReady"]
+    db.close()
     assert tenant["metadata"]["annotations"].get(f"{API_GROUP}/kopf-managed") == "yes"
     assert "kopf" not in tenant["status"], "kopf's bookkeeping stays out of status"
 
