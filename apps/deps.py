@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -39,6 +40,10 @@ async def current_tenant(
     if credentials is None:
         raise Unauthenticated("missing bearer token")
     token = credentials.credentials
+    # Each gateway takes one kind of credential: a leaked API token cannot drive the browser
+    # gateway, and a stolen browser session cannot script the developer API.
+    if token.startswith(SESSION_TOKEN_PREFIX) != (state.api.gateway == "user"):
+        raise Unauthenticated(f"this is the {state.api.gateway} gateway; use its kind of token")
     try:
         if token.startswith(SESSION_TOKEN_PREFIX):
             principal = state.sessions.verify(token)
@@ -78,3 +83,16 @@ def caller(request: Request, ctx: TenantDep) -> str:
 
 
 CallerDep = Annotated[str, Depends(caller)]
+
+
+def platform_admin(
+    state: StateDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> None:
+    expected = state.api.admin_token.get_secret_value()
+    given = credentials.credentials if credentials else ""
+    if not expected or not hmac.compare_digest(given.encode(), expected.encode()):
+        raise Unauthenticated("admin token required")
+
+
+AdminDep = Annotated[None, Depends(platform_admin)]

@@ -9,8 +9,8 @@ from fastapi import FastAPI
 
 from annostack import __version__
 from annostack.apps import errors, observability
+from annostack.apps.routes import admin, datasets, health, locks, uploads
 from annostack.apps.routes import annotations as annotation_routes
-from annostack.apps.routes import datasets, health, locks, uploads
 from annostack.apps.settings import ApiSettings
 from annostack.apps.state import AppState
 from annostack.settings import Settings
@@ -18,6 +18,8 @@ from annostack.settings import Settings
 
 def create_app(settings: Settings | None = None, api: ApiSettings | None = None) -> FastAPI:
     api = api or ApiSettings()
+    if api.gateway == "admin" and not api.admin_token.get_secret_value():
+        raise ValueError("the admin gateway needs ANNOSTACK_API_ADMIN_TOKEN")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -27,7 +29,7 @@ def create_app(settings: Settings | None = None, api: ApiSettings | None = None)
         await state.close()
 
     app = FastAPI(
-        title="annostack tenant API",
+        title=f"annostack API ({api.gateway} gateway)",
         version=__version__,
         description=(
             "Datasets, uploads through pre-signed URLs, and annotation results stored as JSON "
@@ -37,13 +39,10 @@ def create_app(settings: Settings | None = None, api: ApiSettings | None = None)
     )
     errors.install(app)
     observability.install(app, api.max_body_bytes)
-    routers = (
-        health.router,
-        datasets.router,
-        uploads.router,
-        annotation_routes.router,
-        locks.router,
-    )
-    for router in routers:
-        app.include_router(router)
+    app.include_router(health.router)
+    if api.gateway == "admin":
+        app.include_router(admin.router)
+    else:
+        for router in (datasets.router, uploads.router, annotation_routes.router, locks.router):
+            app.include_router(router)
     return app

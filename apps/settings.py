@@ -2,12 +2,29 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+Gateway = Literal["user", "open", "admin"]
+
 
 class ApiSettings(BaseSettings):
+    """The seed's three gateways are one app, configured per deployment:
+
+    * `user` — the annotation tool in browsers: session tokens only, a lower rate limit;
+    * `open` — the developer API: API tokens only;
+    * `admin` — platform operators: the admin token; issues API and session tokens.
+    """
+
     model_config = SettingsConfigDict(env_prefix="ANNOSTACK_API_", extra="ignore")
+
+    gateway: Gateway = Field(default="open", description="Which gateway this process serves.")
+    admin_token: SecretStr = Field(
+        default=SecretStr(""),
+        description="Bearer token of the admin gateway; the gateway refuses to start without.",
+    )
 
     session_key: SecretStr = Field(
         default=SecretStr("dev-only-session-key"),

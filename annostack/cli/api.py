@@ -14,10 +14,16 @@ def run(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "0.0.0.0",  # noqa: S104
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
+    gateway: Annotated[
+        str, typer.Option(help="user (browsers), open (developer API) or admin.")
+    ] = "open",
 ) -> None:
     """Serve the API with uvicorn (the container's entry point)."""
+    import os
+
     import uvicorn
 
+    os.environ["ANNOSTACK_API_GATEWAY"] = gateway  # read by ApiSettings in each worker
     uvicorn.run(
         "annostack.apps.main:create_app",
         factory=True,

@@ -328,3 +328,41 @@ def test_oversized_bodies_get_413(api: httpx.Client, tenant_a: ApiTenant) -> Non
         headers={**tenant_a.auth, "If-None-Match": "*", "Content-Type": "application/json"},
     )
     assert response.status_code == 413
+
+
+def test_each_gateway_takes_its_own_kind_of_credentials(
+    stack_settings: Settings, api: httpx.Client, tenant_a: ApiTenant
+) -> None:
+    admin_token = f"adm-{uuid.uuid4().hex}"
+    admin_app = create_app(stack_settings, ApiSettings(gateway="admin", admin_token=admin_token))
+    as_admin = {"Authorization": f"Bearer {admin_token}"}
+    with serve(admin_app) as admin:
+        tokens = f"/admin/v1/tenants/{tenant_a.name}/tokens"
+        assert admin.post(tokens, json={"name": "ci"}).status_code == 401
+        assert admin.post(tokens, json={"name": "ci"}, headers=tenant_a.auth).status_code == 401
+        issued = admin.post(tokens, json={"name": "ci"}, headers=as_admin)
+        assert issued.status_code == 201
+        session = admin.post(
+            f"/admin/v1/tenants/{tenant_a.name}/sessions", json={"user": "alice"}, headers=as_admin
+        ).json()["token"]
+        missing = admin.post(
+            "/admin/v1/tenants/nosuch/tokens", json={"name": "x"}, headers=as_admin
+        )
+        assert missing.status_code == 404
+        assert admin.get("/v1/datasets", headers=as_admin).status_code == 404, "no tenant routes"
+
+    api_token = {"Authorization": f"Bearer {issued.json()['token']}"}
+    browser = {"Authorization": f"Bearer {session}"}
+    assert api.get("/v1/datasets", headers=api_token).status_code == 200
+    assert api.get("/v1/datasets", headers=browser).status_code == 401
+    with serve(create_app(stack_settings, ApiSettings(gateway="user"))) as user:
+        assert user.get("/v1/datasets", headers=browser).status_code == 200
+        assert user.get("/v1/datasets", headers=api_token).status_code == 401
+        item = uploaded_item(api, tenant_a, new_dataset(api, tenant_a), b"x")
+        lock = user.post(f"/v1/items/{item}/lock", headers=browser)
+        assert lock.json()["holder"] == "user:alice"
+
+
+def test_admin_gateway_refuses_to_start_without_a_token(stack_settings: Settings) -> None:
+    with pytest.raises(ValueError, match="ANNOSTACK_API_ADMIN_TOKEN"):
+        create_app(stack_settings, ApiSettings(gateway="admin"))
