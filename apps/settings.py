@@ -37,6 +37,11 @@ class ApiSettings(BaseSettings):
     rate_limit_per_second: int = Field(
         default=200, ge=1, description="Requests per second per tenant (429 above)."
     )
+    multipart_threshold_bytes: int = Field(
+        default=64 * 2**20,
+        ge=5 * 2**20,
+        description="Uploads above this size are multipart, with a pre-signed URL per part.",
+    )
     lock_ttl_seconds: int = Field(
         default=60, ge=5, description="An edit lock expires this long after its last heartbeat."
     )

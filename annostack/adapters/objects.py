@@ -17,6 +17,8 @@ import hmac
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from urllib.parse import quote, urlsplit
+from xml.etree import ElementTree
+from xml.sax.saxutils import escape
 
 import aiohttp
 from yarl import URL
@@ -25,6 +27,7 @@ from annostack.domain.errors import (
     Backend,
     BackendRejected,
     BackendUnavailable,
+    Invalid,
     PreconditionFailed,
 )
 from annostack.settings import ObjectStoreSettings
@@ -92,17 +95,24 @@ class Presigner:
         key: str,
         lifetime: timedelta = URL_LIFETIME,
         now: datetime | None = None,
+        params: dict[str, str] | None = None,
     ) -> str:
+        """A pre-signed URL; `params` are extra query parameters (uploadId, partNumber...)."""
         moment = (now or datetime.now(UTC)).astimezone(UTC)
         amz_date, day = moment.strftime("%Y%m%dT%H%M%SZ"), moment.strftime("%Y%m%d")
         scope = f"{day}/{self.region}/s3/aws4_request"
         path = "/" + quote(bucket, safe="") + "/" + quote(key, safe="/~")
-        query = (
-            "X-Amz-Algorithm=AWS4-HMAC-SHA256"
-            f"&X-Amz-Credential={quote(self.access_key + '/' + scope, safe='~')}"
-            f"&X-Amz-Date={amz_date}"
-            f"&X-Amz-Expires={int(lifetime.total_seconds())}"
-            "&X-Amz-SignedHeaders=host"
+        signing = {
+            "X-Amz-Algorithm": "AWS4-HMAC-SHA256",
+            "X-Amz-Credential": f"{self.access_key}/{scope}",
+            "X-Amz-Date": amz_date,
+            "X-Amz-Expires": str(int(lifetime.total_seconds())),
+            "X-Amz-SignedHeaders": "host",
+        }
+        # SigV4's canonical query: every parameter, URI-encoded, sorted by name.
+        query = "&".join(
+            f"{quote(name, safe='~')}={quote(value, safe='~')}"
+            for name, value in sorted({**(params or {}), **signing}.items())
         )
         canonical = f"{method}\n{path}\n{query}\nhost:{self.host}\n\nhost\nUNSIGNED-PAYLOAD"
         to_sign = (
@@ -120,6 +130,10 @@ class Presigner:
 
     def presign_head(self, bucket: str, key: str) -> str:
         return self.presign("HEAD", bucket, key)
+
+    def presign_part(self, bucket: str, key: str, upload_id: str, part: int) -> str:
+        params = {"partNumber": str(part), "uploadId": upload_id}
+        return self.presign("PUT", bucket, key, params=params)
 
 
 class ObjectIO:
@@ -166,6 +180,44 @@ class ObjectIO:
         self._expect(reply, 200)
         return WriteResult(reply.etag)
 
+    async def create_multipart(self, bucket: str, key: str, content_type: str) -> str:
+        """Start a multipart upload; its id."""
+        url = self.presigner.presign("POST", bucket, key, params={"uploads": ""})
+        reply = await self._send("POST", url, b"", {"Content-Type": content_type})
+        self._expect(reply, 200)
+        upload_id = _xml_text(reply.body, "UploadId")
+        if not upload_id:
+            raise BackendRejected(Backend.OBJECT_STORE, "no UploadId in CreateMultipartUpload")
+        return upload_id
+
+    async def complete_multipart(
+        self, bucket: str, key: str, upload_id: str, parts: list[tuple[int, str]]
+    ) -> str:
+        """Assemble the parts (number, ETag) in order; the object's ETag."""
+        body = (
+            "<CompleteMultipartUpload>"
+            + "".join(
+                f"<Part><PartNumber>{number}</PartNumber><ETag>&quot;{escape(etag)}&quot;</ETag></Part>"
+                for number, etag in sorted(parts)
+            )
+            + "</CompleteMultipartUpload>"
+        )
+        url = self.presigner.presign("POST", bucket, key, params={"uploadId": upload_id})
+        reply = await self._send("POST", url, body.encode(), {"Content-Type": "application/xml"})
+        if reply.status == 400:
+            raise Invalid(f"cannot assemble the parts: {_xml_text(reply.body, 'Message')}")
+        self._expect(reply, 200)
+        # S3 may answer 200 with an error document when assembling fails late.
+        if b"<Error>" in reply.body:
+            raise Invalid(f"cannot assemble the parts: {_xml_text(reply.body, 'Message')}")
+        return _xml_text(reply.body, "ETag").strip('"')
+
+    async def abort_multipart(self, bucket: str, key: str, upload_id: str) -> None:
+        url = self.presigner.presign("DELETE", bucket, key, params={"uploadId": upload_id})
+        reply = await self._send("DELETE", url)
+        if reply.status not in (204, 404):
+            self._expect(reply, 204)
+
     async def _send(
         self,
         method: str,
@@ -192,3 +244,13 @@ class ObjectIO:
             raise BackendRejected(
                 Backend.OBJECT_STORE, f"{reply.status} {reply.body[:200].decode(errors='replace')}"
             )
+
+
+def _xml_text(document: bytes, tag: str) -> str:
+    """Text of the first element named `tag` in an S3 XML reply (namespace-agnostic)."""
+    # The reply comes from our own configured object store, not from a user.
+    root = ElementTree.fromstring(document)  # noqa: S314
+    for element in root.iter():
+        if element.tag.rsplit("}", 1)[-1] == tag:
+            return element.text or ""
+    return ""

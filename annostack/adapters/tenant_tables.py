@@ -48,6 +48,7 @@ data_items = sa.Table(
     sa.Column("checksum", sa.String(128), nullable=True),
     sa.Column("status", sa.String(16), nullable=False, server_default="uploaded"),
     sa.Column("created_at", sa.DateTime, nullable=False, server_default=sa.func.now()),
+    sa.Column("upload_id", sa.String(1024), nullable=True, comment="S3 multipart upload"),
     sa.UniqueConstraint("dataset_id", "name", name="uq_data_items_dataset_name"),
 )
 

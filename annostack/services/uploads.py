@@ -1,10 +1,12 @@
-"""Uploads: the client PUTs straight to the bucket through a pre-signed URL, then says done.
+"""Uploads: the client PUTs straight to the bucket through pre-signed URLs, then says done.
 
-`start` registers the item (status ``uploading``) and returns the URL; the object key is
-``data/<dataset id>/<item id><ext>``, from ids and an extension checked against a pattern —
-never the client's file name. `complete` verifies the object (it exists, the size matches),
-marks the item ``uploaded`` with its checksum (ETag) and enqueues processing: one Pulsar
-message per item, on the topic for its kind of data.
+`start` registers the item (status ``uploading``) and returns one pre-signed PUT URL, or for
+files above the multipart threshold an S3 multipart upload with one pre-signed URL per part.
+The object key is ``data/<dataset id>/<item id><ext>``, from ids and an extension checked
+against a pattern — never the client's file name. `complete` assembles the parts if any,
+verifies the object (it exists, the size matches), marks the item ``uploaded`` with its
+checksum (ETag) and enqueues processing: one Pulsar message per item, on the topic for its
+kind of data. `abort` drops the upload and the item.
 """
 
 from __future__ import annotations
@@ -26,7 +28,9 @@ from annostack.services.datasets import ItemPublic, get_dataset, get_item
 from annostack.services.tenancy import TenantContext
 
 EXTENSION = re.compile(r"^\.[a-z0-9]{1,8}$")
-MAX_SINGLE_PUT_BYTES = 5 * 2**30  # S3's limit for one PUT; bigger files need multipart
+MAX_OBJECT_BYTES = 5 * 2**40  # S3's object size limit
+MIN_PART_BYTES = 8 * 2**20  # S3 needs >= 5 MiB for every part but the last
+MAX_PARTS = 10_000  # S3's limit
 POINT_CLOUD_EXTENSIONS = {".pcd", ".bin", ".las", ".laz", ".ply"}
 ARCHIVE_EXTENSIONS = {".zip", ".tar", ".tgz", ".gz"}
 
@@ -37,10 +41,36 @@ class UploadRequest(CamelModel):
     content_type: str = Field(default="application/octet-stream", max_length=128)
 
 
+class PartTicket(CamelModel):
+    part_number: int
+    url: str = Field(description="Pre-signed PUT URL for this part; keep the ETag it returns.")
+
+
+class MultipartTicket(CamelModel):
+    upload_id: str
+    part_size: int = Field(description="Bytes per part; the last part may be smaller.")
+    parts: list[PartTicket]
+
+
 class UploadTicket(CamelModel):
     item_id: int
-    url: str = Field(description="Pre-signed PUT URL; valid for 15 minutes.")
-    method: str = "PUT"
+    url: str | None = Field(
+        default=None, description="Pre-signed PUT URL for the whole file (small files)."
+    )
+    multipart: MultipartTicket | None = Field(
+        default=None, description="For large files: PUT each part, then complete with ETags."
+    )
+
+
+class UploadedPart(CamelModel):
+    part_number: int = Field(ge=1, le=MAX_PARTS)
+    etag: str = Field(min_length=1, max_length=128)
+
+
+class Completion(CamelModel):
+    parts: list[UploadedPart] = Field(
+        default_factory=list, max_length=MAX_PARTS, description="Multipart uploads only."
+    )
 
 
 def _extension(name: str) -> str:
@@ -61,11 +91,7 @@ def topic_for(name: str, content_type: str) -> str:
     return "thumbnails" if content_type.startswith("image/") else "pointclouds"
 
 
-def start(
-    ctx: TenantContext, io: ObjectIO, dataset_id: int, request: UploadRequest
-) -> UploadTicket:
-    if request.size > MAX_SINGLE_PUT_BYTES:
-        raise TooLarge(f"{request.size} bytes is over {MAX_SINGLE_PUT_BYTES}; use multipart")
+def _register(ctx: TenantContext, dataset_id: int, request: UploadRequest) -> tuple[int, str]:
     get_dataset(ctx, dataset_id)
     try:
         with ctx.engine.begin() as conn:
@@ -88,16 +114,74 @@ def start(
         raise Conflict(
             f"dataset {dataset_id} already has an item named {request.name!r}"
         ) from error
-    return UploadTicket(item_id=item_id, url=io.presigner.presign_put(ctx.connection.bucket, key))
+    return item_id, key
+
+
+def part_size_for(size: int) -> int:
+    """The smallest part size >= MIN_PART_BYTES that fits the file in MAX_PARTS parts."""
+    return max(MIN_PART_BYTES, -(-size // MAX_PARTS))
+
+
+async def start(
+    ctx: TenantContext,
+    io: ObjectIO,
+    dataset_id: int,
+    request: UploadRequest,
+    multipart_threshold: int,
+) -> UploadTicket:
+    if request.size > MAX_OBJECT_BYTES:
+        raise TooLarge(f"{request.size} bytes is over the object size limit {MAX_OBJECT_BYTES}")
+    item_id, key = await asyncio.to_thread(_register, ctx, dataset_id, request)
+    bucket = ctx.connection.bucket
+    if request.size <= multipart_threshold:
+        return UploadTicket(item_id=item_id, url=io.presigner.presign_put(bucket, key))
+    upload_id = await io.create_multipart(bucket, key, request.content_type)
+    await asyncio.to_thread(_set_upload_id, ctx, item_id, upload_id)
+    size = part_size_for(request.size)
+    count = -(-request.size // size)
+    parts = [
+        PartTicket(part_number=n, url=io.presigner.presign_part(bucket, key, upload_id, n))
+        for n in range(1, count + 1)
+    ]
+    return UploadTicket(
+        item_id=item_id,
+        multipart=MultipartTicket(upload_id=upload_id, part_size=size, parts=parts),
+    )
+
+
+def _set_upload_id(ctx: TenantContext, item_id: int, upload_id: str | None) -> None:
+    with ctx.engine.begin() as conn:
+        conn.execute(
+            data_items.update().where(data_items.c.id == item_id).values(upload_id=upload_id)
+        )
+
+
+def _upload_id(ctx: TenantContext, item_id: int) -> str | None:
+    with ctx.engine.connect() as conn:
+        value = conn.execute(
+            sa.select(data_items.c.upload_id).where(data_items.c.id == item_id)
+        ).scalar()
+    return str(value) if value else None
 
 
 async def complete(
-    ctx: TenantContext, io: ObjectIO, publisher: Publisher, item_id: int
+    ctx: TenantContext,
+    io: ObjectIO,
+    publisher: Publisher,
+    item_id: int,
+    completion: Completion,
 ) -> ItemPublic:
     item = await asyncio.to_thread(get_item, ctx, item_id)
     if item.status != "uploading":
         return item  # completing twice is harmless
     key = object_key(item.dataset_id, item.id, item.name)
+    upload_id = await asyncio.to_thread(_upload_id, ctx, item_id)
+    if upload_id is not None:
+        if not completion.parts:
+            raise Invalid("a multipart upload completes with the parts' numbers and ETags")
+        parts = [(part.part_number, part.etag.strip('"')) for part in completion.parts]
+        await io.complete_multipart(ctx.connection.bucket, key, upload_id, parts)
+        await asyncio.to_thread(_set_upload_id, ctx, item_id, None)
     found = await io.head(ctx.connection.bucket, key)
     if found is None:
         raise NotFound(f"nothing was uploaded for item {item_id}")
@@ -112,6 +196,23 @@ async def complete(
     await asyncio.to_thread(publisher.publish, topic, message, str(item.id))
     await asyncio.to_thread(_mark_uploaded, ctx, item_id, etag)
     return await asyncio.to_thread(get_item, ctx, item_id)
+
+
+async def abort(ctx: TenantContext, io: ObjectIO, item_id: int) -> None:
+    """Give up an upload in progress: the parts are dropped and the item forgotten."""
+    item = await asyncio.to_thread(get_item, ctx, item_id)
+    if item.status != "uploading":
+        raise Conflict(f"item {item_id} is already uploaded; delete it instead")
+    upload_id = await asyncio.to_thread(_upload_id, ctx, item_id)
+    if upload_id is not None:
+        key = object_key(item.dataset_id, item.id, item.name)
+        await io.abort_multipart(ctx.connection.bucket, key, upload_id)
+    await asyncio.to_thread(_forget, ctx, item_id)
+
+
+def _forget(ctx: TenantContext, item_id: int) -> None:
+    with ctx.engine.begin() as conn:
+        conn.execute(data_items.delete().where(data_items.c.id == item_id))
 
 
 def _mark_uploaded(ctx: TenantContext, item_id: int, etag: str) -> None:

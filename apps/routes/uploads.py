@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
+from typing import Annotated
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Body, status
 
 from annostack.apps.deps import ObjectsDep, StateDep, TenantDep
 from annostack.services import uploads as service
 from annostack.services.datasets import ItemPublic
-from annostack.services.uploads import UploadRequest, UploadTicket
+from annostack.services.uploads import Completion, UploadRequest, UploadTicket
 
 router = APIRouter(prefix="/v1", tags=["uploads"])
 
@@ -20,9 +20,10 @@ router = APIRouter(prefix="/v1", tags=["uploads"])
     summary="Register an item and get a pre-signed PUT URL for its file.",
 )
 async def start_upload(
-    ctx: TenantDep, io: ObjectsDep, dataset_id: int, body: UploadRequest
+    ctx: TenantDep, io: ObjectsDep, state: StateDep, dataset_id: int, body: UploadRequest
 ) -> UploadTicket:
-    return await asyncio.to_thread(service.start, ctx, io, dataset_id, body)
+    threshold = state.api.multipart_threshold_bytes
+    return await service.start(ctx, io, dataset_id, body, threshold)
 
 
 @router.post(
@@ -30,6 +31,19 @@ async def start_upload(
     summary="Confirm an upload: checks the object, records it and enqueues its processing.",
 )
 async def complete_upload(
-    ctx: TenantDep, io: ObjectsDep, state: StateDep, item_id: int
+    ctx: TenantDep,
+    io: ObjectsDep,
+    state: StateDep,
+    item_id: int,
+    body: Annotated[Completion | None, Body()] = None,
 ) -> ItemPublic:
-    return await service.complete(ctx, io, state.publisher, item_id)
+    return await service.complete(ctx, io, state.publisher, item_id, body or Completion())
+
+
+@router.delete(
+    "/items/{item_id}/upload",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Abort an upload in progress (drops uploaded parts and the item).",
+)
+async def abort_upload(ctx: TenantDep, io: ObjectsDep, item_id: int) -> None:
+    await service.abort(ctx, io, item_id)

@@ -366,3 +366,56 @@ def test_each_gateway_takes_its_own_kind_of_credentials(
 def test_admin_gateway_refuses_to_start_without_a_token(stack_settings: Settings) -> None:
     with pytest.raises(ValueError, match="ANNOSTACK_API_ADMIN_TOKEN"):
         create_app(stack_settings, ApiSettings(gateway="admin"))
+
+
+def test_multipart_upload_with_a_presigned_url_per_part(
+    stack_settings: Settings, tenant_b: ApiTenant
+) -> None:
+    threshold = 6 * 2**20
+    app = create_app(stack_settings, ApiSettings(multipart_threshold_bytes=threshold))
+    payload = bytes(range(256)) * (20 * 2**20 // 256)  # 20 MiB -> parts of 8, 8, 4 MiB
+    with serve(app) as api:
+        dataset = new_dataset(api, tenant_b)
+        ticket = api.post(
+            f"/v1/datasets/{dataset}/uploads",
+            json={"name": "scan.las", "size": len(payload)},
+            headers=tenant_b.auth,
+        ).json()
+        multipart = ticket["multipart"]
+        assert ticket["url"] is None and len(multipart["parts"]) == 3
+        size = multipart["partSize"]
+        parts = []
+        for part in multipart["parts"]:
+            start = (part["partNumber"] - 1) * size
+            uploaded = httpx.put(part["url"], content=payload[start : start + size])
+            assert uploaded.status_code == 200, uploaded.text
+            parts.append({"partNumber": part["partNumber"], "etag": uploaded.headers["etag"]})
+
+        item = ticket["itemId"]
+        incomplete = api.post(f"/v1/items/{item}/complete", headers=tenant_b.auth)
+        assert incomplete.status_code == 422
+        done = api.post(f"/v1/items/{item}/complete", json={"parts": parts}, headers=tenant_b.auth)
+        assert done.status_code == 200, done.text
+        assert done.json()["status"] == "uploaded"
+        assert done.json()["size"] == len(payload)
+
+
+def test_aborting_an_upload_drops_it(stack_settings: Settings, tenant_b: ApiTenant) -> None:
+    app = create_app(stack_settings, ApiSettings(multipart_threshold_bytes=6 * 2**20))
+    with serve(app) as api:
+        dataset = new_dataset(api, tenant_b)
+        ticket = api.post(
+            f"/v1/datasets/{dataset}/uploads",
+            json={"name": "big.bin", "size": 30 * 2**20},
+            headers=tenant_b.auth,
+        ).json()
+        first = ticket["multipart"]["parts"][0]
+        assert (
+            httpx.put(first["url"], content=b"x" * ticket["multipart"]["partSize"]).status_code
+            == 200
+        )
+        item = ticket["itemId"]
+        assert api.delete(f"/v1/items/{item}/upload", headers=tenant_b.auth).status_code == 204
+        assert api.get(f"/v1/items/{item}", headers=tenant_b.auth).status_code == 404
+        # The parts are gone too: the part URL now points at an aborted upload.
+        assert httpx.put(first["url"], content=b"y").status_code == 404
