@@ -9,6 +9,7 @@ process itself.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import functools
 import json
@@ -126,7 +127,9 @@ def probe_client() -> httpx.Client:
     with its self-signed certificate, hence no verification. Shared because building a client
     builds an SSL context, ~30 ms of CPU each time.
     """
-    return httpx.Client(timeout=PROBE_TIMEOUT, verify=False)  # noqa: S501
+    client = httpx.Client(timeout=PROBE_TIMEOUT, verify=False)  # noqa: S501
+    atexit.register(client.close)
+    return client
 
 
 def http_get(url: str, headers: Mapping[str, str] | None = None) -> httpx.Response:

@@ -50,6 +50,8 @@ def document_key(item_id: int, source: str) -> str:
 
 
 def parse_document(body: bytes) -> AnnotationDocument:
+    if not body:
+        raise Invalid("the document is empty or holds numbers outside the 64-bit range")
     if len(body) > MAX_DOCUMENT_BYTES:
         raise TooLarge(f"document is {len(body)} bytes; the limit is {MAX_DOCUMENT_BYTES}")
     try:

@@ -138,13 +138,21 @@ async def batch_save(
     body: Annotated[BatchSave, Body()],
 ) -> dict[str, object]:
     entries = [
-        BatchEntry(e.item_id, orjson.dumps(e.document), e.if_match, e.if_none_match)
+        BatchEntry(e.item_id, _encode(e.document), e.if_match, e.if_none_match)
         for e in body.documents
     ]
     holders = await state.coordination.holders(ctx.names.tenant, [e.item_id for e in entries])
     locked = {item: holder for item, holder in holders.items() if holder != who}
     results = await service.save_batch(ctx, io, body.source, entries, locked)
     return {"source": body.source, "results": results}
+
+
+def _encode(document: dict[str, object]) -> bytes:
+    """The document as JSON; b"" for what JSON clients cannot read back (reported as 422)."""
+    try:
+        return orjson.dumps(document)
+    except TypeError:  # integers beyond 64 bits: JavaScript and most tools would corrupt them
+        return b""
 
 
 class PresignRequest(CamelModel):
