@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from annostack.cli import api, crds, dev, operator
+from annostack.cli import api, crds, dev, operator, pcd
 
 app = typer.Typer(
     name="annostack",
@@ -19,6 +19,7 @@ app.add_typer(dev.app, name="dev")
 app.add_typer(crds.app, name="crds")
 app.add_typer(operator.app, name="operator")
 app.add_typer(api.app, name="api")
+app.add_typer(pcd.app, name="pcd")
 
 
 def main() -> None:
