@@ -79,3 +79,42 @@ def pointcloud_bench() -> Figures:
         "open3d_output_mb": round(theirs_path.stat().st_size / 1e6, 2),
         "lossless_vs_open3d_reading": lossless,
     }
+
+
+@benchmark("previews")
+def previews_bench() -> Figures:
+    """BEV of 1M points to a 2000x2000 PNG; 1920x1080 JPEG thumbnails to 400 px, one core."""
+    import io
+
+    from PIL import Image
+
+    from annostack.domain.images import thumbnail
+    from annostack.domain.pointclouds import Field, PointCloud
+    from annostack.domain.rendering import render_bev
+
+    rng = np.random.default_rng(5)
+    fields = [Field(name, 4, "F", 1) for name in ("x", "y", "z", "intensity")]
+    cloud = PointCloud(fields, np.empty(0), POINTS)
+    points = np.empty(POINTS, dtype=cloud.dtype)
+    for name in ("x", "y", "z", "intensity"):
+        points[name] = rng.normal(scale=30, size=POINTS).astype(np.float32)
+    cloud.points = points
+    bev_seconds = best(lambda: render_bev(cloud, 2000, "height"))
+
+    photo = rng.integers(0, 255, size=(1080, 1920, 3), dtype=np.uint8)
+    photo = np.asarray(Image.fromarray(photo).resize((480, 270)).resize((1920, 1080)))  # photo-like
+    jpeg = io.BytesIO()
+    Image.fromarray(photo).save(jpeg, "JPEG", quality=90)
+    data = jpeg.getvalue()
+    count = 200
+    started = time.perf_counter()
+    for _ in range(count):
+        thumbnail(data, 400)
+    per_second = count / (time.perf_counter() - started)
+    return {
+        "bev_points": POINTS,
+        "bev_2000px_seconds": round(bev_seconds, 3),
+        "target_bev_seconds": 0.5,
+        "thumbnails_1920x1080_to_400_per_second_one_core": round(per_second, 1),
+        "target_thumbnails_per_second": 100,
+    }

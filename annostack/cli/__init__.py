@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from annostack.cli import api, crds, dev, operator, pcd
+from annostack.cli import api, crds, dev, image, operator, pcd
 
 app = typer.Typer(
     name="annostack",
@@ -20,6 +20,7 @@ app.add_typer(crds.app, name="crds")
 app.add_typer(operator.app, name="operator")
 app.add_typer(api.app, name="api")
 app.add_typer(pcd.app, name="pcd")
+app.add_typer(image.app, name="image")
 
 
 def main() -> None:

@@ -10,6 +10,7 @@ from typing import Annotated, Literal
 import typer
 
 from annostack.domain.pointclouds import PointCloudError, read_any, write_pcd
+from annostack.domain.rendering import render_bev, split_tiles, tile_index, voxel_downsample
 
 app = typer.Typer(help="Point clouds: PCD (any kind), KITTI .bin and LAS/LAZ in; standard PCD out.")
 
@@ -42,3 +43,48 @@ def convert(
         typer.echo(f"{source}: {error}", err=True)
         raise typer.Exit(2) from error
     typer.echo(f"{target}: {len(cloud)} points, fields {', '.join(f.name for f in cloud.fields)}")
+
+
+@app.command()
+def render(
+    source: Annotated[Path, typer.Argument(exists=True, dir_okay=False)],
+    target: Annotated[Path, typer.Argument(dir_okay=False, help="PNG to write.")],
+    size: Annotated[int, typer.Option(help="Width and height in pixels.")] = 1024,
+    color: Annotated[Literal["height", "intensity"], typer.Option()] = "height",
+) -> None:
+    """A top-down (bird's-eye view) preview PNG."""
+    try:
+        png = render_bev(read_any(source.read_bytes(), source.name), size, color)
+        write_atomically(target, png)
+    except PointCloudError as error:
+        typer.echo(f"{source}: {error}", err=True)
+        raise typer.Exit(2) from error
+
+
+@app.command()
+def split(
+    source: Annotated[Path, typer.Argument(exists=True, dir_okay=False)],
+    outdir: Annotated[Path, typer.Argument(file_okay=False, help="Directory for the tiles.")],
+    tile: Annotated[float, typer.Option(help="Tile edge in metres.")] = 50.0,
+    voxel: Annotated[float | None, typer.Option(help="Voxel size for downsampling.")] = None,
+    max_points: Annotated[
+        int | None, typer.Option(help="Only downsample/split clouds larger than this.")
+    ] = None,
+) -> None:
+    """Spatial tiles (and optional voxel downsampling), with index.json of tiles and bounds."""
+    try:
+        cloud = read_any(source.read_bytes(), source.name)
+        if max_points is not None and len(cloud) <= max_points:
+            typer.echo(f"{source}: {len(cloud)} points, not above {max_points}; nothing to do")
+            return
+        if voxel is not None:
+            cloud = voxel_downsample(cloud, voxel)
+        tiles = split_tiles(cloud, tile)
+        outdir.mkdir(parents=True, exist_ok=True)
+        for meta, part in tiles:
+            write_atomically(outdir / f"{meta.name}.pcd", write_pcd(part))
+        write_atomically(outdir / "index.json", tile_index([t for t, _ in tiles], tile, voxel))
+    except PointCloudError as error:
+        typer.echo(f"{source}: {error}", err=True)
+        raise typer.Exit(2) from error
+    typer.echo(f"{outdir}: {len(tiles)} tiles")
