@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from annostack.cli import api, crds, dev, image, operator, pcd
+from annostack.cli import api, crds, dev, image, operator, pcd, worker
 
 app = typer.Typer(
     name="annostack",
@@ -21,6 +21,7 @@ app.add_typer(operator.app, name="operator")
 app.add_typer(api.app, name="api")
 app.add_typer(pcd.app, name="pcd")
 app.add_typer(image.app, name="image")
+app.add_typer(worker.app, name="worker")
 
 
 def main() -> None:

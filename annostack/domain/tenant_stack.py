@@ -199,7 +199,7 @@ def worker_deployment(names: TenantNames, spec: TenantSpec, replicas: int) -> Ma
                             "envFrom": [{"secretRef": {"name": names.secret}}],
                             "env": [
                                 {
-                                    "name": "ANNOSTACK_WORKER__TOPICS",
+                                    "name": "ANNOSTACK_WORKER_TOPICS",
                                     "value": ",".join(PROCESSING_TOPICS),
                                 }
                             ],

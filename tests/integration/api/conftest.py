@@ -13,7 +13,7 @@ from annostack.apps.main import create_app
 from annostack.apps.testing import serve
 from annostack.domain.tenants import DeletionPolicy, TenantSpec
 from annostack.services.tenancy import TenantContext, TenantDirectory, create_api_token
-from annostack.services.tenants import Backends, TenantProvisioner
+from annostack.services.tenants import TenantProvisioner
 from annostack.settings import Settings
 
 
@@ -26,22 +26,6 @@ class ApiTenant:
     @property
     def auth(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"}
-
-
-@pytest.fixture(scope="session")
-def provisioner(stack_settings: Settings) -> Iterator[TenantProvisioner]:
-    backends = Backends(stack_settings)
-    yield TenantProvisioner(backends)
-    backends.close()
-
-
-@pytest.fixture(scope="session")
-def directory(
-    provisioner: TenantProvisioner, stack_settings: Settings
-) -> Iterator[TenantDirectory]:
-    directory = TenantDirectory(provisioner.b.kube, stack_settings.db)
-    yield directory
-    directory.close()
 
 
 def _tenant(provisioner: TenantProvisioner, directory: TenantDirectory) -> Iterator[ApiTenant]:

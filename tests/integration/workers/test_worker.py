@@ -1,0 +1,203 @@
+"""The worker process against the real stack: outputs, dead letters, and a SIGKILL mid-batch."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import socket
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pulsar
+import pytest
+import redis
+from PIL import Image
+
+from annostack.adapters.object_store import ObjectStoreAdmin
+from annostack.domain.pointclouds import Field, PointCloud, read_pcd, write_pcd
+from annostack.domain.tenant_stack import TenantConnection
+from annostack.domain.tenants import (
+    DEAD_LETTER_TOPIC,
+    WORKER_SUBSCRIPTION,
+    DeletionPolicy,
+    TenantSpec,
+)
+from annostack.services.tenancy import TenantDirectory
+from annostack.services.tenants import TenantProvisioner
+from annostack.settings import Settings
+from tests.support import wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def tenant(
+    provisioner: TenantProvisioner, directory: TenantDirectory
+) -> Iterator[TenantConnection]:
+    name = f"wk{uuid.uuid4().hex[:8]}"
+    assert provisioner.reconcile(name, TenantSpec(display_name=name)).ready
+    yield directory.get(name).connection
+    provisioner.teardown(name, DeletionPolicy.DELETE)
+
+
+class WorkerProcess:
+    def __init__(self, connection: TenantConnection, log: Path) -> None:
+        self.env = {
+            **os.environ,
+            **connection.to_env(),
+            "ANNOSTACK_WORKER_PORT": str(free_port()),
+            "ANNOSTACK_WORKER_BIND_ADDRESS": "127.0.0.1",
+            "ANNOSTACK_WORKER_RETRY_DELAY_MS": "300",
+            "ANNOSTACK_WORKER_MAX_ATTEMPTS": "3",
+            "ANNOSTACK_WORKER_SPLIT_ABOVE_POINTS": "1500",
+        }
+        self.log = log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "annostack", "worker", "run"],
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self) -> int:
+        assert self.proc is not None
+        self.proc.terminate()
+        return self.proc.wait(timeout=30)
+
+
+@pytest.fixture
+def worker(tenant: TenantConnection, tmp_path: Path) -> Iterator[WorkerProcess]:
+    process = WorkerProcess(tenant, tmp_path / "worker.log")
+    yield process
+    if process.proc is not None and process.proc.poll() is None:
+        process.kill()
+
+
+def small_cloud(points: int, seed: int) -> bytes:
+    rng = np.random.default_rng(seed)
+    fields = [Field(n, 4, "F", 1) for n in ("x", "y", "z", "intensity")]
+    cloud = PointCloud(fields, np.empty(0), points)
+    data = np.empty(points, dtype=cloud.dtype)
+    for name in ("x", "y", "z", "intensity"):
+        data[name] = rng.normal(scale=60, size=points).astype(np.float32)
+    cloud.points = data
+    return write_pcd(cloud, "binary")
+
+
+def jpeg() -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (1280, 720), (10, 120, 200)).save(out, "JPEG")
+    return out.getvalue()
+
+
+def publish(connection: TenantConnection, topic: str, item: int, key: str) -> None:
+    client = pulsar.Client(connection.pulsar_service_url)
+    try:
+        producer = client.create_producer(f"persistent://{connection.pulsar_namespace}/{topic}")
+        producer.send(orjson.dumps({"tenant": connection.tenant, "itemId": item, "key": key}))
+    finally:
+        client.close()
+
+
+def test_outputs_dead_letters_and_progress(
+    tenant: TenantConnection, worker: WorkerProcess, stack_settings: Settings
+) -> None:
+    store = ObjectStoreAdmin(stack_settings.s3).client
+    image, cloud, broken = 9001, 9002, 9003
+    for key, body in [
+        (f"data/1/{image}.jpg", jpeg()),
+        (f"data/1/{cloud}.pcd", small_cloud(3000, 1)),
+        (f"data/1/{broken}.pcd", b"VERSION 0.7\nFIELDS x\nnot a cloud"),
+    ]:
+        store.put_object(tenant.bucket, key, io.BytesIO(body), len(body))
+    publish(tenant, "thumbnails", image, f"data/1/{image}.jpg")
+    publish(tenant, "pointclouds", cloud, f"data/1/{cloud}.pcd")
+    publish(tenant, "pointclouds", broken, f"data/1/{broken}.pcd")
+    worker.start()
+
+    def exists(key: str) -> bool:
+        return any(True for _ in store.list_objects(tenant.bucket, prefix=key))
+
+    expected = [f"derived/{image}/thumb-{s}.jpg" for s in (200, 400, 800)] + [
+        f"derived/{cloud}/cloud.pcd",
+        f"derived/{cloud}/bev.png",
+        f"derived/{cloud}/tiles/index.json",
+    ]
+    wait_for(lambda: all(exists(k) for k in expected), timeout=60, what="outputs")
+    converted = read_pcd(store.get_object(tenant.bucket, f"derived/{cloud}/cloud.pcd").read())
+    assert len(converted) == 3000
+
+    client = pulsar.Client(tenant.pulsar_service_url)
+    try:
+        dead = client.subscribe(
+            f"persistent://{tenant.pulsar_namespace}/{DEAD_LETTER_TOPIC}",
+            WORKER_SUBSCRIPTION,
+            consumer_type=pulsar.ConsumerType.Shared,
+        )
+        letter = dead.receive(timeout_millis=30_000)
+        dead.acknowledge(letter)
+    finally:
+        client.close()
+    assert orjson.loads(letter.data())["itemId"] == broken
+    assert letter.properties()["kind"] == "invalid-input"
+    assert "not a PCD file" in letter.properties()["reason"]
+
+    counters = redis.Redis.from_url(tenant.redis_url.get_secret_value())
+    stats = counters.hgetall(f"annostack:processing:{tenant.tenant}")
+    assert int(stats[b"processed"]) >= 2 and int(stats[b"failed"]) >= 1
+    assert worker.stop() == 0, "SIGTERM is a clean shutdown"
+
+
+def test_sigkill_mid_batch_loses_nothing_and_duplicates_nothing(
+    tenant: TenantConnection, worker: WorkerProcess, stack_settings: Settings
+) -> None:
+    store = ObjectStoreAdmin(stack_settings.s3).client
+    items = list(range(9100, 9120))
+    for item in items:
+        body = small_cloud(800, item)
+        store.put_object(tenant.bucket, f"data/2/{item}.pcd", io.BytesIO(body), len(body))
+        publish(tenant, "pointclouds", item, f"data/2/{item}.pcd")
+
+    def done() -> int:
+        return sum(
+            1
+            for item in items
+            if any(
+                True for _ in store.list_objects(tenant.bucket, prefix=f"derived/{item}/bev.png")
+            )
+        )
+
+    worker.start()
+    wait_for(lambda: done() >= 3, timeout=60, what="some progress")
+    worker.kill()
+    assert done() < len(items), "killed mid-batch"
+    worker.start()
+    wait_for(lambda: done() == len(items), timeout=120, what="every item processed")
+    for item in items:
+        versions = list(
+            store.list_objects(
+                tenant.bucket, prefix=f"derived/{item}/cloud.pcd", include_version=True
+            )
+        )
+        assert len(versions) == 1, f"item {item} written {len(versions)} times"

@@ -1,0 +1,193 @@
+"""The worker process: consume a tenant's processing topics, write outputs, then acknowledge.
+
+* Shared subscription `workers` on the tenant's topics: replicas split the work.
+* A message is acknowledged only after every output is durably stored.
+* Bad data (a corrupt cloud, not an image, a malformed message) is permanent: the message goes
+  to the tenant's dead-letter topic with the reason in its properties, then is acknowledged.
+* Anything else (a backend down) is retried: negative acknowledgement, redelivered after a
+  delay; after `max_attempts` it also goes to the dead-letter topic, with the last error.
+* Progress and failures are counted in Redis (`annostack:processing:<tenant>`), failures kept
+  in a capped list; Prometheus metrics and /healthz, /readyz on one small HTTP server.
+* SIGTERM: stop receiving, finish the message in hand, close; well inside a pod's grace period.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from dataclasses import dataclass
+
+import httpx
+import orjson
+import pulsar
+import redis
+from prometheus_client import Counter, Histogram
+
+from annostack.adapters.objects import Presigner
+from annostack.domain.images import ImageError
+from annostack.domain.pointclouds import PointCloudError
+from annostack.domain.tenant_stack import TenantConnection
+from annostack.domain.tenants import DEAD_LETTER_TOPIC, WORKER_SUBSCRIPTION, TenantNames
+from annostack.services.processing import InvalidTask, Output, Task, outputs_for
+from annostack.settings import ObjectStoreSettings
+from annostack.workers.settings import WorkerSettings
+
+log = logging.getLogger("annostack.worker")
+PERMANENT = (PointCloudError, ImageError, InvalidTask)
+FAILURES_KEPT = 1000
+
+PROCESSED = Counter("annostack_worker_messages_total", "Messages handled, by result.", ["result"])
+SECONDS = Histogram(
+    "annostack_worker_message_seconds",
+    "Time to process one message, by topic.",
+    ["topic"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+)
+
+
+class Transient(Exception):
+    """A backend failed; the message will be retried."""
+
+
+@dataclass
+class Worker:
+    connection: TenantConnection
+    settings: WorkerSettings
+
+    def __post_init__(self) -> None:
+        self.names = TenantNames(tenant=self.connection.tenant)
+        store = ObjectStoreSettings(
+            endpoint=self.connection.s3_endpoint,
+            region=self.connection.s3_region,
+            access_key=self.connection.s3_access_key,
+            secret_key=self.connection.s3_secret_key,
+        )
+        self.signer = Presigner(store)
+        self.http = httpx.Client(timeout=60)
+        self.redis = redis.Redis.from_url(self.connection.redis_url.get_secret_value())
+        self.stopping = threading.Event()
+        self.ready = threading.Event()
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def run(self) -> None:
+        client = pulsar.Client(self.connection.pulsar_service_url, operation_timeout_seconds=30)
+        topics = [self.names.topic(t) for t in self.settings.topics]
+        consumer = client.subscribe(
+            topics,
+            WORKER_SUBSCRIPTION,
+            consumer_type=pulsar.ConsumerType.Shared,
+            # One message at a time per worker: the rest stay with the broker for the
+            # other replicas (and are not stuck in a dying worker's buffer).
+            receiver_queue_size=1,
+            negative_ack_redelivery_delay_ms=self.settings.retry_delay_ms,
+        )
+        dead_letters = client.create_producer(self.names.topic(DEAD_LETTER_TOPIC))
+        self.ready.set()
+        log.info("consuming %s", ", ".join(topics))
+        try:
+            while not self.stopping.is_set():
+                try:
+                    message = consumer.receive(timeout_millis=500)
+                except pulsar.Timeout:
+                    continue
+                self._handle(message, consumer, dead_letters)
+        finally:
+            self.ready.clear()
+            consumer.close()
+            dead_letters.close()
+            client.close()
+            self.http.close()
+
+    def stop(self, *_: object) -> None:
+        self.stopping.set()
+
+    # -- one message -------------------------------------------------------------------------
+
+    def _handle(
+        self, message: pulsar.Message, consumer: pulsar.Consumer, dead_letters: pulsar.Producer
+    ) -> None:
+        topic = message.topic_name()
+        started = time.monotonic()
+        try:
+            task = Task.parse(message.data(), topic)
+            self._process(task)
+        except PERMANENT as error:
+            self._dead_letter(message, dead_letters, "invalid-input", str(error))
+            consumer.acknowledge(message)
+            PROCESSED.labels("dead-lettered").inc()
+        except Exception as error:  # any other failure is worth retrying
+            attempts = message.redelivery_count() + 1
+            if attempts >= self.settings.max_attempts:
+                reason = f"gave up after {attempts} attempts: {error}"
+                self._dead_letter(message, dead_letters, "retries-exhausted", reason)
+                consumer.acknowledge(message)
+                PROCESSED.labels("dead-lettered").inc()
+            else:
+                log.warning("attempt %d failed, will retry: %s", attempts, error)
+                consumer.negative_acknowledge(message)
+                PROCESSED.labels("retried").inc()
+        else:
+            consumer.acknowledge(message)
+            PROCESSED.labels("ok").inc()
+            self._count("processed")
+        finally:
+            SECONDS.labels(topic.rsplit("/", 1)[-1]).observe(time.monotonic() - started)
+
+    def _process(self, task: Task) -> None:
+        if task.tenant != self.connection.tenant:
+            raise InvalidTask(
+                f"message for tenant {task.tenant} on {self.connection.tenant}'s topic"
+            )
+        data = self._get(task.key)
+        for output in outputs_for(task, data, self.settings.split_above_points):
+            self._put_once(output)
+
+    def _get(self, key: str) -> bytes:
+        try:
+            response = self.http.get(self.signer.presign_get(self.connection.bucket, key))
+        except httpx.HTTPError as error:
+            raise Transient(f"S3 GET {key}: {type(error).__name__}") from error
+        if response.status_code == 404:
+            raise InvalidTask(f"{key} does not exist")
+        if response.status_code != 200:
+            raise Transient(f"S3 GET {key}: {response.status_code}")
+        return response.content
+
+    def _put_once(self, output: Output) -> None:
+        """Store an output unless it is already there (a redelivered message)."""
+        url = self.signer.presign_put(self.connection.bucket, output.key)
+        headers = {"If-None-Match": "*", "Content-Type": output.content_type}
+        try:
+            response = self.http.put(url, content=output.body, headers=headers)
+        except httpx.HTTPError as error:
+            raise Transient(f"S3 PUT {output.key}: {type(error).__name__}") from error
+        if response.status_code not in (200, 412):
+            raise Transient(f"S3 PUT {output.key}: {response.status_code}")
+
+    def _dead_letter(
+        self, message: pulsar.Message, producer: pulsar.Producer, kind: str, reason: str
+    ) -> None:
+        properties = {
+            "reason": reason[:1000],
+            "kind": kind,
+            "original-topic": message.topic_name(),
+            "redeliveries": str(message.redelivery_count()),
+        }
+        producer.send(message.data(), properties=properties)
+        log.error("dead-lettered (%s): %s", kind, reason)
+        self._count("failed")
+        failure = orjson.dumps({"topic": message.topic_name(), "reason": reason[:1000]})
+        key = f"annostack:processing:{self.connection.tenant}:failures"
+        self.redis.lpush(key, failure)
+        self.redis.ltrim(key, 0, FAILURES_KEPT - 1)
+
+    def _count(self, field: str) -> None:
+        self.redis.hincrby(f"annostack:processing:{self.connection.tenant}", field, 1)
+
+
+def install_signal_handlers(worker: Worker) -> None:
+    signal.signal(signal.SIGTERM, worker.stop)
+    signal.signal(signal.SIGINT, worker.stop)

@@ -1,0 +1,30 @@
+"""Worker settings (`ANNOSTACK_WORKER_*`); the tenant's connection comes from its Secret."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class WorkerSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ANNOSTACK_WORKER_", extra="ignore")
+
+    topics: Annotated[list[str], NoDecode] = Field(
+        default=["thumbnails", "pointclouds"], description="Processing topics to consume."
+    )
+    max_attempts: int = Field(default=5, ge=1, description="Tries before the dead-letter topic.")
+    retry_delay_ms: int = Field(default=10_000, ge=100, description="Redelivery delay.")
+    split_above_points: int = Field(
+        default=2_000_000, ge=1, description="Clouds larger than this are also split in tiles."
+    )
+    port: int = Field(default=8080, description="/healthz, /readyz and /metrics.")
+    bind_address: str = Field(default="0.0.0.0", description="Address of that port.")  # noqa: S104
+
+    @field_validator("topics", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        return (
+            [t.strip() for t in value.split(",") if t.strip()] if isinstance(value, str) else value
+        )
