@@ -25,17 +25,21 @@ import pulsar
 import redis
 from prometheus_client import Counter, Histogram
 
+from annostack.adapters.database import engine_for
 from annostack.adapters.objects import Presigner
 from annostack.domain.images import ImageError
 from annostack.domain.pointclouds import PointCloudError
 from annostack.domain.tenant_stack import TenantConnection
 from annostack.domain.tenants import DEAD_LETTER_TOPIC, WORKER_SUBSCRIPTION, TenantNames
+from annostack.services.archives import UnsafeArchive
 from annostack.services.processing import InvalidTask, Output, Task, outputs_for
-from annostack.settings import ObjectStoreSettings
+from annostack.services.tenancy import TenantContext
+from annostack.settings import DatabaseSettings, ObjectStoreSettings
+from annostack.workers.archive_import import ArchiveImporter
 from annostack.workers.settings import WorkerSettings
 
 log = logging.getLogger("annostack.worker")
-PERMANENT = (PointCloudError, ImageError, InvalidTask)
+PERMANENT = (PointCloudError, ImageError, InvalidTask, UnsafeArchive)
 FAILURES_KEPT = 1000
 
 PROCESSED = Counter("annostack_worker_messages_total", "Messages handled, by result.", ["result"])
@@ -69,6 +73,17 @@ class Worker:
         self.redis = redis.Redis.from_url(self.connection.redis_url.get_secret_value())
         self.stopping = threading.Event()
         self.ready = threading.Event()
+        db = DatabaseSettings(
+            host=self.connection.db_host, port=self.connection.db_port, tls=self.connection.db_tls
+        )
+        engine = engine_for(
+            db,
+            self.connection.db_user,
+            self.connection.db_password.get_secret_value(),
+            self.connection.database,
+        )
+        self.tenant = TenantContext(self.names, self.connection, engine, time.monotonic())
+        self.producers: dict[str, pulsar.Producer] = {}
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -85,6 +100,7 @@ class Worker:
             negative_ack_redelivery_delay_ms=self.settings.retry_delay_ms,
         )
         dead_letters = client.create_producer(self.names.topic(DEAD_LETTER_TOPIC))
+        self.client = client
         self.ready.set()
         log.info("consuming %s", ", ".join(topics))
         try:
@@ -98,7 +114,10 @@ class Worker:
             self.ready.clear()
             consumer.close()
             dead_letters.close()
+            for producer in self.producers.values():
+                producer.close()
             client.close()
+            self.tenant.engine.dispose()
             self.http.close()
 
     def stop(self, *_: object) -> None:
@@ -141,9 +160,23 @@ class Worker:
             raise InvalidTask(
                 f"message for tenant {task.tenant} on {self.connection.tenant}'s topic"
             )
+        if task.topic.endswith("/archives"):
+            importer = ArchiveImporter(
+                self.tenant, self.signer, self.http, self.redis, self._publish
+            )
+            importer.run(task)
+            return
         data = self._get(task.key)
         for output in outputs_for(task, data, self.settings.split_above_points):
             self._put_once(output)
+
+    def _publish(self, topic: str, message: dict[str, object], key: str) -> None:
+        """Queue an imported item for processing (acknowledged by the broker before return)."""
+        producer = self.producers.get(topic)
+        if producer is None:
+            producer = self.client.create_producer(self.names.topic(topic))
+            self.producers[topic] = producer
+        producer.send(orjson.dumps(message), partition_key=key)
 
     def _get(self, key: str) -> bytes:
         try:

@@ -12,7 +12,8 @@ class WorkerSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ANNOSTACK_WORKER_", extra="ignore")
 
     topics: Annotated[list[str], NoDecode] = Field(
-        default=["thumbnails", "pointclouds"], description="Processing topics to consume."
+        default=["thumbnails", "pointclouds", "archives"],
+        description="Processing topics to consume.",
     )
     max_attempts: int = Field(default=5, ge=1, description="Tries before the dead-letter topic.")
     retry_delay_ms: int = Field(default=10_000, ge=100, description="Redelivery delay.")

@@ -91,7 +91,8 @@ def topic_for(name: str, content_type: str) -> str:
     return "thumbnails" if content_type.startswith("image/") else "pointclouds"
 
 
-def _register(ctx: TenantContext, dataset_id: int, request: UploadRequest) -> tuple[int, str]:
+def register_item(ctx: TenantContext, dataset_id: int, request: UploadRequest) -> tuple[int, str]:
+    """A new item in `uploading` state and the key its file goes to."""
     get_dataset(ctx, dataset_id)
     try:
         with ctx.engine.begin() as conn:
@@ -131,7 +132,7 @@ async def start(
 ) -> UploadTicket:
     if request.size > MAX_OBJECT_BYTES:
         raise TooLarge(f"{request.size} bytes is over the object size limit {MAX_OBJECT_BYTES}")
-    item_id, key = await asyncio.to_thread(_register, ctx, dataset_id, request)
+    item_id, key = await asyncio.to_thread(register_item, ctx, dataset_id, request)
     bucket = ctx.connection.bucket
     if request.size <= multipart_threshold:
         return UploadTicket(item_id=item_id, url=io.presigner.presign_put(bucket, key))

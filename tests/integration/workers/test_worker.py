@@ -8,7 +8,9 @@ import signal
 import socket
 import subprocess
 import sys
+import tarfile
 import uuid
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,9 +19,11 @@ import orjson
 import pulsar
 import pytest
 import redis
+import sqlalchemy as sa
 from PIL import Image
 
 from annostack.adapters.object_store import ObjectStoreAdmin
+from annostack.adapters.tenant_tables import data_items
 from annostack.domain.pointclouds import Field, PointCloud, read_pcd, write_pcd
 from annostack.domain.tenant_stack import TenantConnection
 from annostack.domain.tenants import (
@@ -28,8 +32,10 @@ from annostack.domain.tenants import (
     DeletionPolicy,
     TenantSpec,
 )
+from annostack.services.datasets import DatasetCreate, create_dataset
 from annostack.services.tenancy import TenantDirectory
 from annostack.services.tenants import TenantProvisioner
+from annostack.services.uploads import UploadRequest, register_item
 from annostack.settings import Settings
 from tests.support import wait_for
 
@@ -201,3 +207,111 @@ def test_sigkill_mid_batch_loses_nothing_and_duplicates_nothing(
             )
         )
         assert len(versions) == 1, f"item {item} written {len(versions)} times"
+
+
+def register_archive(
+    directory: TenantDirectory, settings: Settings, tenant: TenantConnection, data: bytes, name: str
+) -> int:
+    """An uploaded archive item, as the API's upload completion leaves it."""
+    ctx = directory.get(tenant.tenant)
+    dataset = create_dataset(
+        ctx,
+        DatasetCreate(
+            name=f"imp-{uuid.uuid4().hex[:6]}", display_name="import", data_type="POINT_CLOUD"
+        ),
+    )
+    item_id, key = register_item(ctx, dataset.id, UploadRequest(name=name, size=len(data)))
+    ObjectStoreAdmin(settings.s3).client.put_object(tenant.bucket, key, io.BytesIO(data), len(data))
+    publish(tenant, "archives", item_id, key)
+    return dataset.id
+
+
+def xtreme1_zip(frames: int) -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        for frame in range(frames):
+            archive.writestr(f"scene/lidar_point_cloud_0/{frame:06d}.pcd", small_cloud(500, frame))
+            archive.writestr(f"scene/camera_image_0/{frame:06d}.jpg", jpeg())
+            archive.writestr(f"scene/camera_config/{frame:06d}.json", b'{"camera": {}}')
+    return out.getvalue()
+
+
+def items_of(directory: TenantDirectory, tenant: TenantConnection, dataset: int) -> dict[str, str]:
+    ctx = directory.get(tenant.tenant)
+    with ctx.engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(data_items.c.name, data_items.c.status).where(
+                data_items.c.dataset_id == dataset
+            )
+        )
+        return {str(name): str(status) for name, status in rows}
+
+
+def test_an_xtreme1_archive_is_imported_and_its_items_processed(
+    tenant: TenantConnection,
+    worker: WorkerProcess,
+    directory: TenantDirectory,
+    stack_settings: Settings,
+) -> None:
+    dataset = register_archive(directory, stack_settings, tenant, xtreme1_zip(3), "export.zip")
+    worker.start()
+
+    def imported() -> bool:
+        items = items_of(directory, tenant, dataset)
+        return items.get("export.zip") == "imported" and len(items) == 10
+
+    wait_for(imported, timeout=60, what="archive imported")
+    items = items_of(directory, tenant, dataset)
+    assert items["scene/lidar_point_cloud_0/000001.pcd"] == "uploaded"
+    assert items["scene/camera_config/000002.json"] == "uploaded"
+    ctx = directory.get(tenant.tenant)
+    with ctx.engine.connect() as conn:
+        ids = dict(
+            conn.execute(
+                sa.select(data_items.c.name, data_items.c.id).where(
+                    data_items.c.dataset_id == dataset
+                )
+            ).all()
+        )
+    expected = [
+        f"derived/{item}/{'bev.png' if name.endswith('.pcd') else 'thumb-400.jpg'}"
+        for name, item in ids.items()
+        if name.endswith((".pcd", ".jpg"))
+    ]
+    assert len(expected) == 6
+    store = ObjectStoreAdmin(stack_settings.s3).client
+    wait_for(
+        lambda: all(any(True for _ in store.list_objects(tenant.bucket, k)) for k in expected),
+        timeout=60,
+        what="imported images thumbnailed and clouds rendered",
+    )
+
+
+def test_a_malicious_archive_is_refused_without_writing_anything(
+    tenant: TenantConnection,
+    worker: WorkerProcess,
+    directory: TenantDirectory,
+    stack_settings: Settings,
+) -> None:
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w:gz") as archive:
+        for name in ("ok/000001.pcd", "../../escape.pcd"):
+            body = small_cloud(10, 1)
+            info = tarfile.TarInfo(name)
+            info.size = len(body)
+            archive.addfile(info, io.BytesIO(body))
+    dataset = register_archive(directory, stack_settings, tenant, out.getvalue(), "evil.tgz")
+    worker.start()
+    client = pulsar.Client(tenant.pulsar_service_url)
+    try:
+        dead = client.subscribe(
+            f"persistent://{tenant.pulsar_namespace}/{DEAD_LETTER_TOPIC}",
+            WORKER_SUBSCRIPTION,
+            consumer_type=pulsar.ConsumerType.Shared,
+        )
+        letter = dead.receive(timeout_millis=30_000)
+        dead.acknowledge(letter)
+    finally:
+        client.close()
+    assert "'..'" in letter.properties()["reason"]
+    assert items_of(directory, tenant, dataset) == {"evil.tgz": "uploading"}, "nothing registered"

@@ -1,0 +1,173 @@
+"""Archive import inside the worker: entries become data items, streamed bucket to bucket.
+
+Nothing is held whole in memory or on disk: zip entries are read through range requests,
+tar entries from the response stream, and each is PUT back with its known length while it is
+read. Items are registered idempotently (dataset + entry name is unique), objects written with
+If-None-Match: *, so a redelivered import message finishes the job without duplicating it.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import IO
+
+import httpx
+import redis
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+
+from annostack.adapters.objects import Presigner
+from annostack.adapters.tenant_tables import data_items
+from annostack.services.archives import (
+    CHUNK,
+    Entry,
+    RangeReader,
+    UnsafeArchive,
+    check_tar,
+    is_zip,
+    iter_tar,
+    iter_zip,
+)
+from annostack.services.datasets import get_item
+from annostack.services.processing import InvalidTask, Task
+from annostack.services.tenancy import TenantContext
+from annostack.services.uploads import object_key
+
+TOPIC_FOR_KIND = {"pointcloud": "pointclouds", "image": "thumbnails"}
+PROGRESS_EVERY = 50
+
+
+class _ResponseStream(io.RawIOBase):
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self.chunks, self.pending = chunks, b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        while not self.pending:
+            try:
+                self.pending = next(self.chunks)
+            except StopIteration:
+                return 0
+        size = min(len(buffer), len(self.pending))
+        buffer[:size], self.pending = self.pending[:size], self.pending[size:]
+        return size
+
+
+@dataclass
+class ArchiveImporter:
+    ctx: TenantContext
+    signer: Presigner
+    http: httpx.Client
+    redis: redis.Redis
+    publish: Callable[[str, dict[str, object], str], None]
+
+    def run(self, task: Task) -> int:
+        archive_item = get_item(self.ctx, task.item_id)
+        bucket = self.ctx.connection.bucket
+        head = self.http.head(self.signer.presign_head(bucket, task.key))
+        if head.status_code == 404:
+            raise InvalidTask(f"{task.key} does not exist")
+        size = int(head.headers["content-length"])
+        if is_zip(self._range(task.key, 0, 3)):
+            entries = iter_zip(RangeReader(size, lambda a, b: self._range(task.key, a, b)))
+            total = None
+        else:
+            with self._stream(task.key) as stream:
+                total = check_tar(stream)  # the whole archive is checked before any write
+            entries = None
+        if entries is None:
+            with self._stream(task.key) as stream:
+                return self._store(task, archive_item.dataset_id, iter_tar(stream), total)
+        return self._store(task, archive_item.dataset_id, entries, total)
+
+    def _store(
+        self,
+        task: Task,
+        dataset_id: int,
+        entries: Iterator[tuple[Entry, IO[bytes]]],
+        total: int | None,
+    ) -> int:
+        done = 0
+        progress = f"annostack:archive:{self.ctx.names.tenant}:{task.item_id}"
+        for entry, data in entries:
+            item_id = self._register(dataset_id, entry)
+            key = object_key(dataset_id, item_id, entry.name)
+            self._put_stream(key, data, entry.size)
+            self._mark_uploaded(item_id)
+            topic = TOPIC_FOR_KIND.get(entry.kind)
+            if topic is not None:
+                message = {"tenant": self.ctx.names.tenant, "itemId": item_id, "key": key}
+                self.publish(topic, message, str(item_id))
+            done += 1
+            if done % PROGRESS_EVERY == 0:
+                self.redis.hset(progress, mapping={"done": done, "total": total or ""})
+        self.redis.hset(progress, mapping={"done": done, "total": done, "state": "imported"})
+        with self.ctx.engine.begin() as conn:
+            conn.execute(
+                data_items.update().where(data_items.c.id == task.item_id).values(status="imported")
+            )
+        return done
+
+    def _register(self, dataset_id: int, entry: Entry) -> int:
+        values = {
+            "dataset_id": dataset_id,
+            "name": entry.name,
+            "object_key": "",
+            "content_type": entry.kind,
+            "size": entry.size,
+            "status": "uploading",
+        }
+        try:
+            with self.ctx.engine.begin() as conn:
+                result = conn.execute(data_items.insert().values(**values))
+                return int(result.inserted_primary_key[0])  # type: ignore[index]
+        except IntegrityError:  # imported before, by an earlier delivery of this message
+            with self.ctx.engine.connect() as conn:
+                query = sa.select(data_items.c.id).where(
+                    data_items.c.dataset_id == dataset_id, data_items.c.name == entry.name
+                )
+                return int(conn.execute(query).scalar_one())
+
+    def _mark_uploaded(self, item_id: int) -> None:
+        with self.ctx.engine.begin() as conn:
+            item = conn.execute(sa.select(data_items).where(data_items.c.id == item_id)).one()
+            key = object_key(item.dataset_id, item_id, item.name)
+            conn.execute(
+                data_items.update()
+                .where(data_items.c.id == item_id)
+                .values(object_key=key, status="uploaded")
+            )
+
+    def _range(self, key: str, first: int, last: int) -> bytes:
+        url = self.signer.presign_get(self.ctx.connection.bucket, key)
+        response = self.http.get(url, headers={"Range": f"bytes={first}-{last}"})
+        if response.status_code not in (200, 206):
+            raise UnsafeArchive(f"cannot read {key}: {response.status_code}")
+        return response.content
+
+    @contextmanager
+    def _stream(self, key: str) -> Iterator[IO[bytes]]:
+        url = self.signer.presign_get(self.ctx.connection.bucket, key)
+        with self.http.stream("GET", url) as response:
+            yield io.BufferedReader(_ResponseStream(response.iter_raw(CHUNK)), CHUNK)
+
+    def _put_stream(self, key: str, data: IO[bytes], size: int) -> None:
+        def chunks() -> Iterator[bytes]:
+            while block := data.read(CHUNK):
+                yield block
+
+        url = self.signer.presign_put(self.ctx.connection.bucket, key)
+        headers = {"If-None-Match": "*", "Content-Length": str(size)}
+        response = self.http.put(url, content=chunks(), headers=headers)
+        if response.status_code not in (200, 412):
+            raise RuntimeError(f"S3 PUT {key}: {response.status_code}")
+
+
+def progress_of(client: redis.Redis, tenant: str, item_id: int) -> dict[str, str]:
+    raw = client.hgetall(f"annostack:archive:{tenant}:{item_id}")
+    return {k.decode(): v.decode() for k, v in raw.items()}  # type: ignore[union-attr]
