@@ -7,6 +7,7 @@ from bench import (  # noqa: F401  (they register themselves)
     operator_bench,
     pointcloud_bench,
     stack_bench,
+    worker_bench,
 )
 from bench.runner import run
 

@@ -14,11 +14,12 @@ import orjson
 
 from annostack.domain.images import thumbnail
 from annostack.domain.pointclouds import read_any, write_pcd
-from annostack.domain.rendering import render_bev, split_tiles, tile_index
+from annostack.domain.rendering import render_bev, split_tiles, tile_index, voxel_downsample
 
 THUMBNAIL_SIZES = (200, 400, 800)
 BEV_SIZE = 1024
 TILE_METRES = 50.0
+PREVIEW_VOXEL_METRES = 0.2  # a light cloud a browser can open before the full-resolution tiles
 
 
 class InvalidTask(ValueError):
@@ -69,6 +70,12 @@ def pointcloud_outputs(task: Task, data: bytes, split_above: int) -> list[Output
         Output(derived(task.item_id, "bev.png"), render_bev(cloud, BEV_SIZE), "image/png"),
     ]
     if len(cloud) > split_above:
+        preview = voxel_downsample(cloud, PREVIEW_VOXEL_METRES)
+        outputs.append(
+            Output(
+                derived(task.item_id, "preview.pcd"), write_pcd(preview), "application/octet-stream"
+            )
+        )
         tiles = split_tiles(cloud, TILE_METRES)
         outputs += [
             Output(

@@ -173,3 +173,39 @@ def test_cli_converts_atomically_and_refuses_bad_input(tmp_path: Path) -> None:
     assert failed.exit_code == 2 and "truncated" in failed.output
     assert not (tmp_path / "x.pcd").exists(), "no partial output"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.pcd", "in.pcd", "out.pcd"]
+
+
+@pytest.mark.parametrize("compressed", [False, True], ids=["las", "laz"])
+def test_las_and_laz_keep_every_dimension(compressed: bool) -> None:
+    import io
+
+    import laspy
+
+    from annostack.domain.pointclouds import read_las
+
+    header = laspy.LasHeader(point_format=3, version="1.2")
+    header.scales, header.offsets = [0.001, 0.001, 0.001], [100.0, 200.0, 0.0]
+    las = laspy.LasData(header)
+    n = 300
+    las.x = np.linspace(100, 110, n)
+    las.y = np.linspace(200, 205, n)
+    las.z = np.linspace(0, 1, n)
+    las.intensity = np.arange(n)
+    las.classification = np.full(n, 2)
+    las.gps_time = np.linspace(1000, 1001, n)
+    raw = io.BytesIO()
+    las.write(raw, do_compress=compressed)
+    cloud = read_las(raw.getvalue())
+    assert len(cloud) == n
+    assert np.array_equal(cloud.points["x"], np.asarray(las.x))
+    assert np.array_equal(cloud.points["intensity"], np.arange(n))
+    assert np.array_equal(cloud.points["gps_time"], np.asarray(las.gps_time))
+    assert "classification" in cloud.points.dtype.names
+    assert_same(read_pcd(write_pcd(cloud)), cloud)
+
+
+def test_a_broken_las_is_a_clear_error() -> None:
+    from annostack.domain.pointclouds import read_las
+
+    with pytest.raises(PointCloudError, match="not a readable LAS"):
+        read_las(b"LASF" + b"\x00" * 50)

@@ -14,6 +14,7 @@ import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import numpy as np
 import orjson
 import pulsar
@@ -24,6 +25,8 @@ from PIL import Image
 
 from annostack.adapters.object_store import ObjectStoreAdmin
 from annostack.adapters.tenant_tables import data_items
+from annostack.apps.main import create_app
+from annostack.apps.testing import serve
 from annostack.domain.pointclouds import Field, PointCloud, read_pcd, write_pcd
 from annostack.domain.tenant_stack import TenantConnection
 from annostack.domain.tenants import (
@@ -33,7 +36,7 @@ from annostack.domain.tenants import (
     TenantSpec,
 )
 from annostack.services.datasets import DatasetCreate, create_dataset
-from annostack.services.tenancy import TenantDirectory
+from annostack.services.tenancy import TenantDirectory, create_api_token
 from annostack.services.tenants import TenantProvisioner
 from annostack.services.uploads import UploadRequest, register_item
 from annostack.settings import Settings
@@ -149,6 +152,7 @@ def test_outputs_dead_letters_and_progress(
         f"derived/{cloud}/cloud.pcd",
         f"derived/{cloud}/bev.png",
         f"derived/{cloud}/tiles/index.json",
+        f"derived/{cloud}/preview.pcd",
     ]
     wait_for(lambda: all(exists(k) for k in expected), timeout=60, what="outputs")
     converted = read_pcd(store.get_object(tenant.bucket, f"derived/{cloud}/cloud.pcd").read())
@@ -315,3 +319,31 @@ def test_a_malicious_archive_is_refused_without_writing_anything(
         client.close()
     assert "'..'" in letter.properties()["reason"]
     assert items_of(directory, tenant, dataset) == {"evil.tgz": "uploading"}, "nothing registered"
+
+
+def test_an_item_uploaded_through_the_api_is_processed(
+    tenant: TenantConnection,
+    worker: WorkerProcess,
+    directory: TenantDirectory,
+    stack_settings: Settings,
+) -> None:
+    token = create_api_token(directory.get(tenant.tenant), "upload-test")
+    auth = {"Authorization": f"Bearer {token}"}
+    photo = jpeg()
+    worker.start()
+    with serve(create_app(stack_settings)) as api:
+        dataset = api.post(
+            "/v1/datasets",
+            json={"name": f"up-{uuid.uuid4().hex[:6]}", "displayName": "x", "dataType": "IMAGE"},
+            headers=auth,
+        ).json()["id"]
+        ticket = api.post(
+            f"/v1/datasets/{dataset}/uploads",
+            json={"name": "front.jpg", "size": len(photo), "contentType": "image/jpeg"},
+            headers=auth,
+        ).json()
+        assert httpx.put(ticket["url"], content=photo).status_code == 200
+        assert api.post(f"/v1/items/{ticket['itemId']}/complete", headers=auth).status_code == 200
+    store = ObjectStoreAdmin(stack_settings.s3).client
+    key = f"derived/{ticket['itemId']}/thumb-200.jpg"
+    wait_for(lambda: any(True for _ in store.list_objects(tenant.bucket, key)), what="thumbnail")
