@@ -9,6 +9,7 @@ If-None-Match: *, so a redelivered import message finishes the job without dupli
 from __future__ import annotations
 
 import io
+import mimetypes
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -118,7 +119,7 @@ class ArchiveImporter:
             "dataset_id": dataset_id,
             "name": entry.name,
             "object_key": "",
-            "content_type": entry.kind,
+            "content_type": mimetypes.guess_type(entry.name)[0] or "application/octet-stream",
             "size": entry.size,
             "status": "uploading",
         }

@@ -152,15 +152,23 @@ class TenantProvisioner:
         report.repaired += changed
         return StepResult(condition, ok=True, reason=reason, message=note)
 
-    def _database_password(self, names: TenantNames) -> str:
-        """The tenant's DB password: the one in its Secret, or a new one."""
+    def _database_password(self, names: TenantNames) -> str | None:
+        """The tenant's DB password: the one in its Secret, a new one if there is no Secret,
+        or None when the Secret cannot be read — then no step may rotate the password (the
+        workers would lose their database until the Secret could be written again)."""
         try:
             existing = self.b.kube.secret_data(names.namespace, names.secret)
         except BackendError:
-            existing = None
+            return None
         if existing and existing.get(PASSWORD_KEY):
             return existing[PASSWORD_KEY]
         return secrets.token_urlsafe(24)
+
+    @staticmethod
+    def _known(password: str | None) -> str:
+        if password is None:
+            raise BackendUnavailable(Backend.KUBERNETES, "cannot read the tenant's Secret")
+        return password
 
     def connection(self, names: TenantNames, password: str) -> TenantConnection:
         s = self.settings
@@ -192,14 +200,14 @@ class TenantProvisioner:
         ]
         return [s.db.port, *(urlsplit(url).port or 443 for url in urls)]
 
-    def _namespace(self, names: TenantNames, spec: TenantSpec, password: str) -> Outcome:
+    def _namespace(self, names: TenantNames, spec: TenantSpec, password: str | None) -> Outcome:
         manifests = [
             tenant_stack.namespace(names, spec),
             tenant_stack.service_account(names),
             tenant_stack.resource_quota(names, spec),
             tenant_stack.limit_range(names, spec),
             tenant_stack.network_policy(names, self._backend_ports()),
-            tenant_stack.connection_secret(names, self.connection(names, password)),
+            tenant_stack.connection_secret(names, self.connection(names, self._known(password))),
         ]
         return self._apply_all(manifests), ""
 
@@ -211,7 +219,8 @@ class TenantProvisioner:
                 changed.append(f"{applied.kind}/{applied.name}")
         return changed
 
-    def _database(self, names: TenantNames, spec: TenantSpec, password: str) -> Outcome:
+    def _database(self, names: TenantNames, spec: TenantSpec, secret: str | None) -> Outcome:
+        password = self._known(secret)
         changed = []
         if self.b.db.ensure_schema(names.database):
             changed.append(f"schema/{names.database}")
