@@ -17,7 +17,11 @@ import kopf
 from prometheus_client import start_http_server
 
 from annostack.domain.tenants import API_GROUP
-from annostack.operator import tenants  # noqa: F401  (registers the Tenant handlers)
+from annostack.operator import (  # noqa: F401  (they register their handlers)
+    scaling,
+    tenants,
+)
+from annostack.services.autoscaling import QueueScaler
 from annostack.services.tenants import Backends, TenantProvisioner
 from annostack.settings import Settings
 
@@ -68,7 +72,8 @@ def run(options: OperatorOptions) -> None:
     for chatty in ("httpx", "alembic", "kubernetes.client.rest"):
         logging.getLogger(chatty).setLevel(logging.WARNING)
     start_http_server(options.metrics_port, addr=options.bind_address)
-    memo = kopf.Memo(provisioner=TenantProvisioner(Backends(settings)))
+    backends = Backends(settings)
+    memo = kopf.Memo(provisioner=TenantProvisioner(backends), scaler=QueueScaler(backends))
     kopf.run(
         clusterwide=True,
         standalone=options.standalone,

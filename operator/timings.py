@@ -18,6 +18,9 @@ class OperatorTimings(BaseSettings):
     delete_retries_before_stalled: int = Field(
         default=5, ge=1, description="Failed deletion attempts before the Tenant is Stalled."
     )
+    scale_interval_seconds: float = Field(
+        default=5.0, gt=0, description="How often each tenant's queue backlog is read."
+    )
     stalled_retry_delay_seconds: float = Field(
         default=300.0, gt=0, description="Retry interval of a deletion that is Stalled."
     )

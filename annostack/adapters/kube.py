@@ -152,6 +152,13 @@ class Kube:
                 content_type="application/merge-patch+json",
             )
 
+    def scale_deployment(self, namespace: str, name: str, replicas: int) -> None:
+        """Set replicas through the scale subresource (what autoscalers own)."""
+        with translated_errors(f"scale Deployment {name}"):
+            client.AppsV1Api(self.api).patch_namespaced_deployment_scale(
+                name, namespace, {"spec": {"replicas": replicas}}
+            )
+
     def secret_data(self, namespace: str, name: str) -> dict[str, str] | None:
         """Decoded data of a Secret, or None if it does not exist."""
         secret = self.get("v1", "Secret", name, namespace)

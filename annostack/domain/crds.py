@@ -81,6 +81,8 @@ TENANT = ResourceKind(
         _condition_column("Reason", "Ready", "reason"),
         {"name": "Namespace", "type": "string", "jsonPath": ".status.namespace"},
         {"name": "Policy", "type": "string", "jsonPath": ".spec.deletionPolicy"},
+        {"name": "Backlog", "type": "integer", "jsonPath": ".status.backlog", "priority": 1},
+        {"name": "Workers", "type": "integer", "jsonPath": ".status.replicas", "priority": 1},
         {"name": "Paused", "type": "boolean", "jsonPath": ".spec.paused", "priority": 1},
         AGE,
     ),

@@ -125,6 +125,12 @@ class TenantStatus(CamelModel):
     pulsar_namespace: str | None = Field(
         default=None, description="The tenant's Pulsar tenant/namespace."
     )
+    backlog: int | None = Field(
+        default=None, description="Messages waiting for the workers (all processing topics)."
+    )
+    replicas: int | None = Field(
+        default=None, description="Worker replicas the autoscaler last set."
+    )
     conditions: Conditions = Field(default_factory=list)
 
 

@@ -1,0 +1,72 @@
+"""The operator's own queue-depth scaler, and the switch to KEDA where KEDA is installed."""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+
+from annostack.domain.scaling import Stabilizer, recommend, scaled_object
+from annostack.domain.tenants import PROCESSING_TOPICS, WORKER_SUBSCRIPTION, TenantNames, TenantSpec
+from annostack.services.tenants import Backends
+
+KEDA_API = ("keda.sh/v1alpha1", "ScaledObject")
+KEDA_CHECK_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class ScaleDecision:
+    mode: str  # "builtin" | "keda"
+    backlog: int | None
+    current: int | None
+    desired: int | None
+
+    @property
+    def changed(self) -> bool:
+        return self.mode == "builtin" and self.current != self.desired
+
+
+class QueueScaler:
+    def __init__(self, backends: Backends) -> None:
+        self.b = backends
+        self._windows: defaultdict[str, Stabilizer] = defaultdict(Stabilizer)
+        self._keda: tuple[float, bool] | None = None
+
+    def keda_installed(self) -> bool:
+        """Asked of API discovery at most once a minute: a miss makes the client re-read the
+        whole discovery document, far too costly for every tenant every few seconds."""
+        now = time.monotonic()
+        if self._keda is None or now - self._keda[0] > KEDA_CHECK_SECONDS:
+            self._keda = (now, self.b.kube.has_api(*KEDA_API))
+        return self._keda[1]
+
+    def backlog(self, names: TenantNames) -> int:
+        return sum(
+            self.b.pulsar.backlog(names.pulsar_namespace, topic, WORKER_SUBSCRIPTION)
+            for topic in PROCESSING_TOPICS
+        )
+
+    def scale(self, tenant: str, spec: TenantSpec, now: float | None = None) -> ScaleDecision:
+        names = TenantNames(tenant=tenant)
+        if self.keda_installed():
+            # KEDA owns the replica count; ours stays out of its way (never both).
+            self.b.kube.apply(scaled_object(names, spec.workers, self.b.settings.pulsar.admin_url))
+            return ScaleDecision("keda", None, None, None)
+        deployment = self.b.kube.get("apps/v1", "Deployment", names.workers, names.namespace)
+        if deployment is None:
+            return ScaleDecision("builtin", None, None, None)
+        current = int(deployment.spec.replicas or 0)
+        backlog = self.backlog(names)
+        window = float(spec.workers.scale_down_stabilization_seconds)
+        desired = self._windows[tenant].decide(
+            now if now is not None else time.monotonic(),
+            recommend(backlog, spec.workers),
+            current,
+            window,
+        )
+        if desired != current:
+            self.b.kube.scale_deployment(names.namespace, names.workers, desired)
+        return ScaleDecision("builtin", backlog, current, desired)
+
+    def forget(self, tenant: str) -> None:
+        self._windows.pop(tenant, None)

@@ -1,0 +1,38 @@
+"""kopf timer: follow each tenant's queue with its worker count (or hand the rule to KEDA)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+from prometheus_client import Counter, Gauge
+
+from annostack.domain.tenants import API_GROUP, API_VERSION, TenantSpec
+from annostack.operator.tenants import PAUSE_ANNOTATION, PLURAL, TIMINGS, _locks
+from annostack.services.autoscaling import QueueScaler
+
+BACKLOG = Gauge("annostack_tenant_backlog_messages", "Queued processing messages.", ["tenant"])
+SCALINGS = Counter("annostack_operator_scalings_total", "Worker replica changes.", ["direction"])
+
+
+@kopf.timer(API_GROUP, API_VERSION, PLURAL, interval=TIMINGS.scale_interval_seconds, idle=0)
+def autoscale_workers(
+    name: str, spec: kopf.Spec, meta: kopf.Meta, memo: kopf.Memo, logger: kopf.Logger, **_: Any
+) -> None:
+    tenant_spec = TenantSpec.model_validate(dict(spec))
+    paused = tenant_spec.paused or meta.get("annotations", {}).get(PAUSE_ANNOTATION) == "true"
+    if paused or meta.get("deletionTimestamp"):
+        return
+    scaler: QueueScaler = memo["scaler"]
+    # Same lock as reconcile: its Deployment apply keeps the replica count it read.
+    with _locks[name]:
+        decision = scaler.scale(name, tenant_spec)
+    if decision.mode != "builtin" or decision.backlog is None:
+        return
+    BACKLOG.labels(name).set(decision.backlog)
+    if decision.changed:
+        assert decision.current is not None and decision.desired is not None
+        SCALINGS.labels("up" if decision.desired > decision.current else "down").inc()
+        logger.info(f"backlog {decision.backlog}: workers {decision.current} -> {decision.desired}")
+    status = {"backlog": decision.backlog, "replicas": decision.desired}
+    scaler.b.kube.patch_status(f"{API_GROUP}/{API_VERSION}", "Tenant", name, status)

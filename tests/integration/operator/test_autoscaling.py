@@ -1,0 +1,87 @@
+"""Workers follow the queue: the built-in scaler on a real backlog, KEDA's schema for the rest."""
+
+from __future__ import annotations
+
+import httpx
+import orjson
+import pulsar
+import pytest
+from kubernetes import client
+
+from annostack.adapters.kube import Kube
+from annostack.domain.scaling import scaled_object
+from annostack.domain.tenants import TenantNames, WorkerScaling
+from annostack.settings import Settings
+from tests.integration.operator.conftest import ROOT, OperatorProcess, Tenants, load_documents
+from tests.support import wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def test_builtin_scaler_follows_a_real_backlog_up_and_down(
+    tenants: Tenants, operator: OperatorProcess, admin_kube: Kube, stack_settings: Settings
+) -> None:
+    workers = {"minReplicas": 0, "maxReplicas": 5, "targetBacklogPerReplica": 10,
+               "scaleDownStabilizationSeconds": 3}  # fmt: skip
+    name = tenants.create({"displayName": "Busy", "workers": workers})
+    tenants.wait_ready(name)
+    names = TenantNames(tenant=name)
+    apps = client.AppsV1Api(admin_kube.api)
+
+    def replicas() -> int:
+        return int(apps.read_namespaced_deployment("workers", names.namespace).spec.replicas)
+
+    assert replicas() == 0, "idle tenants run no workers"
+    pulsar_client = pulsar.Client(stack_settings.pulsar.service_url)
+    try:
+        producer = pulsar_client.create_producer(names.topic("thumbnails"))
+        for item in range(35):  # no worker is running: the backlog stays
+            producer.send(orjson.dumps({"tenant": name, "itemId": item, "key": "data/1/x.jpg"}))
+    finally:
+        pulsar_client.close()
+    wait_for(lambda: replicas() == 4, timeout=30, what="scale up to ceil(35/10)")
+    wait_for(
+        lambda: (tenants.get(name) or {})["status"].get("replicas") == 4,
+        timeout=15,
+        what="status shows the backlog and the replicas",
+    )
+    assert (tenants.get(name) or {})["status"]["backlog"] == 35
+
+    path = f"/persistent/{names.pulsar_namespace}/thumbnails/subscription/workers/skip_all"
+    assert httpx.post(f"{stack_settings.pulsar.admin_url}/admin/v2{path}").status_code == 204
+    wait_for(lambda: replicas() == 0, timeout=30, what="back to zero after the window")
+
+
+def test_the_keda_scaled_object_is_accepted_by_the_real_schema(
+    tenants: Tenants, admin_kube: Kube, installed_crds: None
+) -> None:
+    name = tenants.create({"displayName": "Keda"})
+    tenants.wait_ready(name)
+    (crd,) = load_documents(
+        ROOT / "tests" / "data" / "thirdparty-crds" / "keda.sh_scaledobjects.yaml"
+    )
+    extensions = client.ApiextensionsV1Api(admin_kube.api)
+    extensions.create_custom_resource_definition(crd)
+    try:
+        manifest = scaled_object(TenantNames(tenant=name), WorkerScaling(), "http://pulsar:8080")
+        objects = client.CustomObjectsApi(admin_kube.api)
+
+        def accepted() -> bool:
+            try:
+                objects.create_namespaced_custom_object(
+                    "keda.sh",
+                    "v1alpha1",
+                    manifest["metadata"]["namespace"],
+                    "scaledobjects",
+                    manifest,
+                    dry_run="All",
+                )
+            except client.ApiException as error:
+                if error.status == 404:  # CRD not served yet
+                    return False
+                raise
+            return True
+
+        wait_for(accepted, timeout=30, what="ScaledObject accepted")
+    finally:
+        extensions.delete_custom_resource_definition(crd["metadata"]["name"])
