@@ -4,6 +4,7 @@ import sys
 
 from bench import (  # noqa: F401  (they register themselves)
     annotations_bench,
+    autoscaling_bench,
     operator_bench,
     pointcloud_bench,
     stack_bench,

@@ -126,7 +126,11 @@ class PulsarAdmin:
         return list(self._expect(response, 200).json())
 
     def backlog(self, namespace: str, topic: str, subscription: str) -> int:
-        """Messages waiting in a subscription (what the autoscaler follows)."""
+        """Messages waiting in a subscription (what the autoscaler follows).
+
+        Pulsar counts entries: a batching producer's 1,000-message batch is one. annostack's
+        own producers (API, workers) send unbatched, so for them entries are messages.
+        """
         stats = self._expect(self._call("GET", f"/persistent/{namespace}/{topic}/stats"), 200)
         subscription_stats = stats.json().get("subscriptions", {}).get(subscription, {})
         return int(subscription_stats.get("msgBacklog", 0))
