@@ -8,29 +8,20 @@ from the last message being queued (resp. the queue being emptied) until the Dep
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pulsar
 from kubernetes import client
 
-from annostack.devstack.platform import Platform
-from annostack.devstack.stack import Stack
 from annostack.domain.tenants import API_GROUP, API_VERSION, TenantNames
-from bench.runner import Figures, benchmark
+from bench.runner import Figures, benchmark, fresh_operator, process_cpu_seconds
 
 BURST = 10_000
 WINDOW_SECONDS = 10
 TENANTS = 100
 SCALE_INTERVAL = 5.0
 CPU_WINDOW = 30.0
-CLOCK_TICKS = 100
-
-
-def _cpu(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
 def _tenant(name: str, workers: dict[str, Any]) -> dict[str, Any]:
@@ -53,12 +44,7 @@ def _wait(condition: Any, timeout: float) -> float:
 
 @benchmark("autoscaling")
 def autoscaling_bench() -> Figures:
-    stack = Stack()
-    stack.up()
-    platform = Platform(stack)
-    platform.install()
-    platform.stop()
-    pid = platform.start_operator(
+    stack, platform, pid = fresh_operator(
         {
             "ANNOSTACK_OPERATOR_SCALE_INTERVAL_SECONDS": str(SCALE_INTERVAL),
             "ANNOSTACK_OPERATOR_DRIFT_INTERVAL_SECONDS": "600",
@@ -82,9 +68,9 @@ def autoscaling_bench() -> Figures:
             )
         _wait(lambda: all(ready(n) for n in names), 900)
 
-        cpu_before = _cpu(pid)
+        cpu_before = process_cpu_seconds(pid)
         time.sleep(CPU_WINDOW)
-        per_pass = (_cpu(pid) - cpu_before) / (CPU_WINDOW / SCALE_INTERVAL)
+        per_pass = (process_cpu_seconds(pid) - cpu_before) / (CPU_WINDOW / SCALE_INTERVAL)
 
         target = TenantNames(tenant=names[0])
         replicas = lambda: int(  # noqa: E731

@@ -14,21 +14,13 @@ from typing import Any
 
 from kubernetes import client
 
-from annostack.devstack.platform import Platform
-from annostack.devstack.stack import Stack
 from annostack.domain.tenants import API_GROUP, API_VERSION
-from bench.runner import Figures, benchmark
+from bench.runner import Figures, benchmark, fresh_operator, process_cpu_seconds
 
 ACTIVE = 50
 TOTAL = 1000
 DRIFT_INTERVAL_SECONDS = 10.0
 IDLE_WINDOW_SECONDS = 60.0
-CLOCK_TICKS = 100  # os.sysconf("SC_CLK_TCK") on Linux
-
-
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
 
 
 def _rss_mib(pid: int) -> float:
@@ -76,12 +68,7 @@ class TenantBatch:
 
 @benchmark("operator")
 def operator_bench() -> Figures:
-    stack = Stack()
-    stack.up()
-    platform = Platform(stack)
-    platform.install()
-    platform.stop()
-    pid = platform.start_operator(
+    _, platform, pid = fresh_operator(
         {"ANNOSTACK_OPERATOR_DRIFT_INTERVAL_SECONDS": str(DRIFT_INTERVAL_SECONDS)}
     )
     batch = TenantBatch(client.CustomObjectsApi(platform.kube.api))
@@ -93,10 +80,10 @@ def operator_bench() -> Figures:
         batch.wait(active, "Ready", timeout=600)
         all_ready = time.monotonic() - started
 
-        cpu_before = _cpu_seconds(pid)
+        cpu_before = process_cpu_seconds(pid)
         time.sleep(IDLE_WINDOW_SECONDS)
         passes = IDLE_WINDOW_SECONDS / DRIFT_INTERVAL_SECONDS
-        idle_cpu_per_pass = (_cpu_seconds(pid) - cpu_before) / passes
+        idle_cpu_per_pass = (process_cpu_seconds(pid) - cpu_before) / passes
 
         paused = [f"bench-p{i:04d}" for i in range(TOTAL - ACTIVE)]
         for name in paused:

@@ -75,3 +75,25 @@ def run(names: list[str]) -> list[Path]:
         print(f"→ {path}", flush=True)
         written.append(path)
     return written
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used (from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def fresh_operator(extra_env: dict[str, str]) -> tuple[Any, Any, int]:
+    """Stack up, CRDs installed, a newly started operator: (stack, platform, operator pid)."""
+    from annostack.devstack.platform import Platform
+    from annostack.devstack.stack import Stack
+
+    stack = Stack()
+    stack.up()
+    platform = Platform(stack)
+    platform.install()
+    platform.stop()
+    return stack, platform, platform.start_operator(extra_env)

@@ -129,6 +129,22 @@ def publish(connection: TenantConnection, topic: str, item: int, key: str) -> No
         client.close()
 
 
+def next_dead_letter(tenant: TenantConnection) -> pulsar.Message:
+    """The next message on the tenant's dead-letter topic (its subscription is pre-created)."""
+    client = pulsar.Client(tenant.pulsar_service_url)
+    try:
+        dead = client.subscribe(
+            f"persistent://{tenant.pulsar_namespace}/{DEAD_LETTER_TOPIC}",
+            WORKER_SUBSCRIPTION,
+            consumer_type=pulsar.ConsumerType.Shared,
+        )
+        letter = dead.receive(timeout_millis=30_000)
+        dead.acknowledge(letter)
+        return letter
+    finally:
+        client.close()
+
+
 def test_outputs_dead_letters_and_progress(
     tenant: TenantConnection, worker: WorkerProcess, stack_settings: Settings
 ) -> None:
@@ -158,17 +174,7 @@ def test_outputs_dead_letters_and_progress(
     converted = read_pcd(store.get_object(tenant.bucket, f"derived/{cloud}/cloud.pcd").read())
     assert len(converted) == 3000
 
-    client = pulsar.Client(tenant.pulsar_service_url)
-    try:
-        dead = client.subscribe(
-            f"persistent://{tenant.pulsar_namespace}/{DEAD_LETTER_TOPIC}",
-            WORKER_SUBSCRIPTION,
-            consumer_type=pulsar.ConsumerType.Shared,
-        )
-        letter = dead.receive(timeout_millis=30_000)
-        dead.acknowledge(letter)
-    finally:
-        client.close()
+    letter = next_dead_letter(tenant)
     assert orjson.loads(letter.data())["itemId"] == broken
     assert letter.properties()["kind"] == "invalid-input"
     assert "not a PCD file" in letter.properties()["reason"]
@@ -306,17 +312,7 @@ def test_a_malicious_archive_is_refused_without_writing_anything(
             archive.addfile(info, io.BytesIO(body))
     dataset = register_archive(directory, stack_settings, tenant, out.getvalue(), "evil.tgz")
     worker.start()
-    client = pulsar.Client(tenant.pulsar_service_url)
-    try:
-        dead = client.subscribe(
-            f"persistent://{tenant.pulsar_namespace}/{DEAD_LETTER_TOPIC}",
-            WORKER_SUBSCRIPTION,
-            consumer_type=pulsar.ConsumerType.Shared,
-        )
-        letter = dead.receive(timeout_millis=30_000)
-        dead.acknowledge(letter)
-    finally:
-        client.close()
+    letter = next_dead_letter(tenant)
     assert "'..'" in letter.properties()["reason"]
     assert items_of(directory, tenant, dataset) == {"evil.tgz": "uploading"}, "nothing registered"
 
