@@ -8,7 +8,7 @@ import kopf
 from prometheus_client import Counter, Gauge
 
 from annostack.domain.tenants import API_GROUP, API_VERSION, TenantSpec
-from annostack.operator.tenants import PAUSE_ANNOTATION, PLURAL, TIMINGS, _locks
+from annostack.operator.tenants import PAUSE_ANNOTATION, PLURAL, TIMINGS, tenant_locks
 from annostack.services.autoscaling import QueueScaler
 
 BACKLOG = Gauge("annostack_tenant_backlog_messages", "Queued processing messages.", ["tenant"])
@@ -25,7 +25,7 @@ def autoscale_workers(
         return
     scaler: QueueScaler = memo["scaler"]
     # Same lock as reconcile: its Deployment apply keeps the replica count it read.
-    with _locks[name]:
+    with tenant_locks[name]:
         decision = scaler.scale(name, tenant_spec)
     if decision.mode != "builtin" or decision.backlog is None:
         return

@@ -35,7 +35,8 @@ ABANDON_ANNOTATION = f"{API_GROUP}/abandon-cleanup"
 # Read at import: kopf fixes a timer's interval when the handler is registered.
 TIMINGS = OperatorTimings()
 
-_locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
+# One lock per tenant, shared by every handler that changes its backends (see scaling.py).
+tenant_locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
 
 
 def _provisioner(memo: kopf.Memo) -> TenantProvisioner:
@@ -57,8 +58,9 @@ def _paused(spec: TenantSpec, meta: kopf.Meta) -> bool:
 
 def _write_status(memo: kopf.Memo, name: str, status: dict[str, Any], current: kopf.Status) -> None:
     # The drift pass visits every tenant every interval; most passes change nothing, and
-    # skipping identical writes keeps the apiserver (and etcd) out of the idle cost.
-    if status == dict(current):
+    # skipping identical writes keeps the apiserver (and etcd) out of the idle cost. Only the
+    # keys we write count: the scaler owns `backlog` and `replicas` in the same status.
+    if all(current.get(key) == value for key, value in status.items()):
         return
     _provisioner(memo).b.kube.patch_status(API_GROUP + "/" + API_VERSION, "Tenant", name, status)
 
@@ -119,7 +121,7 @@ def _reconcile(
         _write_status(memo, name, paused, status)
         logger.debug("paused: no backend is changed")
         return
-    with _locks[name]:
+    with tenant_locks[name]:
         started = time.monotonic()
         report = _provisioner(memo).reconcile(name, tenant_spec)
         metrics.STEP_SECONDS.labels("Tenant").observe(time.monotonic() - started)
@@ -169,11 +171,11 @@ def delete_tenant(
     **_: Any,
 ) -> None:
     policy = DeletionPolicy(spec.get("deletionPolicy", DeletionPolicy.RETAIN))
-    with _locks[name]:
+    with tenant_locks[name]:
         report = _provisioner(memo).teardown(name, policy)
     logger.info(f"deleted ({policy}): removed {report.removed}, retained {report.retained}")
     if not report.errors:
-        _locks.pop(name, None)
+        tenant_locks.pop(name, None)
         return
     summary = "; ".join(str(error) for error in report.errors)
     if meta.get("annotations", {}).get(ABANDON_ANNOTATION) == "true":

@@ -85,10 +85,6 @@ def set_condition(
     )
 
 
-def is_true(conditions: list[Condition], type_: ConditionType) -> bool:
-    return any(c.type == type_ and c.status == "True" for c in conditions)
-
-
 # Conditions are a map keyed by type: server-side apply and strategic merges treat them so.
 Conditions = Annotated[
     list[Condition],
