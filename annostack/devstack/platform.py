@@ -30,6 +30,14 @@ DEMO_TENANT = ROOT / "examples" / "tenant.yaml"
 READY_TIMEOUT_SECONDS = 120.0
 
 
+def operator_command(health_port: int, metrics_port: int) -> list[str]:
+    """`annostack operator run` on loopback, as the local stack and the tests start it."""
+    return [
+        sys.executable, "-m", "annostack", "operator", "run", "--bind-address", "127.0.0.1",
+        "--health-port", str(health_port), "--metrics-port", str(metrics_port),
+    ]  # fmt: skip
+
+
 def documents(path: Path) -> list[dict[str, Any]]:
     return [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
 
@@ -66,19 +74,7 @@ class Platform:
         if processes.running(self.pid_path) is None:
             ports = self.stack.settings.ports
             processes.spawn(
-                [
-                    sys.executable,
-                    "-m",
-                    "annostack",
-                    "operator",
-                    "run",
-                    "--bind-address",
-                    "127.0.0.1",
-                    "--health-port",
-                    str(ports.operator_health),
-                    "--metrics-port",
-                    str(ports.operator_metrics),
-                ],
+                operator_command(ports.operator_health, ports.operator_metrics),
                 pid_path=self.pid_path,
                 log_path=self.log_path,
                 cwd=self.stack.settings.state_dir,

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +21,7 @@ import yaml
 from kubernetes import client
 
 from annostack.adapters.kube import Kube
-from annostack.devstack.platform import Platform
+from annostack.devstack.platform import Platform, operator_command
 from annostack.devstack.stack import Stack
 from annostack.domain.tenants import API_GROUP, API_VERSION
 from annostack.settings import Settings
@@ -100,19 +99,7 @@ class OperatorProcess:
     def start(self) -> None:
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "annostack",
-                    "operator",
-                    "run",
-                    "--bind-address",
-                    "127.0.0.1",
-                    "--health-port",
-                    str(self.health_port),
-                    "--metrics-port",
-                    str(self.health_port + 1),
-                ],
+                operator_command(self.health_port, self.health_port + 1),
                 env=self.env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
