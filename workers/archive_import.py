@@ -20,8 +20,10 @@ import redis
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
+from annostack.adapters.job_progress import JobProgress
 from annostack.adapters.objects import Presigner
 from annostack.adapters.tenant_tables import data_items
+from annostack.domain.processing import wanted_on
 from annostack.services.archives import (
     CHUNK,
     Entry,
@@ -100,10 +102,7 @@ class ArchiveImporter:
             key = object_key(dataset_id, item_id, entry.name)
             self._put_stream(key, data, entry.size)
             self._mark_uploaded(item_id)
-            topic = TOPIC_FOR_KIND.get(entry.kind)
-            if topic is not None:
-                message = {"tenant": self.ctx.names.tenant, "itemId": item_id, "key": key}
-                self.publish(topic, message, str(item_id))
+            self._enqueue(task, entry, item_id, key)
             done += 1
             if done % PROGRESS_EVERY == 0:
                 self.redis.hset(progress, mapping={"done": done, "total": total or ""})
@@ -113,6 +112,24 @@ class ArchiveImporter:
                 data_items.update().where(data_items.c.id == task.item_id).values(status="imported")
             )
         return done
+
+    def _enqueue(self, task: Task, entry: Entry, item_id: int, key: str) -> None:
+        """Queue an entry's processing; as part of the task's ProcessingJob, if it has one."""
+        topic = TOPIC_FOR_KIND.get(entry.kind)
+        if topic is None:
+            return
+        message: dict[str, object] = {
+            "tenant": self.ctx.names.tenant,
+            "itemId": item_id,
+            "key": key,
+        }
+        if task.job:
+            operations = wanted_on(topic, task.operations if task.operations is not None else [])
+            if not operations:
+                return  # nothing the job asked for applies to this kind of file
+            message |= {"job": task.job, "operations": operations}
+            JobProgress(self.redis).expect(self.ctx.names.tenant, task.job, [item_id])
+        self.publish(topic, message, str(item_id))
 
     def _register(self, dataset_id: int, entry: Entry) -> int:
         values = {

@@ -8,6 +8,8 @@
   delay; after `max_attempts` it also goes to the dead-letter topic, with the last error.
 * Progress and failures are counted in Redis (`annostack:processing:<tenant>`), failures kept
   in a capped list; Prometheus metrics and /healthz, /readyz on one small HTTP server.
+* A message from a ProcessingJob also counts towards that job (by item id, so a redelivery
+  is not counted twice); the job's messages still queued when it is cancelled are skipped.
 * SIGTERM: stop receiving, finish the message in hand, close; well inside a pod's grace period.
 """
 
@@ -26,15 +28,17 @@ import redis
 from prometheus_client import Counter, Histogram
 
 from annostack.adapters.database import engine_for
+from annostack.adapters.job_progress import ImportState, JobProgress
 from annostack.adapters.objects import Presigner
+from annostack.adapters.tenant_tables import data_items
 from annostack.domain.images import ImageError
 from annostack.domain.pointclouds import PointCloudError
 from annostack.domain.tenant_stack import TenantConnection
 from annostack.domain.tenants import DEAD_LETTER_TOPIC, WORKER_SUBSCRIPTION, TenantNames
 from annostack.services.archives import UnsafeArchive
 from annostack.services.processing import InvalidTask, Output, Task, outputs_for
-from annostack.services.tenancy import TenantContext
-from annostack.settings import DatabaseSettings, ObjectStoreSettings
+from annostack.services.tenancy import TenantContext, object_store_of
+from annostack.settings import DatabaseSettings
 from annostack.workers.archive_import import ArchiveImporter
 from annostack.workers.settings import WorkerSettings
 
@@ -62,15 +66,10 @@ class Worker:
 
     def __post_init__(self) -> None:
         self.names = TenantNames(tenant=self.connection.tenant)
-        store = ObjectStoreSettings(
-            endpoint=self.connection.s3_endpoint,
-            region=self.connection.s3_region,
-            access_key=self.connection.s3_access_key,
-            secret_key=self.connection.s3_secret_key,
-        )
-        self.signer = Presigner(store)
+        self.signer = Presigner(object_store_of(self.connection))
         self.http = httpx.Client(timeout=60)
         self.redis = redis.Redis.from_url(self.connection.redis_url.get_secret_value())
+        self.jobs = JobProgress(self.redis)
         self.stopping = threading.Event()
         self.ready = threading.Event()
         db = DatabaseSettings(
@@ -130,30 +129,66 @@ class Worker:
     ) -> None:
         topic = message.topic_name()
         started = time.monotonic()
+        task: Task | None = None
         try:
             task = Task.parse(message.data(), topic)
+            if task.job and self.jobs.is_cancelled(task.tenant, task.job):
+                consumer.acknowledge(message)
+                PROCESSED.labels("cancelled").inc()
+                return
             self._process(task)
         except PERMANENT as error:
-            self._dead_letter(message, dead_letters, "invalid-input", str(error))
+            self._give_up(message, task, dead_letters, "invalid-input", str(error))
             consumer.acknowledge(message)
-            PROCESSED.labels("dead-lettered").inc()
         except Exception as error:  # any other failure is worth retrying
             attempts = message.redelivery_count() + 1
             if attempts >= self.settings.max_attempts:
                 reason = f"gave up after {attempts} attempts: {error}"
-                self._dead_letter(message, dead_letters, "retries-exhausted", reason)
+                self._give_up(message, task, dead_letters, "retries-exhausted", reason)
                 consumer.acknowledge(message)
-                PROCESSED.labels("dead-lettered").inc()
             else:
                 log.warning("attempt %d failed, will retry: %s", attempts, error)
                 consumer.negative_acknowledge(message)
                 PROCESSED.labels("retried").inc()
         else:
+            self._succeeded(task)
             consumer.acknowledge(message)
             PROCESSED.labels("ok").inc()
             self._count("processed")
         finally:
             SECONDS.labels(topic.rsplit("/", 1)[-1]).observe(time.monotonic() - started)
+
+    def _succeeded(self, task: Task) -> None:
+        """Record the result before acknowledging: a crash in between only repeats a record."""
+        if task.topic.endswith("/archives"):
+            if task.job:
+                self.jobs.import_finished(task.tenant, task.job, ImportState.DONE)
+            return
+        with self.tenant.engine.begin() as conn:
+            conn.execute(
+                data_items.update()
+                .where(data_items.c.id == task.item_id, data_items.c.status == "uploaded")
+                .values(status="processed")
+            )
+        if task.job:
+            self.jobs.succeeded(task.tenant, task.job, task.item_id)
+
+    def _give_up(
+        self,
+        message: pulsar.Message,
+        task: Task | None,
+        dead_letters: pulsar.Producer,
+        kind: str,
+        reason: str,
+    ) -> None:
+        self._dead_letter(message, dead_letters, kind, reason)
+        PROCESSED.labels("dead-lettered").inc()
+        if task is None or not task.job or task.tenant != self.connection.tenant:
+            return
+        if task.topic.endswith("/archives"):
+            self.jobs.import_finished(task.tenant, task.job, ImportState.FAILED, reason)
+        else:
+            self.jobs.failed(task.tenant, task.job, task.item_id)
 
     def _process(self, task: Task) -> None:
         if task.tenant != self.connection.tenant:

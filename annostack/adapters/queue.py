@@ -37,5 +37,28 @@ class Publisher:
         except pulsar.PulsarException as error:
             raise BackendUnavailable(Backend.PULSAR, f"publish to {topic}: {error}") from error
 
+    def publish_many(self, topic: str, messages: list[tuple[dict[str, object], str]]) -> None:
+        """Send a batch asynchronously, then wait until the broker has acknowledged every one.
+
+        One round trip per batch instead of per message; the producer stays unbatched, so the
+        subscription backlog the autoscaler reads still counts messages, not batches.
+        """
+        producer = self._producer(topic)
+        failures: list[str] = []
+
+        def sent(result: pulsar.Result, _: object) -> None:
+            if result != pulsar.Result.Ok:
+                failures.append(str(result))
+
+        try:
+            for message, key in messages:
+                producer.send_async(orjson.dumps(message), sent, partition_key=key)
+            producer.flush()
+        except pulsar.PulsarException as error:
+            raise BackendUnavailable(Backend.PULSAR, f"publish to {topic}: {error}") from error
+        if failures:
+            detail = f"{len(failures)} of {len(messages)} not acknowledged ({failures[0]})"
+            raise BackendUnavailable(Backend.PULSAR, f"publish to {topic}: {detail}")
+
     def close(self) -> None:
         self.client.close()

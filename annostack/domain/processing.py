@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Literal
 
@@ -9,10 +10,24 @@ from pydantic import Field
 
 from annostack.domain.conditions import Conditions
 from annostack.domain.models import CamelModel
+from annostack.domain.tenants import API_GROUP, API_VERSION
 
 DataType = Literal["IMAGE", "POINT_CLOUD", "POINT_CLOUD_SEQUENCE", "TEXT", "AUDIO", "VIDEO"]
 Operation = Literal["thumbnail", "compress", "render-bev", "split"]
 DEFAULT_OPERATIONS: tuple[Operation, ...] = ("thumbnail", "compress", "render-bev")
+
+# Which operations each processing topic carries out. One message per item goes to the topic
+# for its kind of data and lists the operations wanted, so a point cloud is read and parsed
+# once for all of its operations rather than once per operation.
+OPERATIONS_BY_TOPIC: dict[str, frozenset[Operation]] = {
+    "thumbnails": frozenset({"thumbnail"}),
+    "pointclouds": frozenset({"compress", "render-bev", "split"}),
+}
+
+
+def wanted_on(topic: str, operations: Iterable[str]) -> list[str]:
+    """The requested operations a message on `topic` carries out, in a stable order."""
+    return sorted(OPERATIONS_BY_TOPIC.get(topic, frozenset()) & set(operations))
 
 
 class ImportSource(CamelModel):
@@ -45,6 +60,9 @@ class DatasetStatus(CamelModel):
     observed_generation: int | None = Field(default=None, description="Generation observed.")
     phase: str | None = Field(default=None, description="Pending, Importing, Ready or Failed.")
     dataset_id: int | None = Field(default=None, description="Row id in the tenant database.")
+    import_job: str | None = Field(
+        default=None, description="The ProcessingJob that processes the imported source."
+    )
     items: int = Field(default=0, description="Data items registered.")
     processed: int = Field(default=0, description="Items whose processing finished.")
     conditions: Conditions = Field(default_factory=list)
@@ -58,7 +76,15 @@ class ProcessingJobSpec(CamelModel):
         min_length=1, max_length=8, description="Operations to run on every selected item."
     )
     item_prefix: str | None = Field(
-        default=None, max_length=1024, description="Only items whose key starts with this."
+        default=None, max_length=512, description="Only items whose name starts with this."
+    )
+    archive_item_id: int | None = Field(
+        default=None,
+        ge=1,
+        description=(
+            "Import this uploaded archive (a data item of the dataset) first; its entries "
+            "become items and are processed. Set by the API for every archive upload."
+        ),
     )
     cancelled: bool = Field(default=False, description="Set to true to stop the fan-out.")
     ttl_seconds_after_finished: int | None = Field(
@@ -73,9 +99,48 @@ class ProcessingJobStatus(CamelModel):
     phase: str | None = Field(
         default=None, description="Pending, Running, Complete, Failed or Cancelled."
     )
-    total: int = Field(default=0, description="Messages fanned out (items x operations).")
+    total: int = Field(default=0, description="Items to process (one message per item).")
+    published: int = Field(default=0, description="Messages published so far.")
+    fanned_out: bool = Field(default=False, description="Every message of the job is published.")
+    last_item_id: int | None = Field(
+        default=None, description="Fan-out cursor: the last item id published (resume point)."
+    )
+    snapshot_item_id: int | None = Field(
+        default=None, description="Highest item id at the start; later items are not in the job."
+    )
     succeeded: int = Field(default=0, description="Finished successfully.")
     failed: int = Field(default=0, description="Ended in the dead-letter topic.")
     start_time: datetime | None = Field(default=None, description="When fan-out began.")
     completion_time: datetime | None = Field(default=None, description="When it finished.")
     conditions: Conditions = Field(default_factory=list)
+
+
+def processing_job_manifest(
+    namespace: str,
+    name: str,
+    spec: ProcessingJobSpec,
+    created_by: str,
+    owner: dict[str, str] | None = None,
+) -> dict[str, object]:
+    """A ProcessingJob as the API and the Dataset controller create it.
+
+    `owner` (a Dataset's apiVersion, kind, name and uid) makes the job part of that Dataset,
+    so the garbage collector removes it with the Dataset.
+    """
+    metadata: dict[str, object] = {
+        "name": name,
+        "namespace": namespace,
+        "labels": {
+            "app.kubernetes.io/part-of": "annostack",
+            "app.kubernetes.io/created-by": created_by,
+            f"{API_GROUP}/dataset": spec.dataset,
+        },
+    }
+    if owner is not None:
+        metadata["ownerReferences"] = [{**owner, "controller": True, "blockOwnerDeletion": True}]
+    return {
+        "apiVersion": f"{API_GROUP}/{API_VERSION}",
+        "kind": "ProcessingJob",
+        "metadata": metadata,
+        "spec": spec.model_dump(mode="json", by_alias=True, exclude_none=True),
+    }

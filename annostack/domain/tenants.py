@@ -143,6 +143,12 @@ class TenantNames(CamelModel):
     def namespace(self) -> str:
         return f"tenant-{self.tenant}"
 
+    @classmethod
+    def of_namespace(cls, namespace: str) -> TenantNames | None:
+        """The tenant whose namespace this is (Datasets and ProcessingJobs live there)."""
+        prefix = "tenant-"
+        return cls(tenant=namespace[len(prefix) :]) if namespace.startswith(prefix) else None
+
     @property
     def database(self) -> str:
         return "t_" + self.tenant.replace("-", "_")

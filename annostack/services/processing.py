@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import orjson
 
 from annostack.domain.images import thumbnail
-from annostack.domain.pointclouds import read_any, write_pcd
+from annostack.domain.pointclouds import PointCloud, read_any, write_pcd
 from annostack.domain.rendering import render_bev, split_tiles, tile_index, voxel_downsample
 
 THUMBNAIL_SIZES = (200, 400, 800)
@@ -26,23 +26,40 @@ class InvalidTask(ValueError):
     """The message itself is malformed (not the data it points at)."""
 
 
+# Keys the platform writes itself; processing reads inputs, never its own outputs.
+RESERVED_PREFIXES = ("derived/", "annotations/")
+
+
 @dataclass(frozen=True)
 class Task:
     tenant: str
     item_id: int
     key: str
     topic: str
+    job: str | None = None  # the ProcessingJob's uid, when the message came from one
+    operations: frozenset[str] | None = None  # None: everything the topic does (an upload)
 
     @classmethod
     def parse(cls, payload: bytes, topic: str) -> Task:
         try:
             body = orjson.loads(payload)
-            task = cls(str(body["tenant"]), int(body["itemId"]), str(body["key"]), topic)
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as error:
+            operations = body.get("operations")
+            task = cls(
+                tenant=str(body["tenant"]),
+                item_id=int(body["itemId"]),
+                key=str(body["key"]),
+                topic=topic,
+                job=str(body["job"]) if body.get("job") else None,
+                operations=frozenset(map(str, operations)) if operations is not None else None,
+            )
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as error:
             raise InvalidTask(f"malformed processing message: {error}") from error
-        if not task.key.startswith("data/") or ".." in task.key:
+        if not task.key or task.key.startswith(("/", *RESERVED_PREFIXES)) or ".." in task.key:
             raise InvalidTask(f"refusing to process key {task.key!r}")
         return task
+
+    def wants(self, operation: str) -> bool:
+        return self.operations is None or operation in self.operations
 
 
 @dataclass(frozen=True)
@@ -57,6 +74,8 @@ def derived(item_id: int, name: str) -> str:
 
 
 def image_outputs(task: Task, data: bytes) -> list[Output]:
+    if not task.wants("thumbnail"):
+        return []
     return [
         Output(derived(task.item_id, f"thumb-{size}.jpg"), thumbnail(data, size), "image/jpeg")
         for size in THUMBNAIL_SIZES
@@ -65,28 +84,37 @@ def image_outputs(task: Task, data: bytes) -> list[Output]:
 
 def pointcloud_outputs(task: Task, data: bytes, split_above: int) -> list[Output]:
     cloud = read_any(data, task.key)
-    outputs = [
-        Output(derived(task.item_id, "cloud.pcd"), write_pcd(cloud), "application/octet-stream"),
-        Output(derived(task.item_id, "bev.png"), render_bev(cloud, BEV_SIZE), "image/png"),
-    ]
-    if len(cloud) > split_above:
-        preview = voxel_downsample(cloud, PREVIEW_VOXEL_METRES)
+    outputs = []
+    if task.wants("compress"):
         outputs.append(
-            Output(
-                derived(task.item_id, "preview.pcd"), write_pcd(preview), "application/octet-stream"
-            )
+            Output(derived(task.item_id, "cloud.pcd"), write_pcd(cloud), "application/octet-stream")
         )
-        tiles = split_tiles(cloud, TILE_METRES)
-        outputs += [
-            Output(
-                derived(task.item_id, f"tiles/{meta.name}.pcd"),
-                write_pcd(part),
-                "application/octet-stream",
-            )
-            for meta, part in tiles
-        ]
-        index = tile_index([meta for meta, _ in tiles], TILE_METRES, None)
-        outputs.append(Output(derived(task.item_id, "tiles/index.json"), index, "application/json"))
+    if task.wants("render-bev"):
+        outputs.append(
+            Output(derived(task.item_id, "bev.png"), render_bev(cloud, BEV_SIZE), "image/png")
+        )
+    if task.wants("split") and len(cloud) > split_above:
+        outputs += split_outputs(task, cloud)
+    return outputs
+
+
+def split_outputs(task: Task, cloud: PointCloud) -> list[Output]:
+    """A light preview, fixed-size tiles and their index, for clouds too big to open whole."""
+    preview = voxel_downsample(cloud, PREVIEW_VOXEL_METRES)
+    outputs = [
+        Output(derived(task.item_id, "preview.pcd"), write_pcd(preview), "application/octet-stream")
+    ]
+    tiles = split_tiles(cloud, TILE_METRES)
+    outputs += [
+        Output(
+            derived(task.item_id, f"tiles/{meta.name}.pcd"),
+            write_pcd(part),
+            "application/octet-stream",
+        )
+        for meta, part in tiles
+    ]
+    index = tile_index([meta for meta, _ in tiles], TILE_METRES, None)
+    outputs.append(Output(derived(task.item_id, "tiles/index.json"), index, "application/json"))
     return outputs
 
 

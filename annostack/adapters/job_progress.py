@@ -1,0 +1,144 @@
+"""A ProcessingJob's progress in Redis, written by workers and read by the operator.
+
+Counting is by set membership, not by increments: a job's messages are identified by item id,
+and a redelivered message (a worker crashed after writing outputs, before acknowledging) or a
+batch published twice (the operator restarted mid-fan-out) adds a member that is already there.
+So the counts in `status` are exact even though delivery is at-least-once.
+
+Keys, per job (the job's uid, so a re-created job of the same name starts from zero):
+
+* ``annostack:job:<tenant>:<uid>:expected``  item ids published (added *before* sending)
+* ``...:succeeded`` and ``...:failed``       item ids finished either way
+* ``...:state``                              hash: ``cancelled``, ``import`` (pending, done,
+                                             failed) and ``import-reason``
+
+Keys expire after `RETENTION_SECONDS` without writes, so a job deleted while the operator was
+down leaves nothing behind for long. A deleted job keeps only its cancelled mark, for a week.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+
+import redis
+
+from annostack.domain.errors import Backend, BackendUnavailable
+
+RETENTION_SECONDS = 30 * 86400
+RETIRED_SECONDS = 7 * 86400
+
+
+class ImportState(StrEnum):
+    PENDING = "pending"
+    DONE = "done"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class JobCounts:
+    expected: int
+    succeeded: int
+    failed: int
+    cancelled: bool
+    import_state: ImportState | None
+    import_reason: str
+
+    @property
+    def finished(self) -> int:
+        return self.succeeded + self.failed
+
+
+class JobProgress:
+    def __init__(self, client: redis.Redis) -> None:
+        self.redis = client
+
+    @staticmethod
+    def _key(tenant: str, job: str, part: str) -> str:
+        return f"annostack:job:{tenant}:{job}:{part}"
+
+    def _add(self, tenant: str, job: str, part: str, item_ids: Iterable[int]) -> None:
+        members = [str(int(item)) for item in item_ids]
+        if not members:
+            return
+        key = self._key(tenant, job, part)
+        try:
+            with self.redis.pipeline(transaction=False) as pipe:
+                pipe.sadd(key, *members)
+                pipe.expire(key, RETENTION_SECONDS)
+                pipe.execute()
+        except redis.RedisError as error:
+            raise BackendUnavailable(Backend.REDIS, f"job progress: {error}") from error
+
+    def expect(self, tenant: str, job: str, item_ids: Iterable[int]) -> None:
+        self._add(tenant, job, "expected", item_ids)
+
+    def succeeded(self, tenant: str, job: str, item_id: int) -> None:
+        self._add(tenant, job, "succeeded", [item_id])
+
+    def failed(self, tenant: str, job: str, item_id: int) -> None:
+        self._add(tenant, job, "failed", [item_id])
+
+    def _set_state(self, tenant: str, job: str, values: dict[str, str]) -> None:
+        key = self._key(tenant, job, "state")
+        try:
+            with self.redis.pipeline(transaction=False) as pipe:
+                pipe.hset(key, mapping=values)  # type: ignore[arg-type]
+                pipe.expire(key, RETENTION_SECONDS)
+                pipe.execute()
+        except redis.RedisError as error:
+            raise BackendUnavailable(Backend.REDIS, f"job progress: {error}") from error
+
+    def cancel(self, tenant: str, job: str) -> None:
+        self._set_state(tenant, job, {"cancelled": "1"})
+
+    def import_finished(self, tenant: str, job: str, state: ImportState, reason: str = "") -> None:
+        self._set_state(tenant, job, {"import": state.value, "import-reason": reason[:500]})
+
+    def is_cancelled(self, tenant: str, job: str) -> bool:
+        try:
+            return bool(self.redis.hexists(self._key(tenant, job, "state"), "cancelled"))
+        except redis.RedisError as error:
+            raise BackendUnavailable(Backend.REDIS, f"job progress: {error}") from error
+
+    def counts(self, tenant: str, job: str) -> JobCounts:
+        try:
+            with self.redis.pipeline(transaction=False) as pipe:
+                for part in ("expected", "succeeded", "failed"):
+                    pipe.scard(self._key(tenant, job, part))
+                pipe.hgetall(self._key(tenant, job, "state"))
+                expected, succeeded, failed, state = pipe.execute()
+        except redis.RedisError as error:
+            raise BackendUnavailable(Backend.REDIS, f"job progress: {error}") from error
+        state = {_text(k): _text(v) for k, v in state.items()}
+        imported = state.get("import")
+        return JobCounts(
+            expected=int(expected),
+            succeeded=int(succeeded),
+            failed=int(failed),
+            cancelled="cancelled" in state,
+            import_state=ImportState(imported) if imported else None,
+            import_reason=state.get("import-reason", ""),
+        )
+
+    def retire(self, tenant: str, job: str) -> None:
+        """The job is gone: drop its counts, but keep it marked cancelled for a while.
+
+        Messages of a deleted job may still be queued (it was deleted while running, or its
+        archive import is still publishing); the mark makes the workers skip them.
+        """
+        parts = ("expected", "succeeded", "failed")
+        state = self._key(tenant, job, "state")
+        try:
+            with self.redis.pipeline(transaction=True) as pipe:
+                pipe.delete(*(self._key(tenant, job, part) for part in parts))
+                pipe.hset(state, "cancelled", "1")
+                pipe.expire(state, RETIRED_SECONDS)
+                pipe.execute()
+        except redis.RedisError as error:
+            raise BackendUnavailable(Backend.REDIS, f"job progress: {error}") from error
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
