@@ -11,6 +11,7 @@ import base64
 import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 from xml.etree import ElementTree
 
@@ -140,3 +141,21 @@ def _lifecycle() -> LifecycleConfig:
             )
         ]
     )
+
+
+@dataclass(frozen=True)
+class ListedObject:
+    key: str
+    size: int
+    etag: str
+
+
+def list_objects(settings: ObjectStoreSettings, bucket: str, prefix: str) -> Iterator[ListedObject]:
+    """Every object under `prefix` (paged by the SDK), as the tenant's own credentials see it."""
+    client = minio_client(settings)
+    with translated_errors():
+        for found in client.list_objects(bucket, prefix=prefix, recursive=True):
+            if found.is_dir or found.object_name is None:
+                continue
+            etag = (found.etag or "").strip('"')
+            yield ListedObject(key=found.object_name, size=int(found.size or 0), etag=etag)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from pydantic import Field
@@ -49,6 +50,21 @@ class ItemPublic(CamelModel):
     created_at: datetime
 
 
+def _with_counts() -> sa.Select[Any]:
+    """Datasets with their item counts, counted when asked (workers and imports change them)."""
+
+    def count(*conditions: sa.ColumnElement[bool]) -> sa.ScalarSelect[Any]:
+        where = (data_items.c.dataset_id == datasets.c.id, *conditions)
+        return sa.select(sa.func.count()).where(*where).scalar_subquery()
+
+    counted = {"item_count", "processed_count"}
+    return sa.select(
+        *(column for column in datasets.c if column.name not in counted),
+        count().label("item_count"),
+        count(data_items.c.status == "processed").label("processed_count"),
+    )
+
+
 def create_dataset(ctx: TenantContext, data: DatasetCreate) -> DatasetPublic:
     try:
         with ctx.engine.begin() as conn:
@@ -65,7 +81,7 @@ def create_dataset(ctx: TenantContext, data: DatasetCreate) -> DatasetPublic:
 
 def get_dataset(ctx: TenantContext, dataset_id: int) -> DatasetPublic:
     with ctx.engine.connect() as conn:
-        row = conn.execute(sa.select(datasets).where(datasets.c.id == dataset_id)).first()
+        row = conn.execute(_with_counts().where(datasets.c.id == dataset_id)).first()
     if row is None:
         raise NotFound(f"dataset {dataset_id} not found")
     return DatasetPublic.model_validate(row._mapping)
@@ -75,7 +91,7 @@ def list_datasets(
     ctx: TenantContext, after: int | None, limit: int, data_type: str | None
 ) -> DatasetPage:
     """Keyset pagination by id: stable under inserts, no OFFSET scans."""
-    query = sa.select(datasets).order_by(datasets.c.id).limit(limit + 1)
+    query = _with_counts().order_by(datasets.c.id).limit(limit + 1)
     if after is not None:
         query = query.where(datasets.c.id > after)
     if data_type is not None:

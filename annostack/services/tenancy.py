@@ -30,7 +30,7 @@ from annostack.adapters.tenant_tables import api_tokens
 from annostack.domain.errors import AnnostackError
 from annostack.domain.tenant_stack import TenantConnection
 from annostack.domain.tenants import MAX_NAME_LENGTH, TenantNames
-from annostack.settings import DatabaseSettings
+from annostack.settings import DatabaseSettings, ObjectStoreSettings
 
 API_TOKEN_PREFIX = "ast_"  # noqa: S105 (a prefix, not a secret)
 SESSION_TOKEN_PREFIX = "ass_"  # noqa: S105
@@ -60,6 +60,16 @@ class TenantContext:
     connection: TenantConnection
     engine: Engine
     loaded_at: float
+
+
+def object_store_of(connection: TenantConnection) -> ObjectStoreSettings:
+    """The tenant's own S3 credentials, as the object-store adapters take them."""
+    return ObjectStoreSettings(
+        endpoint=connection.s3_endpoint,
+        region=connection.s3_region,
+        access_key=connection.s3_access_key,
+        secret_key=connection.s3_secret_key,
+    )
 
 
 class TenantDirectory:
