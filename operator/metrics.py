@@ -25,3 +25,12 @@ DRIFT_REPAIRS = Counter(
     "Objects found different from the spec and put back, by object kind.",
     ["object"],
 )
+JOB_MESSAGES = Counter(
+    "annostack_operator_job_messages_total",
+    "Processing messages published by ProcessingJob fan-out.",
+)
+JOBS_FINISHED = Counter(
+    "annostack_operator_jobs_finished_total",
+    "ProcessingJobs that reached a final phase, by phase (Complete, Failed, Cancelled).",
+    ["phase"],
+)

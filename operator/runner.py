@@ -18,10 +18,14 @@ from prometheus_client import start_http_server
 
 from annostack.domain.tenants import API_GROUP
 from annostack.operator import (  # noqa: F401  (they register their handlers)
+    datasets,
+    jobs,
     scaling,
     tenants,
 )
 from annostack.services.autoscaling import QueueScaler
+from annostack.services.jobs import JobRunner
+from annostack.services.tenancy import TenantDirectory
 from annostack.services.tenants import Backends, TenantProvisioner
 from annostack.settings import Settings
 
@@ -73,7 +77,12 @@ def run(options: OperatorOptions) -> None:
         logging.getLogger(chatty).setLevel(logging.WARNING)
     start_http_server(options.metrics_port, addr=options.bind_address)
     backends = Backends(settings)
-    memo = kopf.Memo(provisioner=TenantProvisioner(backends), scaler=QueueScaler(backends))
+    memo = kopf.Memo(
+        provisioner=TenantProvisioner(backends),
+        scaler=QueueScaler(backends),
+        directory=TenantDirectory(backends.kube, settings.db),
+        jobs=JobRunner.for_settings(settings),
+    )
     kopf.run(
         clusterwide=True,
         standalone=options.standalone,

@@ -24,3 +24,15 @@ class OperatorTimings(BaseSettings):
     stalled_retry_delay_seconds: float = Field(
         default=300.0, gt=0, description="Retry interval of a deletion that is Stalled."
     )
+    job_interval_seconds: float = Field(
+        default=2.0, gt=0, description="How often a running ProcessingJob fans out and folds."
+    )
+    job_fan_out_seconds: float = Field(
+        default=1.0, gt=0, description="Publishing time per job step before progress is saved."
+    )
+    job_fan_out_batch: int = Field(
+        default=500, ge=1, le=10_000, description="Items read and published per fan-out batch."
+    )
+    dataset_interval_seconds: float = Field(
+        default=15.0, gt=0, description="How often a Dataset's item counts are refreshed."
+    )

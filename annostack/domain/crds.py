@@ -161,6 +161,15 @@ PROCESSING_JOB = ResourceKind(
             "rule": "self.dataset == oldSelf.dataset && self.operations == oldSelf.operations",
             "message": "dataset and operations are fixed; create a new job to run others",
         },
+        {
+            "rule": (
+                "has(self.itemPrefix) == has(oldSelf.itemPrefix) && (!has(self.itemPrefix) || "
+                "self.itemPrefix == oldSelf.itemPrefix) && has(self.archiveItemId) == "
+                "has(oldSelf.archiveItemId) && (!has(self.archiveItemId) || "
+                "self.archiveItemId == oldSelf.archiveItemId)"
+            ),
+            "message": "itemPrefix and archiveItemId are fixed; create a new job instead",
+        },
     ),
 )
 
