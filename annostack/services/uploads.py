@@ -6,7 +6,9 @@ The object key is ``data/<dataset id>/<item id><ext>``, from ids and an extensio
 against a pattern — never the client's file name. `complete` assembles the parts if any,
 verifies the object (it exists, the size matches), marks the item ``uploaded`` with its
 checksum (ETag) and enqueues processing: one Pulsar message per item, on the topic for its
-kind of data. `abort` drops the upload and the item.
+kind of data, or for an archive a ProcessingJob (`import-<item id>`) that unpacks it and
+processes its entries, visible with kubectl like any other job. `abort` drops the upload and
+the item.
 """
 
 from __future__ import annotations
@@ -19,11 +21,17 @@ import sqlalchemy as sa
 from pydantic import Field
 from sqlalchemy.exc import IntegrityError
 
+from annostack.adapters.kube import Kube
 from annostack.adapters.objects import ObjectIO
 from annostack.adapters.queue import Publisher
 from annostack.adapters.tenant_tables import data_items
 from annostack.domain.errors import Conflict, Invalid, NotFound, TooLarge
 from annostack.domain.models import CamelModel
+from annostack.domain.processing import (
+    DEFAULT_OPERATIONS,
+    ProcessingJobSpec,
+    processing_job_manifest,
+)
 from annostack.services.datasets import ItemPublic, get_dataset, get_item
 from annostack.services.tenancy import TenantContext
 
@@ -33,6 +41,7 @@ MIN_PART_BYTES = 8 * 2**20  # S3 needs >= 5 MiB for every part but the last
 MAX_PARTS = 10_000  # S3's limit
 POINT_CLOUD_EXTENSIONS = {".pcd", ".bin", ".las", ".laz", ".ply"}
 ARCHIVE_EXTENSIONS = {".zip", ".tar", ".tgz", ".gz"}
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
 
 
 class UploadRequest(CamelModel):
@@ -88,7 +97,9 @@ def topic_for(name: str, content_type: str) -> str:
         return "archives"
     if extension in POINT_CLOUD_EXTENSIONS:
         return "pointclouds"
-    return "thumbnails" if content_type.startswith("image/") else "pointclouds"
+    if extension in IMAGE_EXTENSIONS or content_type.startswith("image/"):
+        return "thumbnails"
+    return "pointclouds"
 
 
 def register_item(ctx: TenantContext, dataset_id: int, request: UploadRequest) -> tuple[int, str]:
@@ -165,10 +176,26 @@ def _upload_id(ctx: TenantContext, item_id: int) -> str | None:
     return str(value) if value else None
 
 
+def archive_job_name(item_id: int) -> str:
+    return f"import-{int(item_id)}"
+
+
+def start_archive_job(kube: Kube, ctx: TenantContext, item: ItemPublic) -> str:
+    """The ProcessingJob that imports an uploaded archive into its dataset."""
+    dataset = get_dataset(ctx, item.dataset_id)
+    spec = ProcessingJobSpec(
+        dataset=dataset.name, operations=list(DEFAULT_OPERATIONS), archive_item_id=item.id
+    )
+    name = archive_job_name(item.id)
+    kube.apply(processing_job_manifest(ctx.names.namespace, name, spec, "annostack-api"))
+    return name
+
+
 async def complete(
     ctx: TenantContext,
     io: ObjectIO,
     publisher: Publisher,
+    kube: Kube,
     item_id: int,
     completion: Completion,
 ) -> ItemPublic:
@@ -189,12 +216,15 @@ async def complete(
     size, etag = found
     if size != item.size:
         raise Invalid(f"uploaded {size} bytes, announced {item.size}; upload again")
-    topic = ctx.names.topic(topic_for(item.name, item.content_type))
-    message = {"tenant": ctx.names.tenant, "itemId": item.id, "key": key, "etag": etag}
     # Enqueue before marking uploaded: a crash in between leaves the item `uploading` and the
     # client's retry of `complete` enqueues again, which the workers' deterministic output
-    # keys make harmless. The reverse order could lose the message.
-    await asyncio.to_thread(publisher.publish, topic, message, str(item.id))
+    # keys (and the job's fixed name) make harmless. The reverse order could lose the work.
+    topic = topic_for(item.name, item.content_type)
+    if topic == "archives":
+        await asyncio.to_thread(start_archive_job, kube, ctx, item)
+    else:
+        message = {"tenant": ctx.names.tenant, "itemId": item.id, "key": key, "etag": etag}
+        await asyncio.to_thread(publisher.publish, ctx.names.topic(topic), message, str(item.id))
     await asyncio.to_thread(_mark_uploaded, ctx, item_id, etag)
     return await asyncio.to_thread(get_item, ctx, item_id)
 

@@ -37,7 +37,9 @@ async def complete_upload(
     item_id: int,
     body: Annotated[Completion | None, Body()] = None,
 ) -> ItemPublic:
-    return await service.complete(ctx, io, state.publisher, item_id, body or Completion())
+    return await service.complete(
+        ctx, io, state.publisher, state.directory.kube, item_id, body or Completion()
+    )
 
 
 @router.delete(
