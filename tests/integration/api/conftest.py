@@ -48,6 +48,7 @@ def tenant_b(provisioner: TenantProvisioner, directory: TenantDirectory) -> Iter
 
 
 @pytest.fixture(scope="session")
-def api(stack_settings: Settings) -> Iterator[httpx.Client]:
+def api(stack_settings: Settings, installed_crds: None) -> Iterator[httpx.Client]:
+    # Archive uploads create ProcessingJobs: the API needs the CRDs, as in a real cluster.
     with serve(create_app(stack_settings)) as client:
         yield client

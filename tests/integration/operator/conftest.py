@@ -24,48 +24,11 @@ from annostack.adapters.kube import Kube
 from annostack.devstack.platform import Platform, operator_command
 from annostack.devstack.stack import Stack
 from annostack.domain.tenants import API_GROUP, API_VERSION
-from annostack.settings import Settings
+from tests.integration.conftest import ROOT, load_documents
 from tests.support import wait_for
 
-ROOT = Path(__file__).parents[3]
 OPERATOR_NAMESPACE = "annostack-system"
 DRIFT_INTERVAL_SECONDS = 3
-
-
-def load_documents(path: Path) -> list[dict[str, Any]]:
-    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
-
-
-@pytest.fixture(scope="session")
-def admin_kube(stack_settings: Settings) -> Kube:
-    return Kube(stack_settings.kubernetes)
-
-
-@pytest.fixture(scope="session")
-def installed_crds(admin_kube: Kube) -> None:
-    crd_files = [*sorted((ROOT / "crds").glob("*.yaml"))]
-    crd_files.append(ROOT / "manifests/base/operator/kopf-peering-crd.yaml")
-    later = []
-    for path in crd_files:
-        for doc in load_documents(path):
-            if doc["kind"] == "CustomResourceDefinition":
-                admin_kube.apply(doc)
-            else:
-                later.append(doc)
-    extensions = client.ApiextensionsV1Api(admin_kube.api)
-
-    def all_established() -> bool:
-        crds = extensions.list_custom_resource_definition().items
-        established = {
-            crd.metadata.name
-            for crd in crds
-            if any(c.type == "Established" and c.status == "True" for c in crd.status.conditions)
-        }
-        return {"tenants.annostack.io", "clusterkopfpeerings.kopf.dev"} <= established
-
-    wait_for(all_established, what="CRDs established")
-    for doc in later:
-        admin_kube.apply(doc)
 
 
 @pytest.fixture(scope="session")
@@ -148,6 +111,11 @@ def operator(
     env["ANNOSTACK_OPERATOR_RETRY_DELAY_SECONDS"] = "2"
     env["ANNOSTACK_OPERATOR_DELETE_RETRIES_BEFORE_STALLED"] = "2"
     env["ANNOSTACK_OPERATOR_STALLED_RETRY_DELAY_SECONDS"] = "5"
+    # Jobs advance in small steps, so a test can act (kill, cancel) in the middle of a fan-out.
+    env["ANNOSTACK_OPERATOR_JOB_INTERVAL_SECONDS"] = "1"
+    env["ANNOSTACK_OPERATOR_JOB_FAN_OUT_SECONDS"] = "0.05"
+    env["ANNOSTACK_OPERATOR_JOB_FAN_OUT_BATCH"] = "10"
+    env["ANNOSTACK_OPERATOR_DATASET_INTERVAL_SECONDS"] = "2"
     log = tmp_path_factory.mktemp("operator-log") / "operator.log"
     process = OperatorProcess(env, log, health_port=18181)
     process.start()

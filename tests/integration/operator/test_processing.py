@@ -1,0 +1,305 @@
+"""Datasets and ProcessingJobs on the real stack: operator, workers, database, S3, Pulsar, Redis."""
+
+from __future__ import annotations
+
+import io
+import uuid
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+from kubernetes import client
+
+from annostack.adapters.kube import Kube
+from annostack.adapters.object_store import ObjectStoreAdmin
+from annostack.adapters.tenant_tables import data_items
+from annostack.apps.main import create_app
+from annostack.apps.testing import serve
+from annostack.domain.tenants import API_GROUP, API_VERSION, TenantNames
+from annostack.services.datasets import DatasetCreate, create_dataset
+from annostack.services.tenancy import TenantContext, TenantDirectory, create_api_token
+from annostack.services.uploads import UploadRequest, register_item
+from annostack.settings import Settings
+from tests.integration.operator.conftest import OperatorProcess, Tenants
+from tests.integration.workloads import WorkerProcess, jpeg, small_cloud
+from tests.support import wait_for
+
+pytestmark = pytest.mark.integration
+
+
+class Resources:
+    """Datasets and ProcessingJobs in one tenant's namespace, as kubectl would handle them."""
+
+    def __init__(self, kube: Kube, namespace: str) -> None:
+        self.api = client.CustomObjectsApi(kube.api)
+        self.namespace = namespace
+
+    def create(self, plural: str, name: str, spec: dict[str, Any]) -> None:
+        kind = {"datasets": "Dataset", "processingjobs": "ProcessingJob"}[plural]
+        body = {
+            "apiVersion": f"{API_GROUP}/{API_VERSION}",
+            "kind": kind,
+            "metadata": {"name": name},
+            "spec": spec,
+        }
+        self.api.create_namespaced_custom_object(
+            API_GROUP, API_VERSION, self.namespace, plural, body
+        )
+
+    def get(self, plural: str, name: str) -> dict[str, Any] | None:
+        try:
+            found: dict[str, Any] = self.api.get_namespaced_custom_object(
+                API_GROUP, API_VERSION, self.namespace, plural, name
+            )
+        except client.ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+        return found
+
+    def status(self, plural: str, name: str) -> dict[str, Any]:
+        return dict((self.get(plural, name) or {}).get("status") or {})
+
+    def patch_spec(self, plural: str, name: str, spec: dict[str, Any]) -> None:
+        self.api.patch_namespaced_custom_object(
+            API_GROUP, API_VERSION, self.namespace, plural, name, {"spec": spec}
+        )
+
+    def wait_phase(self, plural: str, name: str, phases: set[str], timeout: float = 90) -> Any:
+        wait_for(
+            lambda: self.status(plural, name).get("phase") in phases,
+            timeout=timeout,
+            what=f"{plural}/{name} in {sorted(phases)}",
+        )
+        return self.status(plural, name)
+
+
+@pytest.fixture
+def tenant(tenants: Tenants) -> str:
+    name = tenants.create({"displayName": "Processing"})
+    tenants.wait_ready(name)
+    return name
+
+
+@pytest.fixture
+def resources(admin_kube: Kube, tenant: str) -> Resources:
+    return Resources(admin_kube, TenantNames(tenant=tenant).namespace)
+
+
+@pytest.fixture
+def worker(directory: TenantDirectory, tenant: str, tmp_path: Path) -> Iterator[WorkerProcess]:
+    process = WorkerProcess(directory.get(tenant).connection, tmp_path / "worker.log")
+    yield process
+    if process.proc is not None and process.proc.poll() is None:
+        process.kill()
+
+
+def add_items(ctx: TenantContext, store: Any, dataset_id: int, files: dict[str, bytes]) -> None:
+    """Items as a finished upload leaves them: registered, stored, marked uploaded."""
+    for name, data in files.items():
+        item_id, key = register_item(ctx, dataset_id, UploadRequest(name=name, size=len(data)))
+        store.put_object(ctx.connection.bucket, key, io.BytesIO(data), len(data))
+        with ctx.engine.begin() as conn:
+            conn.execute(
+                data_items.update().where(data_items.c.id == item_id).values(status="uploaded")
+            )
+
+
+def statuses(ctx: TenantContext, dataset_id: int) -> dict[str, int]:
+    with ctx.engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(data_items.c.status, sa.func.count())
+            .where(data_items.c.dataset_id == dataset_id)
+            .group_by(data_items.c.status)
+        )
+        return {str(status): int(count) for status, count in rows}
+
+
+def dataset_id_of(resources: Resources, name: str) -> int:
+    wait_for(
+        lambda: resources.status("datasets", name).get("datasetId") is not None,
+        timeout=30,
+        what=f"Dataset {name} has its row",
+    )
+    return int(resources.status("datasets", name)["datasetId"])
+
+
+def test_a_job_counts_exactly_across_an_operator_restart_mid_fan_out(
+    tenant: str,
+    resources: Resources,
+    directory: TenantDirectory,
+    stack_settings: Settings,
+    operator: OperatorProcess,
+    worker: WorkerProcess,
+) -> None:
+    resources.create("datasets", "photos", {"displayName": "Photos", "dataType": "IMAGE"})
+    dataset_id = dataset_id_of(resources, "photos")
+    ctx = directory.get(tenant)
+    store = ObjectStoreAdmin(stack_settings.s3).client
+    files = {f"cam/{n:03d}.jpg": jpeg() for n in range(40)}
+    files |= {"cam/broken-1.jpg": b"not a jpeg", "cam/broken-2.jpg": b"\xff\xd8 truncated"}
+    add_items(ctx, store, dataset_id, files)
+
+    spec = {"dataset": "photos", "operations": ["thumbnail"]}
+    resources.create("processingjobs", "thumbs", spec)
+    wait_for(
+        lambda: resources.status("processingjobs", "thumbs").get("published", 0) >= 20,
+        timeout=60,
+        what="fan-out under way",
+    )
+    assert not resources.status("processingjobs", "thumbs").get("fannedOut")
+    operator.kill()  # mid fan-out: the batch being published may go out twice
+    operator.start()
+    worker.start()
+
+    final = resources.wait_phase("processingjobs", "thumbs", {"Complete", "Failed"}, timeout=120)
+    assert (final["total"], final["succeeded"], final["failed"]) == (42, 40, 2)
+    assert final["phase"] == "Failed"
+    failed = next(c for c in final["conditions"] if c["type"] == "Failed")
+    assert failed["reason"] == "ItemsFailed" and "dead-letter" in failed["message"]
+    assert final["startTime"] <= final["completionTime"]
+    assert statuses(ctx, dataset_id) == {"processed": 40, "uploaded": 2}
+    wait_for(
+        lambda: resources.status("datasets", "photos").get("processed") == 40,
+        timeout=30,
+        what="the Dataset's counts follow",
+    )
+    assert resources.status("datasets", "photos")["items"] == 42
+
+
+def test_cancelling_stops_the_fan_out_and_skips_what_is_queued_then_the_ttl_deletes_it(
+    tenant: str,
+    resources: Resources,
+    directory: TenantDirectory,
+    stack_settings: Settings,
+    worker: WorkerProcess,
+) -> None:
+    resources.create("datasets", "many", {"displayName": "Many", "dataType": "IMAGE"})
+    dataset_id = dataset_id_of(resources, "many")
+    ctx = directory.get(tenant)
+    store = ObjectStoreAdmin(stack_settings.s3).client
+    image = jpeg()
+    add_items(ctx, store, dataset_id, {f"{n:03d}.jpg": image for n in range(150)})
+
+    spec = {"dataset": "many", "operations": ["thumbnail"], "ttlSecondsAfterFinished": 4}
+    resources.create("processingjobs", "stopme", spec)
+    wait_for(
+        lambda: resources.status("processingjobs", "stopme").get("published", 0) >= 10,
+        timeout=60,
+        what="fan-out under way",
+    )
+    resources.patch_spec("processingjobs", "stopme", {"cancelled": True})
+    final = resources.wait_phase("processingjobs", "stopme", {"Cancelled"}, timeout=30)
+    assert final["published"] < 150, "the fan-out stopped"
+    assert next(c for c in final["conditions"] if c["type"] == "Failed")["reason"] == "Cancelled"
+
+    worker.start()  # what was queued before the cancellation is skipped, not processed
+    backlog_url = (
+        f"{stack_settings.pulsar.admin_url}/admin/v2/persistent/"
+        f"{TenantNames(tenant=tenant).pulsar_namespace}/thumbnails/stats"
+    )
+    wait_for(
+        lambda: httpx.get(backlog_url).json()["subscriptions"]["workers"]["msgBacklog"] == 0,
+        timeout=60,
+        what="queued messages drained",
+    )
+    assert statuses(ctx, dataset_id) == {"uploaded": 150}
+    wait_for(
+        lambda: resources.get("processingjobs", "stopme") is None,
+        timeout=30,
+        what="the finished job deleted after its TTL",
+    )
+
+
+def test_a_dataset_with_an_s3_source_imports_and_processes(
+    tenant: str,
+    resources: Resources,
+    directory: TenantDirectory,
+    stack_settings: Settings,
+    worker: WorkerProcess,
+) -> None:
+    ctx = directory.get(tenant)
+    store = ObjectStoreAdmin(stack_settings.s3).client
+    files = {
+        "raw/drive-1/lidar/000.pcd": small_cloud(800, 1),
+        "raw/drive-1/lidar/001.pcd": small_cloud(800, 2),
+        "raw/drive-1/camera/000.jpg": jpeg(),
+        "raw/drive-1/calib.json": b"{}",
+        "raw/drive-2/lidar/000.pcd": small_cloud(800, 3),
+    }
+    for key, data in files.items():
+        store.put_object(ctx.connection.bucket, key, io.BytesIO(data), len(data))
+    worker.start()
+    spec = {
+        "displayName": "Drive 1",
+        "dataType": "POINT_CLOUD",
+        "source": {"s3Prefix": "raw/drive-1/"},
+    }
+    resources.create("datasets", "drive-1", spec)
+
+    status = resources.wait_phase("datasets", "drive-1", {"Ready", "Failed"}, timeout=120)
+    assert status["phase"] == "Ready"
+    wait_for(
+        lambda: resources.status("datasets", "drive-1").get("processed") == 3,
+        timeout=30,
+        what="all imported items processed",
+    )
+    status = resources.status("datasets", "drive-1")
+    assert status["items"] == 3, "the two clouds and the image; not the JSON, not drive-2"
+    job = resources.status("processingjobs", status["importJob"])
+    assert (job["phase"], job["total"], job["succeeded"]) == ("Complete", 3, 3)
+    with ctx.engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(data_items.c.id, data_items.c.object_key).where(
+                data_items.c.dataset_id == status["datasetId"]
+            )
+        ).all()
+    keys = {str(row.object_key): int(row.id) for row in rows}
+    assert set(keys) == {k for k in files if k.startswith("raw/drive-1/") and "json" not in k}
+    bev = f"derived/{keys['raw/drive-1/lidar/000.pcd']}/bev.png"
+    assert store.stat_object(ctx.connection.bucket, bev).size > 0
+
+
+def test_an_archive_uploaded_through_the_api_is_imported_by_a_processing_job(
+    tenant: str,
+    resources: Resources,
+    directory: TenantDirectory,
+    stack_settings: Settings,
+    worker: WorkerProcess,
+) -> None:
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as bundle:
+        for frame in range(3):
+            bundle.writestr(f"scene/lidar_point_cloud_0/{frame:06d}.pcd", small_cloud(500, frame))
+            bundle.writestr(f"scene/camera_image_0/{frame:06d}.jpg", jpeg())
+    data = archive.getvalue()
+    ctx = directory.get(tenant)
+    dataset = create_dataset(
+        ctx, DatasetCreate(name="scenes", display_name="Scenes", data_type="POINT_CLOUD")
+    )
+    token = create_api_token(ctx, f"test-{uuid.uuid4().hex[:6]}")
+    worker.start()
+    with serve(create_app(stack_settings)) as api:
+        auth = {"Authorization": f"Bearer {token}"}
+        ticket = api.post(
+            f"/v1/datasets/{dataset.id}/uploads",
+            json={"name": "export.zip", "size": len(data), "contentType": "application/zip"},
+            headers=auth,
+        )
+        assert ticket.status_code in (200, 201), ticket.text
+        body = ticket.json()
+        assert httpx.put(body["url"], content=data).status_code == 200
+        done = api.post(f"/v1/items/{body['itemId']}/complete", headers=auth)
+        assert done.status_code == 200, done.text
+
+    job_name = f"import-{body['itemId']}"
+    job = resources.get("processingjobs", job_name)
+    assert job is not None, "the API created a ProcessingJob for the archive"
+    assert job["spec"]["archiveItemId"] == body["itemId"]
+    final = resources.wait_phase("processingjobs", job_name, {"Complete", "Failed"}, timeout=120)
+    assert (final["phase"], final["total"], final["succeeded"]) == ("Complete", 6, 6)
+    assert statuses(ctx, dataset.id) == {"imported": 1, "processed": 6}
