@@ -98,10 +98,26 @@ class Presigner:
         params: dict[str, str] | None = None,
     ) -> str:
         """A pre-signed URL; `params` are extra query parameters (uploadId, partNumber...)."""
+        (url,) = self.presign_all(method, bucket, [key], lifetime, now, params)
+        return url
+
+    def presign_all(
+        self,
+        method: str,
+        bucket: str,
+        keys: list[str],
+        lifetime: timedelta = URL_LIFETIME,
+        now: datetime | None = None,
+        params: dict[str, str] | None = None,
+    ) -> list[str]:
+        """URLs for many keys signed at one instant: the query is built once for all of them.
+
+        Per key only the path, one SHA-256 and one HMAC remain, which is what keeps issuing a
+        300-frame sequence's GET and PUT URLs within the API's budget.
+        """
         moment = (now or datetime.now(UTC)).astimezone(UTC)
         amz_date, day = moment.strftime("%Y%m%dT%H%M%SZ"), moment.strftime("%Y%m%d")
         scope = f"{day}/{self.region}/s3/aws4_request"
-        path = "/" + quote(bucket, safe="") + "/" + quote(key, safe="/~")
         signing = {
             "X-Amz-Algorithm": "AWS4-HMAC-SHA256",
             "X-Amz-Credential": f"{self.access_key}/{scope}",
@@ -114,13 +130,19 @@ class Presigner:
             f"{quote(name, safe='~')}={quote(value, safe='~')}"
             for name, value in sorted({**(params or {}), **signing}.items())
         )
-        canonical = f"{method}\n{path}\n{query}\nhost:{self.host}\n\nhost\nUNSIGNED-PAYLOAD"
-        to_sign = (
-            f"AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n"
-            + hashlib.sha256(canonical.encode()).hexdigest()
-        )
-        signature = hmac.new(self._signing_key(day), to_sign.encode(), hashlib.sha256).hexdigest()
-        return f"{self.base}{path}?{query}&X-Amz-Signature={signature}"
+        before_path = f"{method}\n"
+        after_path = f"\n{query}\nhost:{self.host}\n\nhost\nUNSIGNED-PAYLOAD"
+        string_prefix = f"AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n"
+        signer = hmac.new(self._signing_key(day), digestmod=hashlib.sha256)
+        bucket_path = "/" + quote(bucket, safe="") + "/"
+        urls = []
+        for key in keys:
+            path = bucket_path + quote(key, safe="/~")
+            canonical = hashlib.sha256(f"{before_path}{path}{after_path}".encode()).hexdigest()
+            mac = signer.copy()
+            mac.update((string_prefix + canonical).encode())
+            urls.append(f"{self.base}{path}?{query}&X-Amz-Signature={mac.hexdigest()}")
+        return urls
 
     def presign_get(self, bucket: str, key: str, lifetime: timedelta = URL_LIFETIME) -> str:
         return self.presign("GET", bucket, key, lifetime)

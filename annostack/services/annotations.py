@@ -254,12 +254,10 @@ def presign_sequence(
     missing = [item_id for item_id in item_ids if item_id not in known]
     if missing:
         raise NotFound(f"data items not found: {missing[:10]}")
-    bucket = ctx.connection.bucket
+    keys = [document_key(item_id, source) for item_id in item_ids]
+    gets = signer.presign_all("GET", ctx.connection.bucket, keys)
+    puts = signer.presign_all("PUT", ctx.connection.bucket, keys)
     return [
-        {
-            "itemId": item_id,
-            "get": signer.presign_get(bucket, document_key(item_id, source)),
-            "put": signer.presign_put(bucket, document_key(item_id, source)),
-        }
-        for item_id in item_ids
+        {"itemId": item_id, "get": get, "put": put}
+        for item_id, get, put in zip(item_ids, gets, puts, strict=True)
     ]
