@@ -24,6 +24,7 @@ from annostack.services.datasets import DatasetCreate, create_dataset
 from annostack.services.tenancy import TenantContext, TenantDirectory, create_api_token
 from annostack.services.uploads import UploadRequest, register_item
 from annostack.settings import Settings
+from tests.integration.conftest import ROOT, load_documents
 from tests.integration.operator.conftest import OperatorProcess, Tenants
 from tests.integration.workloads import WorkerProcess, jpeg, small_cloud
 from tests.support import wait_for
@@ -215,41 +216,39 @@ def test_cancelling_stops_the_fan_out_and_skips_what_is_queued_then_the_ttl_dele
     )
 
 
-def test_a_dataset_with_an_s3_source_imports_and_processes(
+def test_the_documented_dataset_imports_its_s3_prefix_and_the_documented_job_reprocesses(
     tenant: str,
     resources: Resources,
     directory: TenantDirectory,
     stack_settings: Settings,
     worker: WorkerProcess,
 ) -> None:
+    (dataset,) = load_documents(ROOT / "examples" / "dataset.yaml")
+    (rerun,) = load_documents(ROOT / "examples" / "processingjob.yaml")
     ctx = directory.get(tenant)
     store = ObjectStoreAdmin(stack_settings.s3).client
     files = {
-        "raw/drive-1/lidar/000.pcd": small_cloud(800, 1),
-        "raw/drive-1/lidar/001.pcd": small_cloud(800, 2),
-        "raw/drive-1/camera/000.jpg": jpeg(),
-        "raw/drive-1/calib.json": b"{}",
-        "raw/drive-2/lidar/000.pcd": small_cloud(800, 3),
+        "raw/drive-01/lidar/000.pcd": small_cloud(800, 1),
+        "raw/drive-01/lidar/001.pcd": small_cloud(800, 2),
+        "raw/drive-01/camera/000.jpg": jpeg(),
+        "raw/drive-01/calib.json": b"{}",
+        "raw/drive-02/lidar/000.pcd": small_cloud(800, 3),
     }
     for key, data in files.items():
         store.put_object(ctx.connection.bucket, key, io.BytesIO(data), len(data))
     worker.start()
-    spec = {
-        "displayName": "Drive 1",
-        "dataType": "POINT_CLOUD",
-        "source": {"s3Prefix": "raw/drive-1/"},
-    }
-    resources.create("datasets", "drive-1", spec)
+    name = dataset["metadata"]["name"]
+    resources.create("datasets", name, dataset["spec"])
 
-    status = resources.wait_phase("datasets", "drive-1", {"Ready", "Failed"}, timeout=120)
+    status = resources.wait_phase("datasets", name, {"Ready", "Failed"}, timeout=120)
     assert status["phase"] == "Ready"
     wait_for(
-        lambda: resources.status("datasets", "drive-1").get("processed") == 3,
+        lambda: resources.status("datasets", name).get("processed") == 3,
         timeout=30,
         what="all imported items processed",
     )
-    status = resources.status("datasets", "drive-1")
-    assert status["items"] == 3, "the two clouds and the image; not the JSON, not drive-2"
+    status = resources.status("datasets", name)
+    assert status["items"] == 3, "the two clouds and the image; not the JSON, not drive-02"
     job = resources.status("processingjobs", status["importJob"])
     assert (job["phase"], job["total"], job["succeeded"]) == ("Complete", 3, 3)
     with ctx.engine.connect() as conn:
@@ -259,9 +258,13 @@ def test_a_dataset_with_an_s3_source_imports_and_processes(
             )
         ).all()
     keys = {str(row.object_key): int(row.id) for row in rows}
-    assert set(keys) == {k for k in files if k.startswith("raw/drive-1/") and "json" not in k}
-    bev = f"derived/{keys['raw/drive-1/lidar/000.pcd']}/bev.png"
+    assert set(keys) == {k for k in files if k.startswith("raw/drive-01/") and "json" not in k}
+    bev = f"derived/{keys['raw/drive-01/lidar/000.pcd']}/bev.png"
     assert store.stat_object(ctx.connection.bucket, bev).size > 0
+
+    resources.create("processingjobs", rerun["metadata"]["name"], rerun["spec"])
+    final = resources.wait_phase("processingjobs", rerun["metadata"]["name"], {"Complete"})
+    assert (final["total"], final["succeeded"]) == (2, 2), "only the clouds under lidar/"
 
 
 def test_an_archive_uploaded_through_the_api_is_imported_by_a_processing_job(
