@@ -65,7 +65,7 @@ RECONCILING = tenant_status(
     READY,
     NAMES,
     report(
-        StepResult(ConditionType.MESSAGING_READY, False, "PulsarUnavailable", "pulsar: 503", True)
+        StepResult(ConditionType.MESSAGING_READY, False, "BackendUnavailable", "pulsar: 503", True)
     ),
     generation=1,
 )
@@ -73,7 +73,7 @@ STALLED = tenant_status(
     READY,
     NAMES,
     report(
-        StepResult(ConditionType.DATABASE_READY, False, "DatabaseRejected", "access denied", False)
+        StepResult(ConditionType.DATABASE_READY, False, "BackendRejected", "access denied", False)
     ),
     generation=1,
 )
