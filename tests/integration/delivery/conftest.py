@@ -75,7 +75,8 @@ def _established(extensions: client.ApiextensionsV1Api, names: set[str]) -> bool
     return names <= served
 
 
-@pytest.fixture(scope="session")
+# Package scope: the third-party CRDs are gone again before other integration packages run.
+@pytest.fixture(scope="package")
 def dry_run_cluster(stack_settings: Settings) -> Iterator[Kube]:
     kube = Kube(stack_settings.kubernetes)
     extensions = client.ApiextensionsV1Api(kube.api)
