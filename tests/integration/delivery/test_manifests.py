@@ -138,3 +138,11 @@ def test_dashboards_are_shipped_to_grafana(render: Renderer) -> None:
     shipped = {name for o in dashboards for name in o["data"]}
     on_disk = {p.name for p in Path(ROOT / "manifests/base/monitoring/dashboards").glob("*.json")}
     assert shipped == on_disk == {"operator.json", "api.json", "workers.json"}
+
+
+def test_the_argocd_config_is_accepted_by_the_real_apiserver(
+    render: Renderer, dry_run_cluster: Kube, scratch_namespace: str
+) -> None:
+    (config,) = render(ROOT / "manifests" / "gitops" / "argocd")
+    config["metadata"]["namespace"] = scratch_namespace  # Argo CD's own namespace, argocd
+    assert dry_run(dry_run_cluster, config) is None
