@@ -17,11 +17,15 @@ test: bootstrap lint
 	$(BIN)/annostack dev up
 	$(BIN)/pytest
 
+DOCKERFILES := operator/Dockerfile apps/Dockerfile workers/Dockerfile
+
 lint:
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+	$(BIN)/hadolint $(DOCKERFILES)
+	$(BIN)/check-jsonschema --builtin-schema vendor.gitlab-ci --data-transform gitlab-ci .gitlab-ci.yml
 
 unit: bootstrap
 	$(BIN)/pytest tests/unit

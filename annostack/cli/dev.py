@@ -7,7 +7,7 @@ import shlex
 import typer
 from rich.table import Table
 
-from annostack.devstack.builds import MissingPrerequisite
+from annostack.devstack.builds import MissingPrerequisite, ensure_kustomize
 from annostack.devstack.console import CommandFailed, console
 from annostack.devstack.platform import Platform
 from annostack.devstack.stack import ComponentFailed, Stack, State
@@ -24,10 +24,13 @@ def up() -> None:
     stack = Stack()
     try:
         stack.up()
+        # The delivery tests render manifests/ with it; built here so `make test` has it.
+        kustomize = ensure_kustomize(stack.settings)
     except (ComponentFailed, CommandFailed, MissingPrerequisite) as error:
         console.print(f"[red]dev up failed:[/red] {error}")
         raise typer.Exit(1) from error
     _print_status(stack)
+    console.print(f"kustomize (renders manifests/): {kustomize}")
     console.print('Point a shell at it: [bold]eval "$(annostack dev env)"[/bold]')
 
 

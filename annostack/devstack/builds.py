@@ -63,6 +63,8 @@ KUBERNETES = GoRecipe(
     ldflags=f"-s -w {_K8S_VERSION_VARS}",
 )
 ETCD = GoRecipe(name="etcd", binaries={"etcd": "go.etcd.io/etcd/server/v3"})
+# Not a server: renders manifests/ for the delivery tests (no kubectl is assumed on a machine).
+KUSTOMIZE = GoRecipe(name="kustomize", binaries={"kustomize": "sigs.k8s.io/kustomize/kustomize/v5"})
 
 
 def _fingerprint(*parts: bytes) -> str:
@@ -110,6 +112,11 @@ def ensure_go_binaries(recipe: GoRecipe, settings: DevStackSettings) -> dict[str
     shutil.rmtree(out_dir, ignore_errors=True)
     staging.rename(out_dir)
     return paths
+
+
+def ensure_kustomize(settings: DevStackSettings) -> Path:
+    """The kustomize binary, built from the Go module proxy on first use."""
+    return ensure_go_binaries(KUSTOMIZE, settings)["kustomize"]
 
 
 def ensure_pulsar_classpath(settings: DevStackSettings) -> str:
