@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from annostack.settings import Settings
 from tests.support import wait_for
 
 ROOT = Path(__file__).parents[2]
+SYSTEM_NAMESPACE = "annostack-system"
 
 
 @pytest.fixture(scope="session")
@@ -70,3 +72,40 @@ def installed_crds(admin_kube: Kube) -> None:
     wait_for(all_established, what="CRDs established")
     for doc in later:
         admin_kube.apply(doc)
+
+
+def service_account_kubeconfig(
+    admin_kube: Kube, manifests: list[Path], account: str, path: Path
+) -> Path:
+    """Apply a component's RBAC manifests; write a kubeconfig with a token of its account only.
+
+    Components under test run with exactly the permissions their manifests grant, so a missing
+    rule fails a test rather than a deployment.
+    """
+    for manifest in manifests:
+        for doc in load_documents(manifest):
+            admin_kube.apply(doc)
+    token = client.CoreV1Api(admin_kube.api).create_namespaced_service_account_token(
+        account, SYSTEM_NAMESPACE, {"spec": {"expirationSeconds": 6 * 3600}}
+    )
+    config = yaml.safe_load(Path(os.environ["KUBECONFIG"]).read_text())
+    config["users"] = [{"name": account, "user": {"token": token.status.token}}]
+    config["contexts"][0]["context"]["user"] = account
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.fixture(scope="session")
+def api_settings(
+    stack_settings: Settings, admin_kube: Kube, tmp_path_factory: pytest.TempPathFactory
+) -> Settings:
+    """Settings for an API that talks to Kubernetes as the API's ServiceAccount."""
+    manifests = ROOT / "manifests/base"
+    kubeconfig = service_account_kubeconfig(
+        admin_kube,
+        [manifests / "operator/namespace.yaml", manifests / "api/rbac.yaml"],
+        "annostack-api",
+        tmp_path_factory.mktemp("api") / "kubeconfig",
+    )
+    kubernetes = stack_settings.kubernetes.model_copy(update={"kubeconfig": kubeconfig})
+    return stack_settings.model_copy(update={"kubernetes": kubernetes})

@@ -48,7 +48,7 @@ def tenant_b(provisioner: TenantProvisioner, directory: TenantDirectory) -> Iter
 
 
 @pytest.fixture(scope="session")
-def api(stack_settings: Settings, installed_crds: None) -> Iterator[httpx.Client]:
-    # Archive uploads create ProcessingJobs: the API needs the CRDs, as in a real cluster.
-    with serve(create_app(stack_settings)) as client:
+def api(api_settings: Settings, installed_crds: None) -> Iterator[httpx.Client]:
+    # As deployed: the API's own ServiceAccount, and the CRDs (archive uploads create jobs).
+    with serve(create_app(api_settings)) as client:
         yield client

@@ -17,14 +17,13 @@ from typing import Any
 
 import httpx
 import pytest
-import yaml
 from kubernetes import client
 
 from annostack.adapters.kube import Kube
 from annostack.devstack.platform import Platform, operator_command
 from annostack.devstack.stack import Stack
 from annostack.domain.tenants import API_GROUP, API_VERSION
-from tests.integration.conftest import ROOT, load_documents
+from tests.integration.conftest import ROOT, service_account_kubeconfig
 from tests.support import wait_for
 
 OPERATOR_NAMESPACE = "annostack-system"
@@ -36,20 +35,13 @@ def operator_kubeconfig(
     admin_kube: Kube, installed_crds: None, tmp_path_factory: pytest.TempPathFactory
 ) -> Path:
     """A kubeconfig with a token of the operator's ServiceAccount, nothing more."""
-    for name in ("namespace.yaml", "rbac.yaml"):
-        for doc in load_documents(ROOT / "manifests/base/operator" / name):
-            admin_kube.apply(doc)
-    token = client.CoreV1Api(admin_kube.api).create_namespaced_service_account_token(
+    manifests = ROOT / "manifests/base/operator"
+    return service_account_kubeconfig(
+        admin_kube,
+        [manifests / "namespace.yaml", manifests / "rbac.yaml"],
         "annostack-operator",
-        OPERATOR_NAMESPACE,
-        {"spec": {"expirationSeconds": 6 * 3600}},
+        tmp_path_factory.mktemp("operator") / "kubeconfig",
     )
-    admin = yaml.safe_load(Path(os.environ["KUBECONFIG"]).read_text())
-    admin["users"] = [{"name": "operator", "user": {"token": token.status.token}}]
-    admin["contexts"][0]["context"]["user"] = "operator"
-    path = tmp_path_factory.mktemp("operator") / "kubeconfig"
-    path.write_text(yaml.safe_dump(admin))
-    return path
 
 
 class OperatorProcess:

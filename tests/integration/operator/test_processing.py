@@ -272,6 +272,7 @@ def test_an_archive_uploaded_through_the_api_is_imported_by_a_processing_job(
     resources: Resources,
     directory: TenantDirectory,
     stack_settings: Settings,
+    api_settings: Settings,
     worker: WorkerProcess,
 ) -> None:
     archive = io.BytesIO()
@@ -286,7 +287,7 @@ def test_an_archive_uploaded_through_the_api_is_imported_by_a_processing_job(
     )
     token = create_api_token(ctx, f"test-{uuid.uuid4().hex[:6]}")
     worker.start()
-    with serve(create_app(stack_settings)) as api:
+    with serve(create_app(api_settings)) as api:  # as the API's ServiceAccount
         auth = {"Authorization": f"Bearer {token}"}
         ticket = api.post(
             f"/v1/datasets/{dataset.id}/uploads",
