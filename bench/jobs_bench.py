@@ -1,0 +1,126 @@
+"""ProcessingJob fan-out: how fast a 10,000-item dataset becomes queued messages.
+
+Side by side in one run, over the same 10,000 items of one tenant:
+
+* **batched** — what the operator does: items read in keyset batches of 500, each batch
+  recorded as expected in Redis (one SADD), then sent asynchronously and flushed (one wait for
+  the broker's acknowledgements per batch);
+* **per message** — the straightforward peer: for each item one Redis SADD and one synchronous
+  send that waits for its acknowledgement.
+
+Also: the cost of one fold (reading the counts of a 10,000-item job from Redis).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+
+import httpx
+
+from annostack.adapters.tenant_tables import data_items
+from annostack.devstack.stack import Stack
+from annostack.domain.processing import ProcessingJobSpec
+from annostack.domain.tenants import DeletionPolicy, TenantSpec
+from annostack.services.datasets import DatasetCreate, create_dataset
+from annostack.services.jobs import JobRef, JobRunner, _candidates, _routed
+from annostack.services.tenancy import TenantContext, TenantDirectory
+from annostack.services.tenants import Backends, TenantProvisioner
+from annostack.settings import Settings
+from bench.runner import Figures, benchmark
+
+ITEMS = 10_000
+BATCH = 500
+
+
+def _items(ctx: TenantContext, dataset_id: int) -> None:
+    rows = [
+        {
+            "dataset_id": dataset_id,
+            "name": f"cam/{n:05d}.jpg",
+            "object_key": f"data/{dataset_id}/{n}.jpg",
+            "content_type": "image/jpeg",
+            "size": 1000,
+            "status": "uploaded",
+        }
+        for n in range(ITEMS)
+    ]
+    with ctx.engine.begin() as conn:
+        conn.execute(data_items.insert(), rows)
+
+
+def _batched(runner: JobRunner, ctx: TenantContext, spec: ProcessingJobSpec) -> float:
+    job = JobRef(ctx.names.tenant, f"bench-{uuid.uuid4().hex}")
+    started = time.perf_counter()
+    scope = runner.start(ctx, spec)
+    cursor, finished, published = None, False, 0
+    while not finished:
+        step = runner.fan_out(ctx, job, spec, scope, cursor, BATCH)
+        cursor, finished, published = step.last_item_id, step.finished, published + step.published
+    elapsed = time.perf_counter() - started
+    assert published == ITEMS, published
+    return elapsed
+
+
+def _per_message(runner: JobRunner, ctx: TenantContext, spec: ProcessingJobSpec) -> float:
+    job = JobRef(ctx.names.tenant, f"bench-{uuid.uuid4().hex}")
+    started = time.perf_counter()
+    scope = runner.start(ctx, spec)
+    assert scope.snapshot_item_id is not None
+    rows = _candidates(ctx, scope.dataset_id, spec, 0, scope.snapshot_item_id, ITEMS)
+    for route in _routed(rows, spec):
+        runner.progress.expect(job.tenant, job.uid, [route.item_id])
+        message = {"tenant": job.tenant, "itemId": route.item_id, "key": route.key,
+                   "job": job.uid, "operations": route.operations}  # fmt: skip
+        runner.publisher.publish(ctx.names.topic(route.topic), message, str(route.item_id))
+    return time.perf_counter() - started
+
+
+def _skip_backlog(settings: Settings, ctx: TenantContext) -> None:
+    path = f"/persistent/{ctx.names.pulsar_namespace}/thumbnails/subscription/workers/skip_all"
+    httpx.post(f"{settings.pulsar.admin_url}/admin/v2{path}").raise_for_status()
+
+
+@benchmark("jobs")
+def jobs_bench() -> Figures:
+    stack = Stack()
+    stack.up()
+    os.environ.update(stack.client_env())
+    settings = Settings()
+    provisioner = TenantProvisioner(Backends(settings))
+    tenant = f"bench{uuid.uuid4().hex[:6]}"
+    assert provisioner.reconcile(tenant, TenantSpec(display_name=tenant)).ready
+    directory = TenantDirectory(provisioner.b.kube, settings.db)
+    runner = JobRunner.for_settings(settings)
+    try:
+        ctx = directory.get(tenant)
+        dataset = create_dataset(
+            ctx, DatasetCreate(name="bench", display_name="bench", data_type="IMAGE")
+        )
+        _items(ctx, dataset.id)
+        spec = ProcessingJobSpec(dataset="bench", operations=["thumbnail"])
+        batched = _batched(runner, ctx, spec)
+        _skip_backlog(settings, ctx)
+        per_message = _per_message(runner, ctx, spec)
+        _skip_backlog(settings, ctx)
+        job = JobRef(tenant, f"bench-{uuid.uuid4().hex}")
+        runner.progress.expect(tenant, job.uid, range(1, ITEMS + 1))
+        started = time.perf_counter()
+        runner.progress.counts(tenant, job.uid)
+        fold_ms = (time.perf_counter() - started) * 1000
+        return {
+            "items": ITEMS,
+            "batch": BATCH,
+            "batched_seconds": round(batched, 2),
+            "batched_messages_per_second": round(ITEMS / batched),
+            "per_message_seconds": round(per_message, 2),
+            "per_message_messages_per_second": round(ITEMS / per_message),
+            "speedup": round(per_message / batched, 1),
+            "fold_10k_item_job_ms": round(fold_ms, 2),
+        }
+    finally:
+        runner.publisher.close()
+        directory.close()
+        provisioner.teardown(tenant, DeletionPolicy.DELETE)
+        provisioner.b.close()
