@@ -4,9 +4,9 @@
 builds it too when missing, and fails when it cannot). `dry_run_cluster` installs, for real,
 what the manifests' objects need to be validated: annostack's CRDs and kopf's peering CRD
 (idempotent server-side apply, the same objects the operator tests install and keep) and the
-Prometheus Operator CRDs from tests/data/thirdparty-crds (their published schemas, removed
-again if this session created them). KEDA's CRDs are not installed: no manifest holds a KEDA
-object, and a served ScaledObject API would switch a running operator to KEDA mode.
+Prometheus Operator and KEDA CRDs from tests/data/thirdparty-crds (their published schemas,
+removed again if this session created them: a served ScaledObject API switches an operator to
+KEDA mode, which the operator tests that follow must not inherit).
 """
 
 from __future__ import annotations
@@ -29,10 +29,12 @@ from tests.support import wait_for
 
 ROOT = Path(__file__).parents[3]
 OVERLAYS = ("dev", "test", "prod")
-MONITORING_CRDS = (
+THIRD_PARTY_CRDS = (
     "monitoring.coreos.com_servicemonitors.yaml",
     "monitoring.coreos.com_podmonitors.yaml",
     "monitoring.coreos.com_prometheusrules.yaml",
+    "keda.sh_scaledobjects.yaml",
+    "keda.sh_triggerauthentications.yaml",
 )
 PRODUCT_NAMESPACE = "annostack-system"
 FIELD_MANAGER = "annostack-delivery-tests"
@@ -89,7 +91,7 @@ def dry_run_cluster(stack_settings: Settings) -> Iterator[Kube]:
                 kube.apply(doc)
                 wanted.add(doc["metadata"]["name"])
     created: list[str] = []
-    for name in MONITORING_CRDS:
+    for name in THIRD_PARTY_CRDS:
         (crd,) = documents((ROOT / "tests/data/thirdparty-crds" / name).read_text())
         wanted.add(crd["metadata"]["name"])
         try:
@@ -102,6 +104,15 @@ def dry_run_cluster(stack_settings: Settings) -> Iterator[Kube]:
     yield kube
     for name in created:
         extensions.delete_custom_resource_definition(name)
+    # Deletion is asynchronous; later tests create some of these CRDs again.
+    wait_for(
+        lambda: (
+            not {crd.metadata.name for crd in extensions.list_custom_resource_definition().items}
+            & set(created)
+        ),
+        timeout=60,
+        what="third-party CRDs removed",
+    )
     kube.close()
 
 
