@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from pydantic import Field
+from pydantic import ConfigDict, Field
 from sqlalchemy.exc import IntegrityError
 
 from annostack.adapters.tenant_tables import data_items, datasets
@@ -19,12 +19,34 @@ NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
 
 
 class DatasetCreate(CamelModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"name": "drive-01", "displayName": "Drive 01", "dataType": "POINT_CLOUD"}]
+        }
+    )
+
     name: str = Field(pattern=NAME_PATTERN, description="Unique, DNS-label style.")
     display_name: str = Field(min_length=1, max_length=256)
     data_type: DataType
 
 
 class DatasetPublic(CamelModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": 3,
+                    "name": "drive-01",
+                    "displayName": "Drive 01",
+                    "dataType": "POINT_CLOUD",
+                    "itemCount": 300,
+                    "processedCount": 298,
+                    "createdAt": "2026-11-26T09:30:00",
+                }
+            ]
+        }
+    )
+
     id: int
     name: str
     display_name: str
@@ -35,11 +57,30 @@ class DatasetPublic(CamelModel):
 
 
 class DatasetPage(CamelModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"items": [], "nextCursor": None}]})
+
     items: list[DatasetPublic]
     next_cursor: int | None = Field(description="Pass as `after` for the next page.")
 
 
 class ItemPublic(CamelModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": 42,
+                    "datasetId": 3,
+                    "name": "lidar/000042.pcd",
+                    "contentType": "application/octet-stream",
+                    "size": 1843200,
+                    "checksum": "9b2cf535f27731c974343645a3985328",
+                    "status": "processed",
+                    "createdAt": "2026-11-26T09:31:02",
+                }
+            ]
+        }
+    )
+
     id: int
     dataset_id: int
     name: str

@@ -18,7 +18,7 @@ import re
 from pathlib import PurePosixPath
 
 import sqlalchemy as sa
-from pydantic import Field
+from pydantic import ConfigDict, Field
 from sqlalchemy.exc import IntegrityError
 
 from annostack.adapters.kube import Kube
@@ -45,6 +45,18 @@ IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
 
 
 class UploadRequest(CamelModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "lidar/000042.pcd",
+                    "size": 1843200,
+                    "contentType": "application/octet-stream",
+                }
+            ]
+        }
+    )
+
     name: str = Field(min_length=1, max_length=512, description="File name shown to users.")
     size: int = Field(ge=1, description="Exact size in bytes; checked on completion.")
     content_type: str = Field(default="application/octet-stream", max_length=128)
@@ -62,6 +74,17 @@ class MultipartTicket(CamelModel):
 
 
 class UploadTicket(CamelModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "itemId": 42,
+                    "url": "https://s3.example.com/annostack-demo/data/3/42.pcd?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Signature=...",
+                }
+            ]
+        }
+    )
+
     item_id: int
     url: str | None = Field(
         default=None, description="Pre-signed PUT URL for the whole file (small files)."
@@ -77,6 +100,14 @@ class UploadedPart(CamelModel):
 
 
 class Completion(CamelModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"parts": [{"partNumber": 1, "etag": '"5d41402abc4b2a76b9719d911017c592"'}]}
+            ]
+        }
+    )
+
     parts: list[UploadedPart] = Field(
         default_factory=list, max_length=MAX_PARTS, description="Multipart uploads only."
     )

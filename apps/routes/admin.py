@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from fastapi import APIRouter, status
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from annostack.apps.deps import AdminDep, StateDep
 from annostack.domain.errors import NotFound
@@ -16,14 +16,22 @@ router = APIRouter(prefix="/admin/v1", tags=["admin"])
 
 
 class TokenRequest(CamelModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"name": "labelling-pipeline"}]})
+
     name: str = Field(min_length=1, max_length=128, description="What the token is for.")
 
 
 class SessionRequest(CamelModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"user": "alice"}]})
+
     user: str = Field(min_length=1, max_length=128, description="The signed-in user's id.")
 
 
 class IssuedToken(CamelModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"token": "ast_demo_Xq3v0Jd8kP6rB1yNw2s9TfLmH4cZa7Ue"}]}
+    )
+
     token: str = Field(description="Shown once; store it now.")
 
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Body, Header, Request, Response
 from fastapi.responses import StreamingResponse
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from annostack.apps.deps import CallerDep, ObjectsDep, StateDep, TenantDep
 from annostack.domain.errors import Conflict, TooLarge
@@ -19,7 +19,7 @@ from annostack.services.annotations import BATCH_LIMIT, BatchEntry
 
 router = APIRouter(prefix="/v1", tags=["annotations"])
 
-EXAMPLE_DOCUMENT = {
+EXAMPLE_DOCUMENT: dict[str, Any] = {
     "objects": [
         {
             "id": "car-1",
@@ -34,6 +34,36 @@ EXAMPLE_DOCUMENT = {
         }
     ]
 }
+
+
+BATCH_LOAD_RESPONSE = {
+    "source": "lidar",
+    "results": [
+        {"itemId": 42, "status": 200, "etag": "8c1f0b", "document": EXAMPLE_DOCUMENT},
+        {"itemId": 43, "status": 404, "error": "no lidar annotations for item 43"},
+    ],
+}
+BATCH_SAVE_RESPONSE = {
+    "source": "lidar",
+    "results": [
+        {"itemId": 42, "status": 200, "etag": "d41d8c", "objectCount": 1, "version": 4},
+        {"itemId": 43, "status": 412, "error": "the document changed since it was loaded"},
+    ],
+}
+PRESIGN_RESPONSE = {
+    "source": "lidar",
+    "urls": [
+        {
+            "itemId": 42,
+            "get": "https://s3.example.com/annostack-demo/annotations/42/lidar.json?X-Amz-...",
+            "put": "https://s3.example.com/annostack-demo/annotations/42/lidar.json?X-Amz-...",
+        }
+    ],
+}
+
+
+def _json_example(example: object) -> dict[int | str, dict[str, object]]:
+    return {200: {"content": {"application/json": {"example": example}}}}
 
 
 def _etag_header(etag: str) -> str:
@@ -67,6 +97,7 @@ async def load(ctx: TenantDep, io: ObjectsDep, item_id: int, source: str) -> Res
             },
         }
     },
+    responses=_json_example({"version": 4, "objectCount": 1}),
 )
 async def save(
     ctx: TenantDep,
@@ -94,6 +125,10 @@ async def save(
 
 
 class BatchLoad(CamelModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"source": "lidar", "itemIds": [41, 42, 43]}]}
+    )
+
     source: str
     item_ids: list[int] = Field(min_length=1, max_length=BATCH_LIMIT)
 
@@ -101,6 +136,7 @@ class BatchLoad(CamelModel):
 @router.post(
     "/annotations/batch-load",
     summary="Load up to 1,000 documents of one source; streamed, per-item status.",
+    responses=_json_example(BATCH_LOAD_RESPONSE),
 )
 async def batch_load(ctx: TenantDep, io: ObjectsDep, body: BatchLoad) -> StreamingResponse:
     stream = service.load_batch(ctx, io, body.item_ids, body.source)
@@ -122,6 +158,20 @@ class BatchSaveEntry(CamelModel):
 
 
 class BatchSave(CamelModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "source": "lidar",
+                    "documents": [
+                        {"itemId": 42, "ifMatch": '"8c1f0b"', "document": EXAMPLE_DOCUMENT},
+                        {"itemId": 43, "ifNoneMatch": True, "document": EXAMPLE_DOCUMENT},
+                    ],
+                }
+            ]
+        }
+    )
+
     source: str
     documents: list[BatchSaveEntry] = Field(min_length=1, max_length=BATCH_LIMIT)
 
@@ -129,6 +179,7 @@ class BatchSave(CamelModel):
 @router.post(
     "/annotations/batch-save",
     summary="Save up to 1,000 documents of one source; each one conditional, each reported.",
+    responses=_json_example(BATCH_SAVE_RESPONSE),
 )
 async def batch_save(
     ctx: TenantDep,
@@ -156,6 +207,10 @@ def _encode(document: dict[str, object]) -> bytes:
 
 
 class PresignRequest(CamelModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"source": "lidar", "itemIds": [41, 42, 43]}]}
+    )
+
     source: str
     item_ids: list[int] = Field(min_length=1, max_length=BATCH_LIMIT)
 
@@ -163,6 +218,7 @@ class PresignRequest(CamelModel):
 @router.post(
     "/annotations/presign",
     summary="Pre-signed GET and PUT URLs for a whole sequence, for browsers.",
+    responses=_json_example(PRESIGN_RESPONSE),
 )
 async def presign(ctx: TenantDep, io: ObjectsDep, body: PresignRequest) -> dict[str, object]:
     if len(body.item_ids) > BATCH_LIMIT:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from fastapi import APIRouter, status
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from annostack.apps.deps import CallerDep, StateDep, TenantDep
 from annostack.domain.errors import Conflict, NotFound
@@ -16,6 +16,12 @@ router = APIRouter(prefix="/v1", tags=["locks"])
 
 
 class Lock(CamelModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"itemId": 42, "holder": "user:alice", "expiresInSeconds": 60}]
+        }
+    )
+
     item_id: int
     holder: str = Field(description="`token:<name>` or `user:<id>` of whoever holds it.")
     expires_in_seconds: int | None = None
