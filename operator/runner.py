@@ -79,7 +79,7 @@ def run(options: OperatorOptions) -> None:
     backends = Backends(settings)
     memo = kopf.Memo(
         provisioner=TenantProvisioner(backends),
-        scaler=QueueScaler(backends),
+        scaler=QueueScaler(backends, tenants.TIMINGS.dead_letter_interval_seconds),
         directory=TenantDirectory(backends.kube, settings.db),
         jobs=JobRunner.for_settings(settings),
     )

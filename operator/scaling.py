@@ -7,15 +7,29 @@ from typing import Any
 import kopf
 from prometheus_client import Counter, Gauge
 
+from annostack.domain.errors import AnnostackError
 from annostack.domain.tenants import API_GROUP, API_VERSION, TenantSpec
 from annostack.operator.tenants import PAUSE_ANNOTATION, PLURAL, TIMINGS, tenant_locks
 from annostack.services.autoscaling import QueueScaler
 
 BACKLOG = Gauge("annostack_tenant_backlog_messages", "Queued processing messages.", ["tenant"])
 SCALINGS = Counter("annostack_operator_scalings_total", "Worker replica changes.", ["direction"])
+DEAD_LETTERS = Gauge(
+    "annostack_tenant_dead_letter_messages",
+    "Messages in the tenant's dead-letter topic not yet cleared (read once a minute).",
+    ["tenant"],
+)
 
 
-@kopf.timer(API_GROUP, API_VERSION, PLURAL, interval=TIMINGS.scale_interval_seconds, idle=0)
+# A failed pass (Pulsar away) is retried at the next interval, not after kopf's default minute.
+@kopf.timer(
+    API_GROUP,
+    API_VERSION,
+    PLURAL,
+    interval=TIMINGS.scale_interval_seconds,
+    idle=0,
+    backoff=TIMINGS.scale_interval_seconds,
+)
 def autoscale_workers(
     name: str, spec: kopf.Spec, meta: kopf.Meta, memo: kopf.Memo, logger: kopf.Logger, **_: Any
 ) -> None:
@@ -27,6 +41,13 @@ def autoscale_workers(
     # Same lock as reconcile: its Deployment apply keeps the replica count it read.
     with tenant_locks[name]:
         decision = scaler.scale(name, tenant_spec)
+    try:
+        dead_letters = scaler.dead_letters(name)
+    except AnnostackError as error:  # not provisioned yet, or Pulsar away: read it next pass
+        logger.debug(f"dead letters not read: {error}")
+    else:
+        if dead_letters is not None:
+            DEAD_LETTERS.labels(name).set(dead_letters)
     if decision.mode != "builtin" or decision.backlog is None:
         return
     BACKLOG.labels(name).set(decision.backlog)

@@ -21,6 +21,9 @@ class OperatorTimings(BaseSettings):
     scale_interval_seconds: float = Field(
         default=5.0, gt=0, description="How often each tenant's queue backlog is read."
     )
+    dead_letter_interval_seconds: float = Field(
+        default=60.0, gt=0, description="How often each tenant's dead-letter backlog is read."
+    )
     stalled_retry_delay_seconds: float = Field(
         default=300.0, gt=0, description="Retry interval of a deletion that is Stalled."
     )

@@ -7,11 +7,20 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from annostack.domain.scaling import Stabilizer, recommend, scaled_object
-from annostack.domain.tenants import PROCESSING_TOPICS, WORKER_SUBSCRIPTION, TenantNames, TenantSpec
+from annostack.domain.tenants import (
+    DEAD_LETTER_TOPIC,
+    PROCESSING_TOPICS,
+    WORKER_SUBSCRIPTION,
+    TenantNames,
+    TenantSpec,
+)
 from annostack.services.tenants import Backends
 
 KEDA_API = ("keda.sh/v1alpha1", "ScaledObject")
 KEDA_CHECK_SECONDS = 60.0
+# Dead letters wait for a person, so a minute of staleness costs nothing; reading them every
+# scale pass would add a third to the polling cost.
+DEAD_LETTER_CHECK_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -27,10 +36,14 @@ class ScaleDecision:
 
 
 class QueueScaler:
-    def __init__(self, backends: Backends) -> None:
+    def __init__(
+        self, backends: Backends, dead_letter_check_seconds: float = DEAD_LETTER_CHECK_SECONDS
+    ) -> None:
         self.b = backends
+        self.dead_letter_check_seconds = dead_letter_check_seconds
         self._windows: defaultdict[str, Stabilizer] = defaultdict(Stabilizer)
         self._keda: tuple[float, bool] | None = None
+        self._dead_letters_read: dict[str, float] = {}
 
     def keda_installed(self) -> bool:
         """Asked of API discovery at most once a minute: a miss makes the client re-read the
@@ -45,6 +58,23 @@ class QueueScaler:
             self.b.pulsar.backlog(names.pulsar_namespace, topic, WORKER_SUBSCRIPTION)
             for topic in PROCESSING_TOPICS
         )
+
+    def dead_letters(self, tenant: str, now: float | None = None) -> int | None:
+        """Messages waiting in the tenant's dead-letter topic; None when read recently.
+
+        The topic's `workers` subscription is created with it and nothing consumes from it, so
+        its backlog is what a person has not yet looked at and cleared.
+        """
+        now = now if now is not None else time.monotonic()
+        last = self._dead_letters_read.get(tenant)
+        if last is not None and now - last < self.dead_letter_check_seconds:
+            return None
+        names = TenantNames(tenant=tenant)
+        count = self.b.pulsar.backlog(
+            names.pulsar_namespace, DEAD_LETTER_TOPIC, WORKER_SUBSCRIPTION
+        )
+        self._dead_letters_read[tenant] = now
+        return count
 
     def scale(self, tenant: str, spec: TenantSpec, now: float | None = None) -> ScaleDecision:
         names = TenantNames(tenant=tenant)
@@ -70,3 +100,4 @@ class QueueScaler:
 
     def forget(self, tenant: str) -> None:
         self._windows.pop(tenant, None)
+        self._dead_letters_read.pop(tenant, None)

@@ -108,6 +108,7 @@ def operator(
     env["ANNOSTACK_OPERATOR_JOB_FAN_OUT_SECONDS"] = "0.05"
     env["ANNOSTACK_OPERATOR_JOB_FAN_OUT_BATCH"] = "10"
     env["ANNOSTACK_OPERATOR_DATASET_INTERVAL_SECONDS"] = "2"
+    env["ANNOSTACK_OPERATOR_DEAD_LETTER_INTERVAL_SECONDS"] = "2"
     log = tmp_path_factory.mktemp("operator-log") / "operator.log"
     process = OperatorProcess(env, log, health_port=18181)
     process.start()

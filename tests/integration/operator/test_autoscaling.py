@@ -12,7 +12,8 @@ from annostack.adapters.kube import Kube
 from annostack.domain.scaling import scaled_object
 from annostack.domain.tenants import TenantNames, WorkerScaling
 from annostack.settings import Settings
-from tests.integration.operator.conftest import ROOT, OperatorProcess, Tenants, load_documents
+from tests.integration.conftest import ROOT, load_documents
+from tests.integration.operator.conftest import OperatorProcess, Tenants
 from tests.support import wait_for
 
 pytestmark = pytest.mark.integration

@@ -141,7 +141,8 @@ def test_a_job_counts_exactly_across_an_operator_restart_mid_fan_out(
     dataset_id = dataset_id_of(resources, "photos")
     ctx = directory.get(tenant)
     store = ObjectStoreAdmin(stack_settings.s3).client
-    files = {f"cam/{n:03d}.jpg": jpeg() for n in range(40)}
+    image = jpeg()
+    files = {f"cam/{n:03d}.jpg": image for n in range(100)}
     files |= {"cam/broken-1.jpg": b"not a jpeg", "cam/broken-2.jpg": b"\xff\xd8 truncated"}
     add_items(ctx, store, dataset_id, files)
 
@@ -152,24 +153,27 @@ def test_a_job_counts_exactly_across_an_operator_restart_mid_fan_out(
         timeout=60,
         what="fan-out under way",
     )
-    assert not resources.status("processingjobs", "thumbs").get("fannedOut")
     operator.kill()  # mid fan-out: the batch being published may go out twice
+    killed_at = resources.status("processingjobs", "thumbs")
+    assert not killed_at.get("fannedOut"), f"fan-out already over: {killed_at}"
     operator.start()
     worker.start()
 
     final = resources.wait_phase("processingjobs", "thumbs", {"Complete", "Failed"}, timeout=120)
-    assert (final["total"], final["succeeded"], final["failed"]) == (42, 40, 2)
+    assert (final["total"], final["succeeded"], final["failed"]) == (102, 100, 2)
     assert final["phase"] == "Failed"
     failed = next(c for c in final["conditions"] if c["type"] == "Failed")
     assert failed["reason"] == "ItemsFailed" and "dead-letter" in failed["message"]
     assert final["startTime"] <= final["completionTime"]
-    assert statuses(ctx, dataset_id) == {"processed": 40, "uploaded": 2}
+    assert statuses(ctx, dataset_id) == {"processed": 100, "uploaded": 2}
     wait_for(
-        lambda: resources.status("datasets", "photos").get("processed") == 40,
+        lambda: resources.status("datasets", "photos").get("processed") == 100,
         timeout=30,
         what="the Dataset's counts follow",
     )
-    assert resources.status("datasets", "photos")["items"] == 42
+    assert resources.status("datasets", "photos")["items"] == 102
+    gauge = f'annostack_tenant_dead_letter_messages{{tenant="{tenant}"}} 2.0'
+    wait_for(lambda: gauge in operator.metrics(), timeout=30, what="dead letters exported")
 
 
 def test_cancelling_stops_the_fan_out_and_skips_what_is_queued_then_the_ttl_deletes_it(

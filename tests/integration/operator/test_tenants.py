@@ -20,7 +20,8 @@ from annostack.adapters.object_store import ObjectStoreAdmin
 from annostack.domain.tenant_stack import TenantConnection
 from annostack.domain.tenants import API_GROUP, API_VERSION, TenantNames
 from annostack.settings import Settings
-from tests.integration.operator.conftest import ROOT, OperatorProcess, Tenants, load_documents
+from tests.integration.conftest import ROOT, load_documents
+from tests.integration.operator.conftest import OperatorProcess, Tenants
 from tests.support import wait_for
 
 pytestmark = pytest.mark.integration
