@@ -21,6 +21,11 @@ class TokenRequest(CamelModel):
 
 class SessionRequest(CamelModel):
     user: str = Field(min_length=1, max_length=128, description="The signed-in user's id.")
+    teams: list[str] = Field(
+        default_factory=list,
+        max_length=100,
+        description="The user's teams, as the sign-in service knows them (push team topics).",
+    )
 
 
 class IssuedToken(CamelModel):
@@ -55,4 +60,4 @@ async def create_session(
     _: AdminDep, state: StateDep, tenant: str, body: SessionRequest
 ) -> IssuedToken:
     await _context(state, tenant)
-    return IssuedToken(token=state.sessions.issue(tenant, body.user))
+    return IssuedToken(token=state.sessions.issue(tenant, body.user, body.teams))

@@ -1,0 +1,91 @@
+"""In-process fan-out: the relay's messages to this replica's subscriptions.
+
+Each connection has an `Outbox`: a bounded queue drained by that connection's own writer task,
+so a slow client only ever fills its own queue. Drop policy, when it is full: the NEW message
+is dropped for that connection (older ones still go out in order) and counted. Every message
+meant for a connection takes the next `message-id` whether it is delivered or dropped, so a
+client sees the gap and knows to resync over REST. Control frames (RECEIPT, ERROR) are never
+dropped: they are few, and the client waits for them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from annostack.apps.push import metrics
+from annostack.domain.stomp import MessageTemplate
+
+CONTENT_TYPE = "application/json"
+
+
+class Outbox:
+    """Frames waiting for one connection's writer; `None` in the queue means: close now."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.queue: asyncio.Queue[str | None] = asyncio.Queue()
+        self.last_message_id = 0
+
+    def next_message_id(self) -> int:
+        self.last_message_id += 1
+        return self.last_message_id
+
+    def offer(self, frame: bytes) -> bool:
+        """Queue a MESSAGE unless the client is already `capacity` frames behind."""
+        if self.queue.qsize() >= self.capacity:
+            metrics.QUEUE_FULL.inc()
+            return False
+        self.queue.put_nowait(frame.decode())
+        return True
+
+    def control(self, frame: bytes) -> None:
+        self.queue.put_nowait(frame.decode())
+
+    def close(self, last_frame: bytes | None = None) -> None:
+        """Send `last_frame` (an ERROR, a RECEIPT) before anything still queued, then close."""
+        while not self.queue.empty():
+            self.queue.get_nowait()
+        if last_frame is not None:
+            self.queue.put_nowait(last_frame.decode())
+        self.queue.put_nowait(None)
+
+
+@dataclass(eq=False)  # identity: two subscriptions are never "equal"
+class Subscription:
+    outbox: Outbox
+    destination: str
+    template: MessageTemplate
+
+    def deliver(self, body: bytes) -> None:
+        frame = self.template.render(self.outbox.next_message_id(), body)
+        if self.outbox.offer(frame):
+            metrics.MESSAGES_SENT.inc()
+
+
+@dataclass
+class Hub:
+    routes: dict[str, set[Subscription]] = field(default_factory=lambda: defaultdict(set))
+
+    def subscribe(self, outbox: Outbox, destination: str, subscription_id: str) -> Subscription:
+        template = MessageTemplate(destination, subscription_id, CONTENT_TYPE)
+        subscription = Subscription(outbox, destination, template)
+        self.routes[destination].add(subscription)
+        metrics.SUBSCRIPTIONS.inc()
+        return subscription
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        subscribers = self.routes.get(subscription.destination)
+        if subscribers is None or subscription not in subscribers:
+            return
+        subscribers.discard(subscription)
+        metrics.SUBSCRIPTIONS.dec()
+        if not subscribers:
+            del self.routes[subscription.destination]
+
+    def deliver(self, destination: str, body: bytes) -> None:
+        """Called by the relay for each envelope: hand it to every local subscriber."""
+        metrics.RELAYED.inc()
+        for subscription in self.routes.get(destination, ()):
+            subscription.deliver(body)
