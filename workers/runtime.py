@@ -8,6 +8,8 @@
   delay; after `max_attempts` it also goes to the dead-letter topic, with the last error.
 * Progress and failures are counted in Redis (`annostack:processing:<tenant>`), failures kept
   in a capped list; Prometheus metrics and /healthz, /readyz on one small HTTP server.
+* Each processed or dead-lettered item, and archive import progress, is pushed to the
+  tenant's global push destination (best effort, see adapters.push).
 * SIGTERM: stop receiving, finish the message in hand, close; well inside a pod's grace period.
 """
 
@@ -18,6 +20,7 @@ import signal
 import threading
 import time
 from dataclasses import dataclass
+from typing import Literal
 
 import httpx
 import orjson
@@ -27,8 +30,10 @@ from prometheus_client import Counter, Histogram
 
 from annostack.adapters.database import engine_for
 from annostack.adapters.objects import Presigner
+from annostack.adapters.push import PushPublisher
 from annostack.domain.images import ImageError
 from annostack.domain.pointclouds import PointCloudError
+from annostack.domain.push import Destination, Event, ProcessingProgress
 from annostack.domain.tenant_stack import TenantConnection
 from annostack.domain.tenants import DEAD_LETTER_TOPIC, WORKER_SUBSCRIPTION, TenantNames
 from annostack.services.archives import UnsafeArchive
@@ -71,6 +76,7 @@ class Worker:
         self.signer = Presigner(store)
         self.http = httpx.Client(timeout=60)
         self.redis = redis.Redis.from_url(self.connection.redis_url.get_secret_value())
+        self.push = PushPublisher(self.redis)
         self.stopping = threading.Event()
         self.ready = threading.Event()
         db = DatabaseSettings(
@@ -130,6 +136,7 @@ class Worker:
     ) -> None:
         topic = message.topic_name()
         started = time.monotonic()
+        task: Task | None = None
         try:
             task = Task.parse(message.data(), topic)
             self._process(task)
@@ -137,6 +144,7 @@ class Worker:
             self._dead_letter(message, dead_letters, "invalid-input", str(error))
             consumer.acknowledge(message)
             PROCESSED.labels("dead-lettered").inc()
+            self._announce(task, "failed")
         except Exception as error:  # any other failure is worth retrying
             attempts = message.redelivery_count() + 1
             if attempts >= self.settings.max_attempts:
@@ -144,6 +152,7 @@ class Worker:
                 self._dead_letter(message, dead_letters, "retries-exhausted", reason)
                 consumer.acknowledge(message)
                 PROCESSED.labels("dead-lettered").inc()
+                self._announce(task, "failed")
             else:
                 log.warning("attempt %d failed, will retry: %s", attempts, error)
                 consumer.negative_acknowledge(message)
@@ -151,7 +160,7 @@ class Worker:
         else:
             consumer.acknowledge(message)
             PROCESSED.labels("ok").inc()
-            self._count("processed")
+            self._announce(task, "ok", self._count("processed"))
         finally:
             SECONDS.labels(topic.rsplit("/", 1)[-1]).observe(time.monotonic() - started)
 
@@ -162,7 +171,7 @@ class Worker:
             )
         if task.topic.endswith("/archives"):
             importer = ArchiveImporter(
-                self.tenant, self.signer, self.http, self.redis, self._publish
+                self.tenant, self.signer, self.http, self.redis, self._publish, self._push
             )
             importer.run(task)
             return
@@ -217,8 +226,22 @@ class Worker:
         self.redis.lpush(key, failure)
         self.redis.ltrim(key, 0, FAILURES_KEPT - 1)
 
-    def _count(self, field: str) -> None:
-        self.redis.hincrby(f"annostack:processing:{self.connection.tenant}", field, 1)
+    def _count(self, field: str) -> int:
+        return int(self.redis.hincrby(f"annostack:processing:{self.connection.tenant}", field, 1))
+
+    def _announce(
+        self, task: Task | None, result: Literal["ok", "failed"], processed: int | None = None
+    ) -> None:
+        if task is None:  # the message did not parse: no item to tell anyone about
+            return
+        topic = task.topic.rsplit("/", 1)[-1]
+        event = ProcessingProgress(
+            item_id=task.item_id, topic=topic, result=result, processed=processed
+        )
+        self._push(event)
+
+    def _push(self, event: Event) -> None:
+        self.push.publish(Destination.everyone(self.connection.tenant), event)
 
 
 def install_signal_handlers(worker: Worker) -> None:
