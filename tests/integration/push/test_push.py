@@ -1,0 +1,207 @@
+"""Push end to end: real STOMP clients on two API replicas that share only the real Redis."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from websockets.exceptions import ConnectionClosed
+
+from annostack.adapters.push import PushPublisher
+from annostack.domain.push import Destination, TaskAssignmentChanged, TeamMembershipChanged
+from annostack.services.tenancy import SessionTokens
+from tests.integration.push.clients import TIMEOUT, StompJs, StompPy, connect_frame, raw
+from tests.integration.push.conftest import HEARTBEAT_MS, Replica
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def alice(sessions: SessionTokens, tenant: str) -> str:
+    return sessions.issue(tenant, "alice", teams=["red"])
+
+
+@pytest.fixture
+def stomp_py(replicas: list[Replica]) -> Iterator[StompPy]:
+    client = StompPy(replicas[1].ws_url)
+    yield client
+    client.close()
+
+
+def _locked_item(replica: Replica, token: str) -> int:
+    """A new item, locked through replica `replica`'s REST API (which publishes the event)."""
+    auth = {"Authorization": f"Bearer {token}"}
+    http: httpx.Client = replica.http
+    dataset = http.post(
+        "/v1/datasets",
+        headers=auth,
+        json={"name": f"d{time.monotonic_ns()}", "displayName": "d", "dataType": "IMAGE"},
+    )
+    assert dataset.status_code == 201, dataset.text
+    upload = http.post(
+        f"/v1/datasets/{dataset.json()['id']}/uploads",
+        headers=auth,
+        json={"name": "a.jpg", "size": 10, "contentType": "image/jpeg"},
+    )
+    assert upload.status_code == 201, upload.text
+    item_id = int(upload.json()["itemId"])
+    assert http.post(f"/v1/items/{item_id}/lock", headers=auth).status_code == 200
+    return item_id
+
+
+def test_stomp_py_on_replica_b_gets_what_replica_a_publishes(
+    replicas: list[Replica], stomp_py: StompPy, alice: str, tenant: str, publisher: PushPublisher
+) -> None:
+    stomp_py.connect(alice)
+    stomp_py.subscribe(f"/topic/tenant.{tenant}.global", "everyone")
+    stomp_py.subscribe(f"/topic/tenant.{tenant}.user.alice", "me")
+    stomp_py.subscribe(f"/topic/tenant.{tenant}.team.red", "team")
+
+    item_id = _locked_item(replicas[0], alice)  # REST on replica A
+    destination, event = stomp_py.next_message()
+    assert destination == f"/topic/tenant.{tenant}.global"
+    assert event["type"] == "lock.acquired"
+    assert (event["itemId"], event["holder"]) == (item_id, "user:alice")
+
+    # The publisher API, as a worker or the operator uses it (no replica involved).
+    publisher.publish(
+        Destination.user(tenant, "alice"), TaskAssignmentChanged(task_id="t1", assignee="alice")
+    )
+    publisher.publish(
+        Destination.team(tenant, "red"),
+        TeamMembershipChanged(team_id="red", user_id="bob", change="added"),
+    )
+    got = dict(stomp_py.next_message() for _ in range(2))
+    assert got[f"/topic/tenant.{tenant}.user.alice"]["type"] == "task.assignment"
+    assert got[f"/topic/tenant.{tenant}.team.red"]["userId"] == "bob"
+
+
+@pytest.mark.parametrize("forbidden", ["user.bob", "team.blue", "nope"])
+def test_stomp_py_cannot_subscribe_to_someone_elses_destination(
+    stomp_py: StompPy, alice: str, tenant: str, forbidden: str
+) -> None:
+    stomp_py.connect(alice)
+    stomp_py.connection.subscribe(f"/topic/tenant.{tenant}.{forbidden}", "x")
+    kind, frame = stomp_py.next()
+    assert kind == "ERROR"
+    assert "not allowed" in frame.headers["message"] or "unknown" in frame.headers["message"]
+    assert stomp_py.next()[0] == "DISCONNECTED"
+
+
+def test_a_user_cannot_subscribe_to_another_tenants_destination(
+    stomp_py: StompPy, sessions: SessionTokens, tenant: str
+) -> None:
+    # Same user id and team name, other tenant: the token's tenant decides.
+    stomp_py.connect(sessions.issue(tenant, "alice", teams=["red"]))
+    stomp_py.connection.subscribe("/topic/tenant.other.user.alice", "x")
+    assert stomp_py.next()[0] == "ERROR"
+    assert stomp_py.next()[0] == "DISCONNECTED"
+
+
+def test_stompjs_on_replica_b_gets_replica_a_events_and_is_refused_others(
+    replicas: list[Replica], js_client: Path, alice: str, tenant: str, publisher: PushPublisher
+) -> None:
+    mine, everyone = f"/topic/tenant.{tenant}.user.alice", f"/topic/tenant.{tenant}.global"
+    client = StompJs(js_client, replicas[1].ws_url, alice, mine, everyone)
+    try:
+        assert client.next() == {"event": "connected", "version": "1.2"}
+        assert {client.next()["event"], client.next()["event"]} == {"receipt"}
+
+        item_id = _locked_item(replicas[0], alice)
+        message = client.next()
+        assert message["destination"] == everyone
+        assert message["body"]["itemId"] == item_id
+        assert message["messageId"] == "1"
+
+        publisher.publish(
+            Destination.user(tenant, "alice"), TaskAssignmentChanged(task_id="t2", assignee="alice")
+        )
+        assert client.next()["body"]["taskId"] == "t2"
+
+        client.subscribe(f"/topic/tenant.{tenant}.user.bob")
+        error = client.next()
+        assert error["event"] == "error"
+        assert "not allowed" in error["message"]
+        assert client.next()["event"] == "closed"
+    finally:
+        client.close()
+
+
+def test_failed_authentication_gets_error_and_no_subscription(
+    replicas: list[Replica], js_client: Path, tenant: str, sessions: SessionTokens
+) -> None:
+    forged = SessionTokens("not-the-platform-key", 60).issue(tenant, "alice")
+    client = StompJs(js_client, replicas[0].ws_url, forged, f"/topic/tenant.{tenant}.global")
+    try:
+        error = client.next()
+        assert error["event"] == "error"
+        assert "authentication failed" in error["message"]
+        assert client.next()["event"] == "closed"
+    finally:
+        client.close()
+    # An API token is refused on the user gateway, the same as for REST.
+    with raw(replicas[0].ws_url) as socket:
+        socket.send(connect_frame("ast_x_y") + "SUBSCRIBE\nid:0\ndestination:/topic/x\n\n\x00")
+        assert str(socket.recv(TIMEOUT)).startswith("ERROR\n")
+        with pytest.raises(ConnectionClosed):
+            socket.recv(TIMEOUT)
+
+
+def test_a_silent_client_is_dropped_after_the_heartbeat_timeout(
+    replicas: list[Replica], alice: str
+) -> None:
+    with raw(replicas[0].ws_url) as socket:
+        # It promises a heart-beat every 100 ms (the server asks for HEARTBEAT_MS), then says
+        # nothing more.
+        socket.send(connect_frame(alice, heartbeat="100,0"))
+        connected = str(socket.recv(TIMEOUT))
+        assert f"heart-beat:0,{HEARTBEAT_MS}" in connected
+        started = time.monotonic()
+        error = str(socket.recv(TIMEOUT))
+        assert error.startswith("ERROR\n") and "heart-beat" in error
+        with pytest.raises(ConnectionClosed):
+            socket.recv(TIMEOUT)
+        waited = time.monotonic() - started
+    assert HEARTBEAT_MS / 1000 <= waited < 4 * HEARTBEAT_MS / 1000
+
+
+def test_a_client_that_heartbeats_stays_connected(
+    replicas: list[Replica], alice: str, tenant: str, publisher: PushPublisher
+) -> None:
+    client = StompPy(replicas[0].ws_url, heartbeats=(HEARTBEAT_MS // 2, HEARTBEAT_MS))
+    try:
+        client.connect(alice)
+        client.subscribe(f"/topic/tenant.{tenant}.user.alice", "me")
+        time.sleep(4 * HEARTBEAT_MS / 1000)  # on purpose: outlive the timeout, heart-beating
+        publisher.publish(
+            Destination.user(tenant, "alice"), TaskAssignmentChanged(task_id="t3", assignee=None)
+        )
+        assert client.next_message()[1]["taskId"] == "t3"
+    finally:
+        client.close()
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        "SUBSCRIBE\nid:0\ndestination:/topic/x\\t\n\n\x00",  # undefined escape
+        "SUBSCRIBE\nid 0\n\n\x00",  # header without a colon
+        "HELLO\n\n\x00",  # no such command
+        "SEND\ncontent-length:1\n\nxy\x00",  # body longer than announced
+        "SEND\n\n" + "x" * 70_000 + "\x00",  # over the 64 KiB frame limit
+    ],
+)
+def test_a_malformed_frame_gets_error_and_close(
+    replicas: list[Replica], alice: str, frame: str
+) -> None:
+    with raw(replicas[1].ws_url) as socket:
+        socket.send(connect_frame(alice))
+        assert str(socket.recv(TIMEOUT)).startswith("CONNECTED\n")
+        socket.send(frame)
+        error = str(socket.recv(TIMEOUT))
+        assert error.startswith("ERROR\nmessage:malformed frame")
+        with pytest.raises(ConnectionClosed):
+            socket.recv(TIMEOUT)
