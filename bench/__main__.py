@@ -7,6 +7,7 @@ from bench import (  # noqa: F401  (they register themselves)
     autoscaling_bench,
     operator_bench,
     pointcloud_bench,
+    push_bench,
     stack_bench,
     worker_bench,
 )
