@@ -15,6 +15,7 @@ import stomp
 from stomp.utils import Frame as StompPyFrame
 from websockets.sync.client import ClientConnection
 from websockets.sync.client import connect as ws_connect
+from websockets.typing import Subprotocol
 
 TIMEOUT = 10.0
 
@@ -113,7 +114,7 @@ class StompJs:
 
 def raw(ws_url: str) -> ClientConnection:
     """A bare WebSocket that sends exactly the bytes a test gives it."""
-    return ws_connect(ws_url, subprotocols=["v12.stomp"], open_timeout=TIMEOUT)  # type: ignore[list-item]
+    return ws_connect(ws_url, subprotocols=[Subprotocol("v12.stomp")], open_timeout=TIMEOUT)
 
 
 def connect_frame(token: str, heartbeat: str = "0,0") -> str:
