@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import io
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from PIL import Image
 from websockets.exceptions import ConnectionClosed
 
 from annostack.adapters.push import PushPublisher
 from annostack.domain.push import Destination, TaskAssignmentChanged, TeamMembershipChanged
-from annostack.services.tenancy import SessionTokens
+from annostack.services.tenancy import SessionTokens, TenantDirectory
+from annostack.workers.runtime import Worker
+from annostack.workers.settings import WorkerSettings
 from tests.integration.push.clients import TIMEOUT, StompJs, StompPy, connect_frame, raw
 from tests.integration.push.conftest import HEARTBEAT_MS, Replica
 
@@ -205,3 +210,49 @@ def test_a_malformed_frame_gets_error_and_close(
         assert error.startswith("ERROR\nmessage:malformed frame")
         with pytest.raises(ConnectionClosed):
             socket.recv(TIMEOUT)
+
+
+def test_upload_completion_and_worker_progress_reach_clients(
+    replicas: list[Replica],
+    stomp_py: StompPy,
+    alice: str,
+    tenant: str,
+    directory: TenantDirectory,
+) -> None:
+    stomp_py.connect(alice)
+    stomp_py.subscribe(f"/topic/tenant.{tenant}.global", "everyone")
+    auth = {"Authorization": f"Bearer {alice}"}
+    http = replicas[0].http
+    dataset = http.post(
+        "/v1/datasets",
+        headers=auth,
+        json={"name": f"w{time.monotonic_ns()}", "displayName": "w", "dataType": "IMAGE"},
+    ).json()
+    photo = io.BytesIO()
+    Image.new("RGB", (64, 48), (200, 10, 10)).save(photo, "JPEG")
+    body = photo.getvalue()
+    ticket = http.post(
+        f"/v1/datasets/{dataset['id']}/uploads",
+        headers=auth,
+        json={"name": "p.jpg", "size": len(body), "contentType": "image/jpeg"},
+    ).json()
+    assert httpx.put(ticket["url"], content=body).status_code == 200
+    assert http.post(f"/v1/items/{ticket['itemId']}/complete", headers=auth).status_code == 200
+    _, uploaded = stomp_py.next_message()
+    assert uploaded == uploaded | {"type": "upload.progress", "itemId": ticket["itemId"]}
+
+    # A real worker consumes the queued message and reports through the push publisher.
+    worker = Worker(directory.get(tenant).connection, WorkerSettings(topics=["thumbnails"]))
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    try:
+        _, processed = stomp_py.next_message(timeout=60)
+    finally:
+        worker.stop()
+        thread.join(timeout=30)
+    assert processed["type"] == "processing.progress"
+    assert (processed["itemId"], processed["topic"], processed["result"]) == (
+        ticket["itemId"],
+        "thumbnails",
+        "ok",
+    )
