@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 
 from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect
@@ -20,7 +21,7 @@ from annostack.apps.push.hub import Outbox
 from annostack.apps.push.session import SessionClosed, SessionLimits, StompSession, error_frame
 from annostack.apps.state import AppState
 from annostack.domain.push import Subscriber
-from annostack.domain.stomp import FrameError, FrameParser, Limits, encode
+from annostack.domain.stomp import HEARTBEAT, FrameError, FrameParser, Limits, encode
 
 router = APIRouter(tags=["push"])
 # STOMP-over-WebSocket subprotocols, best first; only 1.2 is spoken, but clients that offer
@@ -54,6 +55,7 @@ class Connection:
         self.parser = FrameParser(Limits(max_frame_bytes=api.push_max_frame_bytes))
         limits = SessionLimits(api.push_heartbeat_ms, api.push_max_subscriptions)
         self.session = StompSession(state.hub, self.outbox, self._authenticate, limits)
+        self.sent_at = time.monotonic()
 
     async def _authenticate(self, token: str) -> Subscriber:
         _, principal = await authenticate(self.state, token)
@@ -93,7 +95,10 @@ class Connection:
                     return "client"
                 data = message.get("bytes") or message.get("text", "").encode()
                 for frame in self.parser.feed(data):
+                    connected = self.session.subscriber is not None
                     await self.session.handle(frame)
+                    if not connected:  # that was the CONNECT: heart-beats are agreed now
+                        self._heartbeat()
         except SessionClosed as closed:
             self.outbox.close(encode(closed.frame) if closed.frame else None)
             return closed.reason
@@ -109,17 +114,24 @@ class Connection:
 
     async def _write(self) -> None:
         queue = self.outbox.queue
-        while True:
-            if queue.empty() and (interval := self.session.heartbeats.send_ms):
-                try:
-                    frame = await asyncio.wait_for(queue.get(), interval / 1000)
-                except TimeoutError:
-                    frame = "\n"  # a heart-beat: nothing was sent for a whole interval
-            else:
-                frame = await queue.get()
-            if frame is None:
-                return
+        while (frame := await queue.get()) is not None:
             try:
                 await self.websocket.send_text(frame)
             except (WebSocketDisconnect, RuntimeError, OSError):
                 return
+            self.sent_at = time.monotonic()
+
+    def _heartbeat(self) -> None:
+        """Queue an EOL if nothing went out for a whole interval; check again one later.
+
+        A timer per connection rather than a timeout on every queue read: wrapping each read
+        in `wait_for` would cost a task per delivered message.
+        """
+        interval = self.session.heartbeats.send_ms / 1000
+        if not interval or self.outbox.closed:
+            return
+        idle = time.monotonic() - self.sent_at
+        if idle >= interval and self.outbox.queue.empty():
+            self.outbox.control(HEARTBEAT)
+            idle = 0.0
+        asyncio.get_running_loop().call_later(interval - idle, self._heartbeat)

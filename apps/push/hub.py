@@ -27,6 +27,7 @@ class Outbox:
         self.capacity = capacity
         self.queue: asyncio.Queue[str | None] = asyncio.Queue()
         self.last_message_id = 0
+        self.closed = False
 
     def next_message_id(self) -> int:
         self.last_message_id += 1
@@ -34,6 +35,8 @@ class Outbox:
 
     def offer(self, frame: bytes) -> bool:
         """Queue a MESSAGE unless the client is already `capacity` frames behind."""
+        if self.closed:
+            return False
         if self.queue.qsize() >= self.capacity:
             metrics.QUEUE_FULL.inc()
             return False
@@ -41,10 +44,12 @@ class Outbox:
         return True
 
     def control(self, frame: bytes) -> None:
-        self.queue.put_nowait(frame.decode())
+        if not self.closed:
+            self.queue.put_nowait(frame.decode())
 
     def close(self, last_frame: bytes | None = None) -> None:
-        """Send `last_frame` (an ERROR, a RECEIPT) before anything still queued, then close."""
+        """Drop what is still queued, send `last_frame` (an ERROR, a RECEIPT), then close."""
+        self.closed = True
         while not self.queue.empty():
             self.queue.get_nowait()
         if last_frame is not None:

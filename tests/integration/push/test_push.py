@@ -256,3 +256,13 @@ def test_upload_completion_and_worker_progress_reach_clients(
         "thumbnails",
         "ok",
     )
+
+
+def test_the_server_heartbeats_an_idle_connection(replicas: list[Replica], alice: str) -> None:
+    with raw(replicas[1].ws_url) as socket:
+        socket.send(connect_frame(alice, heartbeat="0,100"))  # wants one every 100 ms
+        assert f"heart-beat:{HEARTBEAT_MS},0" in str(socket.recv(TIMEOUT))  # offered: 500 ms
+        started = time.monotonic()
+        assert [socket.recv(TIMEOUT) for _ in range(3)] == ["\n"] * 3
+        elapsed = time.monotonic() - started
+    assert 2.5 * HEARTBEAT_MS / 1000 <= elapsed < 6 * HEARTBEAT_MS / 1000
