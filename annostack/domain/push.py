@@ -82,6 +82,7 @@ class Subscriber:
     tenant: str
     user: str | None  # None for an API token (service account)
     teams: frozenset[str] = frozenset()
+    expires_at: float | None = None  # Unix time its credentials expire (session tokens)
 
 
 def check_may_subscribe(subscriber: Subscriber, destination: Destination) -> None:

@@ -54,6 +54,7 @@ class Principal:
     subject: str  # token name or user id
     kind: str  # "api-token" | "session"
     teams: frozenset[str] = frozenset()  # from the session token; empty for API tokens
+    expires_at: float | None = None  # Unix time a session token stops being valid
 
 
 @dataclass
@@ -160,12 +161,14 @@ class SessionTokens:
 
     def verify(self, token: str) -> Principal:
         try:
-            payload = self.serializer.loads(
-                token.removeprefix(SESSION_TOKEN_PREFIX), max_age=self.max_age
+            body = token.removeprefix(SESSION_TOKEN_PREFIX)
+            payload, signed_at = self.serializer.loads(
+                body, max_age=self.max_age, return_timestamp=True
             )
         except SignatureExpired as error:
             raise Unauthenticated("session expired") from error
         except BadSignature as error:
             raise Unauthenticated("invalid token") from error
         teams = frozenset(str(team) for team in payload.get("g", ()))
-        return Principal(tenant=payload["t"], subject=payload["u"], kind="session", teams=teams)
+        expires_at = signed_at.timestamp() + self.max_age
+        return Principal(payload["t"], payload["u"], "session", teams, expires_at)

@@ -27,7 +27,8 @@ router = APIRouter(tags=["push"])
 # STOMP-over-WebSocket subprotocols, best first; only 1.2 is spoken, but clients that offer
 # the older ones too (stompjs offers all three) are told it is 1.2 in CONNECTED.
 SUBPROTOCOLS = ("v12.stomp", "v11.stomp", "v10.stomp")
-CLOSE_NORMAL, CLOSE_POLICY = 1000, 1008
+CLOSE_NORMAL = 1000
+NO_HEARTBEATS = 24 * 3600.0  # a client that opted out of heart-beats: TCP decides
 
 
 def _subprotocol(websocket: WebSocket) -> str | None:
@@ -60,7 +61,7 @@ class Connection:
     async def _authenticate(self, token: str) -> Subscriber:
         _, principal = await authenticate(self.state, token)
         user = principal.subject if principal.kind == "session" else None
-        return Subscriber(tenant=principal.tenant, user=user, teams=principal.teams)
+        return Subscriber(principal.tenant, user, principal.teams, principal.expires_at)
 
     async def serve(self) -> None:
         writer = asyncio.create_task(self._write())
@@ -77,13 +78,20 @@ class Connection:
                 await self.websocket.close(CLOSE_NORMAL)
 
     def _read_timeout(self) -> float:
-        """Silence allowed before the client counts as gone."""
+        """Silence allowed before the client counts as gone, or until its session expires."""
+        subscriber = self.session.subscriber
         receive_ms = self.session.heartbeats.receive_ms
-        if self.session.subscriber is None:
+        if subscriber is None:
             receive_ms = self.state.api.push_heartbeat_ms  # time allowed to send CONNECT
-        elif not receive_ms:
-            return 3600.0 * 24  # the client opted out of heart-beats; TCP decides
-        return receive_ms * self.state.api.push_heartbeat_grace / 1000
+        silence = receive_ms * self.state.api.push_heartbeat_grace / 1000 or NO_HEARTBEATS
+        if subscriber is not None and subscriber.expires_at is not None:
+            return max(0.0, min(silence, subscriber.expires_at - time.time()))
+        return silence
+
+    def _expired(self) -> bool:
+        subscriber = self.session.subscriber
+        expires_at = subscriber.expires_at if subscriber else None
+        return expires_at is not None and time.time() >= expires_at
 
     async def _read(self) -> str:
         """Read and handle frames until the session ends; return why it ended."""
@@ -106,6 +114,9 @@ class Connection:
             self.outbox.close(encode(error_frame(f"malformed frame: {error}")))
             return "error"
         except TimeoutError:
+            if self._expired():  # a session token's lifetime bounds the connection too
+                self.outbox.close(encode(error_frame("session expired; reconnect")))
+                return "expired"
             self.outbox.close(encode(error_frame("no heart-beat from the client in time")))
             return "heartbeat"
         except WebSocketDisconnect:

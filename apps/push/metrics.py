@@ -21,7 +21,7 @@ DROPPED = Counter(
 )
 CLOSED = Counter(
     "annostack_push_closed_total",
-    "Connections closed, by reason (client, error, auth, heartbeat, slow).",
+    "Connections closed, by reason (client, error, auth, forbidden, heartbeat, expired).",
     ["reason"],
 )
 

@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from unittest import mock
 
 import httpx
 import pytest
@@ -266,3 +267,19 @@ def test_the_server_heartbeats_an_idle_connection(replicas: list[Replica], alice
         assert [socket.recv(TIMEOUT) for _ in range(3)] == ["\n"] * 3
         elapsed = time.monotonic() - started
     assert 2.5 * HEARTBEAT_MS / 1000 <= elapsed < 6 * HEARTBEAT_MS / 1000
+
+
+def test_a_connection_ends_when_its_session_token_expires(
+    replicas: list[Replica], sessions: SessionTokens, tenant: str
+) -> None:
+    # Signed as if (max age - 1.5 s) ago: valid at CONNECT, expired a moment later.
+    signed_at = time.time() - sessions.max_age + 1.5
+    with mock.patch("itsdangerous.timed.time.time", return_value=signed_at):
+        token = sessions.issue(tenant, "alice")
+    with raw(replicas[0].ws_url) as socket:
+        socket.send(connect_frame(token))  # no heart-beats: only the expiry can end it
+        assert str(socket.recv(TIMEOUT)).startswith("CONNECTED\n")
+        error = str(socket.recv(TIMEOUT))
+        assert error.startswith("ERROR\n") and "session expired" in error
+        with pytest.raises(ConnectionClosed):
+            socket.recv(TIMEOUT)
