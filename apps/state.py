@@ -43,6 +43,7 @@ class AppState:
         )
         coordination = Coordination(settings.redis.url.get_secret_value())
         hub = Hub()
+        hub.relay = relay = PushRelay(settings.redis.url.get_secret_value(), hub.deliver)
         return cls(
             settings=settings,
             api=api,
@@ -53,7 +54,7 @@ class AppState:
             http=http,
             coordination=coordination,
             hub=hub,
-            relay=PushRelay(settings.redis.url.get_secret_value(), hub.deliver),
+            relay=relay,
             push=AsyncPushPublisher(coordination.redis),
         )
 

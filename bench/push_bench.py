@@ -30,7 +30,7 @@ import numpy as np
 import orjson
 import redis.asyncio as aioredis
 
-from annostack.adapters.push import CHANNEL
+from annostack.adapters.push import channel_for
 from annostack.devstack.stack import Stack
 from annostack.domain.push import Destination
 from annostack.domain.tenants import DeletionPolicy, TenantSpec
@@ -79,7 +79,7 @@ def _redis_pids() -> list[int]:
 
 
 def _push_counters(ws_url: str) -> dict[str, float]:
-    """The replica's own count of relayed envelopes and of messages dropped for slow clients."""
+    """The replica's own count of relayed messages and of messages dropped for slow clients."""
     base = ws_url.replace("ws://", "http://").removesuffix("/v1/push")
     counters = {}
     for line in httpx.get(f"{base}/metrics").text.splitlines():
@@ -111,7 +111,7 @@ def _start_load(urls: list[str], tenant: str, out_dir: Path) -> list[subprocess.
 
 async def _publish_phase(client: aioredis.Redis, tenant: str, phase: int, rate: int) -> int:
     """Publish at `rate` per second for PHASE_SECONDS; return how many were published."""
-    destinations = [str(Destination.user(tenant, f"u{i}")).encode() for i in range(CLIENTS)]
+    channels = [channel_for(str(Destination.user(tenant, f"u{i}"))) for i in range(CLIENTS)]
     started, sent = time.monotonic(), 0
     while (elapsed := time.monotonic() - started) < PHASE_SECONDS:
         due = int(rate * elapsed) - sent
@@ -120,15 +120,11 @@ async def _publish_phase(client: aioredis.Redis, tenant: str, phase: int, rate: 
             async with client.pipeline(transaction=False) as pipe:
                 for n in range(sent, sent + due):
                     body = orjson.dumps({"type": "bench", "phase": phase, "at": at, "n": n})
-                    pipe.publish(CHANNEL, envelope_for(destinations[n % CLIENTS], body))
+                    pipe.publish(channels[n % CLIENTS], body)
                 await pipe.execute()
             sent += due
         await asyncio.sleep(TICK_SECONDS)
     return sent
-
-
-def envelope_for(destination: bytes, body: bytes) -> bytes:
-    return destination + b"\n" + body
 
 
 def _machine_busy_seconds() -> tuple[float, float]:

@@ -1,4 +1,4 @@
-"""Push: destinations, who may subscribe to them, the events sent there, and the relay envelope.
+"""Push: destinations, who may subscribe to them, and the events sent there.
 
 Destinations are tenant-scoped STOMP topics (a tenant name is a DNS label, so it has no dots):
 
@@ -10,9 +10,7 @@ A browser session (a user, with the teams its session token lists) may subscribe
 user destination, its teams' and its tenant's global one; an API token (a service account)
 only to the global one. Nothing is ever shared across tenants.
 
-Events are JSON objects with a ``type``; the body of every MESSAGE frame is one of them. On the
-relay (Redis pub/sub) an envelope is ``<destination> LF <event JSON>``: the replica routes on
-the destination without parsing the JSON, and forwards the JSON as the frame body untouched.
+Events are JSON objects with a ``type``; the body of every MESSAGE frame is one of them.
 """
 
 from __future__ import annotations
@@ -140,16 +138,3 @@ class TaskAssignmentChanged(Event):
     task_id: str
     assignee: str | None
     previous_assignee: str | None = None
-
-
-# -- the relay envelope -----------------------------------------------------------------------
-
-
-def envelope(destination: Destination, body: bytes) -> bytes:
-    return str(destination).encode() + b"\n" + body
-
-
-def open_envelope(data: bytes) -> tuple[str, bytes]:
-    """(destination, body); a payload without a destination line gives an empty destination."""
-    destination, _, body = data.partition(b"\n")
-    return destination.decode(errors="replace"), body

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from annostack.apps.push import metrics
 from annostack.domain.stomp import MessageTemplate
@@ -69,15 +70,29 @@ class Subscription:
             metrics.MESSAGES_SENT.inc()
 
 
+class Relay(Protocol):
+    async def watch(self, destination: str) -> None: ...
+    async def unwatch(self, destination: str) -> None: ...
+
+
 @dataclass
 class Hub:
-    routes: dict[str, set[Subscription]] = field(default_factory=lambda: defaultdict(set))
+    """Local subscriptions by destination; tells the relay which destinations to receive."""
 
-    def subscribe(self, outbox: Outbox, destination: str, subscription_id: str) -> Subscription:
+    relay: Relay | None = None  # None in unit tests: nothing to receive from
+    routes: dict[str, set[Subscription]] = field(default_factory=lambda: defaultdict(set))
+    unwatching: set[asyncio.Task[None]] = field(default_factory=set)
+
+    async def subscribe(
+        self, outbox: Outbox, destination: str, subscription_id: str
+    ) -> Subscription:
+        """Subscribe; return once this replica receives `destination` (so a RECEIPT is true)."""
         template = MessageTemplate(destination, subscription_id, CONTENT_TYPE)
         subscription = Subscription(outbox, destination, template)
         self.routes[destination].add(subscription)
         metrics.SUBSCRIPTIONS.inc()
+        if self.relay is not None:
+            await self.relay.watch(destination)  # at once if another client already did
         return subscription
 
     def unsubscribe(self, subscription: Subscription) -> None:
@@ -88,9 +103,18 @@ class Hub:
         metrics.SUBSCRIPTIONS.dec()
         if not subscribers:
             del self.routes[subscription.destination]
+            self._unwatch_later(subscription.destination)
+
+    def _unwatch_later(self, destination: str) -> None:
+        if self.relay is None:
+            return
+        # A task, so that closing a connection never waits on Redis; kept referenced until done.
+        task = asyncio.get_running_loop().create_task(self.relay.unwatch(destination))
+        self.unwatching.add(task)
+        task.add_done_callback(self.unwatching.discard)
 
     def deliver(self, destination: str, body: bytes) -> None:
-        """Called by the relay for each envelope: hand it to every local subscriber."""
+        """Called by the relay for each message: hand it to every local subscriber."""
         metrics.RELAYED.inc()
         for subscription in self.routes.get(destination, ()):
             subscription.deliver(body)

@@ -60,7 +60,7 @@ class StompSession:
         if self.subscriber is None:
             await self._connect(frame)
         elif frame.command == "SUBSCRIBE":
-            self._subscribe(frame)
+            await self._subscribe(frame)
         elif frame.command == "UNSUBSCRIBE":
             self._unsubscribe(frame)
         elif frame.command == "DISCONNECT":
@@ -97,7 +97,7 @@ class StompSession:
         headers["server"] = SERVER_NAME
         self.send(Frame("CONNECTED", headers))
 
-    def _subscribe(self, frame: Frame) -> None:
+    async def _subscribe(self, frame: Frame) -> None:
         assert self.subscriber is not None
         sub_id, target = frame.header("id"), frame.header("destination")
         if not sub_id or not target:
@@ -114,7 +114,7 @@ class StompSession:
         except Forbidden as error:
             raise SessionClosed("forbidden", error_frame(str(error), frame)) from error
         # Route on the canonical spelling, the one publishers produce.
-        self.subscriptions[sub_id] = self.hub.subscribe(self.outbox, str(destination), sub_id)
+        self.subscriptions[sub_id] = await self.hub.subscribe(self.outbox, str(destination), sub_id)
 
     def _unsubscribe(self, frame: Frame) -> None:
         subscription = self.subscriptions.pop(frame.header("id"), None)

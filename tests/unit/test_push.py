@@ -1,4 +1,4 @@
-"""Push destinations, who may subscribe, events, the relay envelope; the hub's drop policy."""
+"""Push destinations, who may subscribe, events; the hub's routing and drop policy."""
 
 from __future__ import annotations
 
@@ -14,8 +14,6 @@ from annostack.domain.push import (
     Scope,
     Subscriber,
     check_may_subscribe,
-    envelope,
-    open_envelope,
 )
 from annostack.domain.stomp import FrameParser
 from annostack.services.tenancy import SessionTokens
@@ -86,13 +84,11 @@ def test_an_api_token_gets_only_the_global_destination() -> None:
         check_may_subscribe(SERVICE, Destination(tenant="acme", scope=Scope.USER, id=""))
 
 
-def test_envelope_round_trip() -> None:
-    destination = Destination.user("acme", "alice")
+def test_events_are_camel_case_json() -> None:
     body = LockChanged(type="lock.acquired", item_id=3, holder="user:alice").model_dump_json(
         by_alias=True
     )
-    assert open_envelope(envelope(destination, body.encode())) == (str(destination), body.encode())
-    assert '"itemId":3' in body
+    assert '"itemId":3' in body and '"type":"lock.acquired"' in body
 
 
 def test_session_tokens_carry_teams_and_stay_compatible() -> None:
@@ -105,8 +101,8 @@ def test_a_full_outbox_drops_the_newest_and_leaves_a_gap_in_message_ids() -> Non
     async def scenario() -> list[str]:
         hub = Hub()
         slow, fast = Outbox(capacity=2), Outbox(capacity=10)
-        hub.subscribe(slow, "/d", "s")
-        hub.subscribe(fast, "/d", "f")
+        await hub.subscribe(slow, "/d", "s")
+        await hub.subscribe(fast, "/d", "f")
         for n in range(4):
             hub.deliver("/d", b"%d" % n)
         assert slow.queue.qsize() == 2
@@ -128,3 +124,29 @@ def test_close_puts_the_last_frame_before_anything_queued() -> None:
         return [outbox.queue.get_nowait(), outbox.queue.get_nowait()]
 
     assert asyncio.run(scenario()) == ["ERROR", None]
+
+
+class FakeRelay:
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    async def watch(self, destination: str) -> None:
+        self.calls.append(f"watch {destination}")
+
+    async def unwatch(self, destination: str) -> None:
+        self.calls.append(f"unwatch {destination}")
+
+
+def test_the_relay_is_told_when_a_destination_gains_and_loses_its_last_subscriber() -> None:
+    async def scenario() -> list[str]:
+        relay = FakeRelay()
+        hub = Hub(relay)
+        first = await hub.subscribe(Outbox(5), "/d", "1")
+        second = await hub.subscribe(Outbox(5), "/d", "2")
+        hub.unsubscribe(first)
+        hub.unsubscribe(second)
+        await asyncio.gather(*hub.unwatching)
+        return relay.calls
+
+    # Every SUBSCRIBE waits for the relay (it returns at once when already confirmed).
+    assert asyncio.run(scenario()) == ["watch /d", "watch /d", "unwatch /d"]
