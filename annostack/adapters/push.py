@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from collections.abc import Callable
 
 import redis
@@ -93,6 +94,8 @@ class PushRelay:
     def __init__(self, url: str, deliver: Deliver) -> None:
         self.url = url
         self.deliver = deliver
+        # Named, so that an operator (or a test) can tell the replicas' relays in CLIENT LIST.
+        self.client_name = f"annostack-push-relay-{uuid.uuid4().hex[:8]}"
         self.subscribed = asyncio.Event()
         self.watched: set[str] = set()
         self.confirmed: set[str] = set()
@@ -139,7 +142,7 @@ class PushRelay:
                 await asyncio.sleep(delay)
 
     async def _listen(self) -> None:
-        client = aioredis.Redis.from_url(self.url)
+        client = aioredis.Redis.from_url(self.url, client_name=self.client_name)
         try:
             async with client.pubsub() as pubsub:
                 channels = [CONTROL_CHANNEL, *map(channel_for, self.watched)]

@@ -29,6 +29,8 @@ router = APIRouter(tags=["push"])
 SUBPROTOCOLS = ("v12.stomp", "v11.stomp", "v10.stomp")
 CLOSE_NORMAL = 1000
 NO_HEARTBEATS = 24 * 3600.0  # a client that opted out of heart-beats: TCP decides
+# uvloop's timers (libuv) count whole milliseconds and may fire up to 1 ms early.
+TIMER_SLACK = 0.01
 
 
 def _subprotocol(websocket: WebSocket) -> str | None:
@@ -57,6 +59,7 @@ class Connection:
         limits = SessionLimits(api.push_heartbeat_ms, api.push_max_subscriptions)
         self.session = StompSession(state.hub, self.outbox, self._authenticate, limits)
         self.sent_at = time.monotonic()
+        self.expires: float | None = None  # monotonic time the client's credentials expire
 
     async def _authenticate(self, token: str) -> Subscriber:
         _, principal = await authenticate(self.state, token)
@@ -79,19 +82,21 @@ class Connection:
 
     def _read_timeout(self) -> float:
         """Silence allowed before the client counts as gone, or until its session expires."""
-        subscriber = self.session.subscriber
         receive_ms = self.session.heartbeats.receive_ms
-        if subscriber is None:
+        if self.session.subscriber is None:
             receive_ms = self.state.api.push_heartbeat_ms  # time allowed to send CONNECT
         silence = receive_ms * self.state.api.push_heartbeat_grace / 1000 or NO_HEARTBEATS
-        if subscriber is not None and subscriber.expires_at is not None:
-            return max(0.0, min(silence, subscriber.expires_at - time.time()))
+        if self.expires is not None:
+            return max(0.0, min(silence, self.expires - time.monotonic()))
         return silence
 
-    def _expired(self) -> bool:
+    def _connected(self) -> None:
+        """Just after CONNECT: start heart-beating, and note when the credentials expire."""
+        self._heartbeat()
         subscriber = self.session.subscriber
-        expires_at = subscriber.expires_at if subscriber else None
-        return expires_at is not None and time.time() >= expires_at
+        if subscriber is not None and subscriber.expires_at is not None:
+            # On the monotonic clock, like asyncio's timers: the wall clock may be slewed.
+            self.expires = time.monotonic() + subscriber.expires_at - time.time()
 
     async def _read(self) -> str:
         """Read and handle frames until the session ends; return why it ended."""
@@ -105,8 +110,8 @@ class Connection:
                 for frame in self.parser.feed(data):
                     connected = self.session.subscriber is not None
                     await self.session.handle(frame)
-                    if not connected:  # that was the CONNECT: heart-beats are agreed now
-                        self._heartbeat()
+                    if not connected:  # that was the CONNECT
+                        self._connected()
         except SessionClosed as closed:
             self.outbox.close(encode(closed.frame) if closed.frame else None)
             return closed.reason
@@ -114,7 +119,8 @@ class Connection:
             self.outbox.close(encode(error_frame(f"malformed frame: {error}")))
             return "error"
         except TimeoutError:
-            if self._expired():  # a session token's lifetime bounds the connection too
+            if self.expires is not None and time.monotonic() >= self.expires - TIMER_SLACK:
+                # A session token's lifetime bounds the connection too.
                 self.outbox.close(encode(error_frame("session expired; reconnect")))
                 return "expired"
             self.outbox.close(encode(error_frame("no heart-beat from the client in time")))

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from fastapi import FastAPI
 
-from annostack.adapters.push import PushPublisher
+from annostack.adapters.push import PushPublisher, PushRelay
 from annostack.apps.main import create_app
 from annostack.apps.settings import ApiSettings
 from annostack.apps.testing import serve
@@ -35,6 +36,12 @@ HEARTBEAT_MS = 500
 @dataclass(frozen=True)
 class Replica:
     http: httpx.Client
+    app: FastAPI
+
+    @property
+    def relay(self) -> PushRelay:
+        relay: PushRelay = self.app.state.annostack.relay
+        return relay
 
     @property
     def ws_url(self) -> str:
@@ -48,11 +55,9 @@ def push_settings() -> ApiSettings:
 
 @pytest.fixture(scope="session")
 def replicas(stack_settings: Settings, push_settings: ApiSettings) -> Iterator[list[Replica]]:
-    with (
-        serve(create_app(stack_settings, push_settings)) as a,
-        serve(create_app(stack_settings, push_settings)) as b,
-    ):
-        yield [Replica(a), Replica(b)]
+    apps = [create_app(stack_settings, push_settings) for _ in range(2)]
+    with serve(apps[0]) as a, serve(apps[1]) as b:
+        yield [Replica(a, apps[0]), Replica(b, apps[1])]
 
 
 @pytest.fixture(scope="session")

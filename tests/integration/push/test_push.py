@@ -11,16 +11,19 @@ from unittest import mock
 
 import httpx
 import pytest
+import redis
 from PIL import Image
 from websockets.exceptions import ConnectionClosed
 
 from annostack.adapters.push import PushPublisher
 from annostack.domain.push import Destination, TaskAssignmentChanged, TeamMembershipChanged
 from annostack.services.tenancy import SessionTokens, TenantDirectory
+from annostack.settings import Settings
 from annostack.workers.runtime import Worker
 from annostack.workers.settings import WorkerSettings
 from tests.integration.push.clients import TIMEOUT, StompJs, StompPy, connect_frame, raw
 from tests.integration.push.conftest import HEARTBEAT_MS, Replica
+from tests.support import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -283,3 +286,33 @@ def test_a_connection_ends_when_its_session_token_expires(
         assert error.startswith("ERROR\n") and "session expired" in error
         with pytest.raises(ConnectionClosed):
             socket.recv(TIMEOUT)
+
+
+def test_the_relay_resubscribes_after_losing_redis(
+    replicas: list[Replica],
+    stomp_py: StompPy,
+    alice: str,
+    tenant: str,
+    publisher: PushPublisher,
+    stack_settings: Settings,
+) -> None:
+    stomp_py.connect(alice)
+    stomp_py.subscribe(f"/topic/tenant.{tenant}.user.alice", "me")
+    name = replicas[1].relay.client_name
+    admin = redis.Redis.from_url(stack_settings.redis.url.get_secret_value())
+
+    def relay_channels() -> int:
+        """How many channels replica B's relay connection has subscribed (0: not connected)."""
+        found = [c for c in admin.client_list(_type="pubsub") if c["name"] == name]
+        return int(found[0]["sub"]) if found else 0
+
+    try:
+        assert relay_channels() >= 2  # the control channel and alice's
+        [relay] = [c for c in admin.client_list(_type="pubsub") if c["name"] == name]
+        admin.client_kill_filter(_id=relay["id"])  # only this connection, not anyone else's
+        wait_for(lambda: relay_channels() >= 2, timeout=10, what="the relay resubscribed")
+    finally:
+        admin.close()
+    event = TaskAssignmentChanged(task_id="after", assignee="alice")
+    publisher.publish(Destination.user(tenant, "alice"), event)
+    assert stomp_py.next_message()[1]["taskId"] == "after"
