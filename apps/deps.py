@@ -14,6 +14,7 @@ from annostack.apps.state import AppState
 from annostack.domain.errors import RateLimited
 from annostack.services.tenancy import (
     SESSION_TOKEN_PREFIX,
+    Principal,
     TenantContext,
     Unauthenticated,
     UnknownTenant,
@@ -32,14 +33,8 @@ def app_state(request: Request) -> AppState:
 StateDep = Annotated[AppState, Depends(app_state)]
 
 
-async def current_tenant(
-    request: Request,
-    state: StateDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-) -> TenantContext:
-    if credentials is None:
-        raise Unauthenticated("missing bearer token")
-    token = credentials.credentials
+async def authenticate(state: AppState, token: str) -> tuple[TenantContext, Principal]:
+    """The tenant and principal a token stands for, or Unauthenticated (REST and push alike)."""
     # Each gateway takes one kind of credential: a leaked API token cannot drive the browser
     # gateway, and a stolen browser session cannot script the developer API.
     if token.startswith(SESSION_TOKEN_PREFIX) != (state.api.gateway == "user"):
@@ -48,16 +43,29 @@ async def current_tenant(
         if token.startswith(SESSION_TOKEN_PREFIX):
             principal = state.sessions.verify(token)
             context = await asyncio.to_thread(state.directory.get, principal.tenant)
-            subject = f"user:{principal.subject}"
         else:
             tenant, secret = split_api_token(token)
             context = await asyncio.to_thread(state.directory.get, tenant)
-            subject = "token:" + await asyncio.to_thread(verify_api_token, context, secret)
+            name = await asyncio.to_thread(verify_api_token, context, secret)
+            principal = Principal(tenant=tenant, subject=name, kind="api-token")
     except UnknownTenant as error:
         # Same answer as a wrong secret: a token must not reveal which tenants exist.
         raise Unauthenticated("invalid token") from error
+    return context, principal
+
+
+async def current_tenant(
+    request: Request,
+    state: StateDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> TenantContext:
+    if credentials is None:
+        raise Unauthenticated("missing bearer token")
+    context, principal = await authenticate(state, credentials.credentials)
     request.state.tenant = context.names.tenant
-    request.state.principal = subject
+    request.state.principal = (
+        f"user:{principal.subject}" if principal.kind == "session" else f"token:{principal.subject}"
+    )
     delay = await state.coordination.within_rate(
         context.names.tenant, state.api.rate_limit_per_second
     )

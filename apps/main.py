@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -9,11 +11,24 @@ from fastapi import FastAPI
 
 from annostack import __version__
 from annostack.apps import errors, observability
+from annostack.apps.push import endpoint as push
 from annostack.apps.routes import admin, datasets, health, locks, uploads
 from annostack.apps.routes import annotations as annotation_routes
 from annostack.apps.settings import ApiSettings
 from annostack.apps.state import AppState
 from annostack.settings import Settings
+
+# Long enough for a Redis that is starting too; the API serves REST meanwhile either way.
+RELAY_START_SECONDS = 10.0
+log = logging.getLogger("annostack.api")
+
+
+async def _wait_for_relay(state: AppState) -> None:
+    """Start serving once this replica receives pushes, so none published after start is lost."""
+    try:
+        await asyncio.wait_for(state.relay.subscribed.wait(), RELAY_START_SECONDS)
+    except TimeoutError:
+        log.warning("push relay not subscribed yet; push starts when Redis answers")
 
 
 def create_app(settings: Settings | None = None, api: ApiSettings | None = None) -> FastAPI:
@@ -25,7 +40,10 @@ def create_app(settings: Settings | None = None, api: ApiSettings | None = None)
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state = AppState.build(settings or Settings(), api)
         app.state.annostack = state
+        relay = asyncio.create_task(state.relay.run(), name="push-relay")
+        await _wait_for_relay(state)
         yield
+        relay.cancel()
         await state.close()
 
     app = FastAPI(
@@ -43,6 +61,7 @@ def create_app(settings: Settings | None = None, api: ApiSettings | None = None)
     if api.gateway == "admin":
         app.include_router(admin.router)
     else:
-        for router in (datasets.router, uploads.router, annotation_routes.router, locks.router):
+        routers = (datasets.router, uploads.router, annotation_routes.router, locks.router)
+        for router in (*routers, push.router):
             app.include_router(router)
     return app

@@ -45,3 +45,30 @@ class ApiSettings(BaseSettings):
     lock_ttl_seconds: int = Field(
         default=60, ge=5, description="An edit lock expires this long after its last heartbeat."
     )
+
+    push_max_frame_bytes: int = Field(
+        default=64 * 1024,
+        ge=1024,
+        description="Largest STOMP frame a push client may send (ERROR and close above).",
+    )
+    push_queue_frames: int = Field(
+        default=256,
+        ge=1,
+        description=(
+            "Frames waiting for one slow push client; when full, new messages for it are "
+            "dropped (it sees a gap in message-id) — others are never held up."
+        ),
+    )
+    push_heartbeat_ms: int = Field(
+        default=10_000,
+        ge=100,
+        description="Heart-beat interval the server offers and asks for, both directions.",
+    )
+    push_heartbeat_grace: float = Field(
+        default=2.0,
+        ge=1.0,
+        description="A client silent for this many agreed intervals is dropped.",
+    )
+    push_max_subscriptions: int = Field(
+        default=64, ge=1, description="Subscriptions one push connection may hold."
+    )

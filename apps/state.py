@@ -9,7 +9,9 @@ import aiohttp
 from annostack.adapters.coordination import Coordination
 from annostack.adapters.kube import Kube
 from annostack.adapters.objects import ObjectIO, Presigner
+from annostack.adapters.push import AsyncPushPublisher, PushRelay
 from annostack.adapters.queue import Publisher
+from annostack.apps.push.hub import Hub
 from annostack.apps.settings import ApiSettings
 from annostack.services.tenancy import SessionTokens, TenantDirectory
 from annostack.settings import Settings
@@ -28,6 +30,9 @@ class AppState:
     sessions: SessionTokens
     http: aiohttp.ClientSession
     coordination: Coordination
+    hub: Hub
+    relay: PushRelay
+    push: AsyncPushPublisher
 
     @classmethod
     def build(cls, settings: Settings, api: ApiSettings) -> AppState:
@@ -36,6 +41,9 @@ class AppState:
             timeout=aiohttp.ClientTimeout(total=60, connect=5),
             auto_decompress=False,
         )
+        coordination = Coordination(settings.redis.url.get_secret_value())
+        hub = Hub()
+        hub.relay = relay = PushRelay(settings.redis.url.get_secret_value(), hub.deliver)
         return cls(
             settings=settings,
             api=api,
@@ -44,7 +52,10 @@ class AppState:
             publisher=Publisher(settings.pulsar.service_url),
             sessions=SessionTokens(api.session_key.get_secret_value(), api.session_max_age_seconds),
             http=http,
-            coordination=Coordination(settings.redis.url.get_secret_value()),
+            coordination=coordination,
+            hub=hub,
+            relay=relay,
+            push=AsyncPushPublisher(coordination.redis),
         )
 
     async def close(self) -> None:

@@ -8,6 +8,7 @@ from bench import (  # noqa: F401  (they register themselves)
     jobs_bench,
     operator_bench,
     pointcloud_bench,
+    push_bench,
     stack_bench,
     worker_bench,
 )

@@ -24,6 +24,7 @@ from annostack.adapters.job_progress import JobProgress
 from annostack.adapters.objects import Presigner
 from annostack.adapters.tenant_tables import data_items
 from annostack.domain.processing import wanted_on
+from annostack.domain.push import Event, UploadProgress
 from annostack.services.archives import (
     CHUNK,
     Entry,
@@ -68,6 +69,7 @@ class ArchiveImporter:
     http: httpx.Client
     redis: redis.Redis
     publish: Callable[[str, dict[str, object], str], None]
+    push: Callable[[Event], None] = lambda _: None  # progress for browsers (best effort)
 
     def run(self, task: Task) -> int:
         archive_item = get_item(self.ctx, task.item_id)
@@ -106,7 +108,11 @@ class ArchiveImporter:
             done += 1
             if done % PROGRESS_EVERY == 0:
                 self.redis.hset(progress, mapping={"done": done, "total": total or ""})
+                self.push(
+                    UploadProgress(item_id=task.item_id, state="importing", done=done, total=total)
+                )
         self.redis.hset(progress, mapping={"done": done, "total": done, "state": "imported"})
+        self.push(UploadProgress(item_id=task.item_id, state="imported", done=done, total=done))
         with self.ctx.engine.begin() as conn:
             conn.execute(
                 data_items.update().where(data_items.c.id == task.item_id).values(status="imported")

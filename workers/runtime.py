@@ -10,6 +10,8 @@
   in a capped list; Prometheus metrics and /healthz, /readyz on one small HTTP server.
 * A message from a ProcessingJob also counts towards that job (by item id, so a redelivery
   is not counted twice); the job's messages still queued when it is cancelled are skipped.
+* Each processed or dead-lettered item, and archive import progress, is pushed to the
+  tenant's global push destination (best effort, see adapters.push).
 * SIGTERM: stop receiving, finish the message in hand, close; well inside a pod's grace period.
 """
 
@@ -20,6 +22,7 @@ import signal
 import threading
 import time
 from dataclasses import dataclass
+from typing import Literal
 
 import httpx
 import orjson
@@ -30,9 +33,11 @@ from prometheus_client import Counter, Histogram
 from annostack.adapters.database import engine_for
 from annostack.adapters.job_progress import ImportState, JobProgress
 from annostack.adapters.objects import Presigner
+from annostack.adapters.push import PushPublisher
 from annostack.adapters.tenant_tables import data_items
 from annostack.domain.images import ImageError
 from annostack.domain.pointclouds import PointCloudError
+from annostack.domain.push import Destination, Event, ProcessingProgress
 from annostack.domain.tenant_stack import TenantConnection
 from annostack.domain.tenants import DEAD_LETTER_TOPIC, WORKER_SUBSCRIPTION, TenantNames
 from annostack.services.archives import UnsafeArchive
@@ -70,6 +75,7 @@ class Worker:
         self.http = httpx.Client(timeout=60)
         self.redis = redis.Redis.from_url(self.connection.redis_url.get_secret_value())
         self.jobs = JobProgress(self.redis)
+        self.push = PushPublisher(self.redis)
         self.stopping = threading.Event()
         self.ready = threading.Event()
         db = DatabaseSettings(
@@ -140,12 +146,14 @@ class Worker:
         except PERMANENT as error:
             self._give_up(message, task, dead_letters, "invalid-input", str(error))
             consumer.acknowledge(message)
+            self._announce(task, "failed")
         except Exception as error:  # any other failure is worth retrying
             attempts = message.redelivery_count() + 1
             if attempts >= self.settings.max_attempts:
                 reason = f"gave up after {attempts} attempts: {error}"
                 self._give_up(message, task, dead_letters, "retries-exhausted", reason)
                 consumer.acknowledge(message)
+                self._announce(task, "failed")
             else:
                 log.warning("attempt %d failed, will retry: %s", attempts, error)
                 consumer.negative_acknowledge(message)
@@ -154,7 +162,7 @@ class Worker:
             self._succeeded(task)
             consumer.acknowledge(message)
             PROCESSED.labels("ok").inc()
-            self._count("processed")
+            self._announce(task, "ok", self._count("processed"))
         finally:
             SECONDS.labels(topic.rsplit("/", 1)[-1]).observe(time.monotonic() - started)
 
@@ -197,7 +205,7 @@ class Worker:
             )
         if task.topic.endswith("/archives"):
             importer = ArchiveImporter(
-                self.tenant, self.signer, self.http, self.redis, self._publish
+                self.tenant, self.signer, self.http, self.redis, self._publish, self._push
             )
             importer.run(task)
             return
@@ -252,8 +260,22 @@ class Worker:
         self.redis.lpush(key, failure)
         self.redis.ltrim(key, 0, FAILURES_KEPT - 1)
 
-    def _count(self, field: str) -> None:
-        self.redis.hincrby(f"annostack:processing:{self.connection.tenant}", field, 1)
+    def _count(self, field: str) -> int:
+        return int(self.redis.hincrby(f"annostack:processing:{self.connection.tenant}", field, 1))
+
+    def _announce(
+        self, task: Task | None, result: Literal["ok", "failed"], processed: int | None = None
+    ) -> None:
+        if task is None:  # the message did not parse: no item to tell anyone about
+            return
+        topic = task.topic.rsplit("/", 1)[-1]
+        event = ProcessingProgress(
+            item_id=task.item_id, topic=topic, result=result, processed=processed
+        )
+        self._push(event)
+
+    def _push(self, event: Event) -> None:
+        self.push.publish(Destination.everyone(self.connection.tenant), event)
 
 
 def install_signal_handlers(worker: Worker) -> None:

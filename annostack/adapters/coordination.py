@@ -48,15 +48,17 @@ class Coordination:
     def _lock_key(tenant: str, item_id: int) -> str:
         return f"annostack:lock:{tenant}:{int(item_id)}"
 
-    async def acquire(self, tenant: str, item_id: int, holder: str, ttl_ms: int) -> str | None:
-        """Take the lock, or renew it if `holder` has it; return the holder it belongs to."""
+    async def acquire(
+        self, tenant: str, item_id: int, holder: str, ttl_ms: int
+    ) -> tuple[str | None, bool]:
+        """Take the lock, or renew it if `holder` has it: (who holds it now, newly taken?)."""
         key = self._lock_key(tenant, item_id)
         try:
             if await self.redis.set(key, holder, nx=True, px=ttl_ms):
-                return holder
+                return holder, True
             if await self.redis.eval(EXTEND_IF_HOLDER, 1, key, holder, ttl_ms):
-                return holder
-            return _text(await self.redis.get(key))
+                return holder, False
+            return _text(await self.redis.get(key)), False
         except redis.RedisError as error:
             raise BackendUnavailable(Backend.REDIS, type(error).__name__) from error
 

@@ -9,6 +9,8 @@ tenant's schema. Tokens carry the tenant's name so it can be resolved without a 
   is the right one, as for GitHub's or Stripe's tokens).
 * Session tokens ``ass_<signed payload>``: short-lived, for browsers, signed with the
   platform's session key; carry tenant and user, checked without a database round trip.
+  They may also list the user's teams (there is no team model yet: whoever issues the session
+  — the login flow — states them, and push uses them to authorise team destinations).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import hmac
 import secrets
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -50,6 +53,8 @@ class Principal:
     tenant: str
     subject: str  # token name or user id
     kind: str  # "api-token" | "session"
+    teams: frozenset[str] = frozenset()  # from the session token; empty for API tokens
+    expires_at: float | None = None  # Unix time a session token stops being valid
 
 
 @dataclass
@@ -158,16 +163,22 @@ class SessionTokens:
         self.serializer = URLSafeTimedSerializer(key, salt="annostack-session")
         self.max_age = max_age_seconds
 
-    def issue(self, tenant: str, user: str) -> str:
-        return SESSION_TOKEN_PREFIX + self.serializer.dumps({"t": tenant, "u": user})
+    def issue(self, tenant: str, user: str, teams: Iterable[str] = ()) -> str:
+        payload: dict[str, object] = {"t": tenant, "u": user}
+        if teams:  # absent rather than empty, so tokens without teams stay as they were
+            payload["g"] = sorted(teams)
+        return SESSION_TOKEN_PREFIX + self.serializer.dumps(payload)
 
     def verify(self, token: str) -> Principal:
         try:
-            payload = self.serializer.loads(
-                token.removeprefix(SESSION_TOKEN_PREFIX), max_age=self.max_age
+            body = token.removeprefix(SESSION_TOKEN_PREFIX)
+            payload, signed_at = self.serializer.loads(
+                body, max_age=self.max_age, return_timestamp=True
             )
         except SignatureExpired as error:
             raise Unauthenticated("session expired") from error
         except BadSignature as error:
             raise Unauthenticated("invalid token") from error
-        return Principal(tenant=payload["t"], subject=payload["u"], kind="session")
+        teams = frozenset(str(team) for team in payload.get("g", ()))
+        expires_at = signed_at.timestamp() + self.max_age
+        return Principal(payload["t"], payload["u"], "session", teams, expires_at)

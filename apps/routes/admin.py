@@ -25,6 +25,11 @@ class SessionRequest(CamelModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{"user": "alice"}]})
 
     user: str = Field(min_length=1, max_length=128, description="The signed-in user's id.")
+    teams: list[str] = Field(
+        default_factory=list,
+        max_length=100,
+        description="The user's teams, as the sign-in service knows them (push team topics).",
+    )
 
 
 class IssuedToken(CamelModel):
@@ -63,4 +68,4 @@ async def create_session(
     _: AdminDep, state: StateDep, tenant: str, body: SessionRequest
 ) -> IssuedToken:
     await _context(state, tenant)
-    return IssuedToken(token=state.sessions.issue(tenant, body.user))
+    return IssuedToken(token=state.sessions.issue(tenant, body.user, body.teams))

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Body, status
 
 from annostack.apps.deps import ObjectsDep, StateDep, TenantDep
+from annostack.domain.push import Destination, UploadProgress
 from annostack.services import uploads as service
 from annostack.services.datasets import ItemPublic
 from annostack.services.uploads import Completion, UploadRequest, UploadTicket
@@ -37,9 +38,13 @@ async def complete_upload(
     item_id: int,
     body: Annotated[Completion | None, Body()] = None,
 ) -> ItemPublic:
-    return await service.complete(
+    item = await service.complete(
         ctx, io, state.publisher, state.directory.kube, item_id, body or Completion()
     )
+    # Push, best effort: the tenant's open sessions see the item arrive (docs/push.md).
+    event = UploadProgress(item_id=item.id, state="uploaded")
+    await state.push.publish(Destination.everyone(ctx.names.tenant), event)
+    return item
 
 
 @router.delete(

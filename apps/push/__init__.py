@@ -1,0 +1,1 @@
+"""Push: STOMP 1.2 over WebSocket, relayed between replicas through Redis (docs/push.md)."""
