@@ -16,9 +16,12 @@ from typing import Any
 import kopf
 from pydantic import ValidationError
 
+from annostack.adapters.push import PushPublisher
 from annostack.domain.conditions import ConditionType, now, set_condition
 from annostack.domain.errors import BackendUnavailable, Invalid, NotFound
 from annostack.domain.processing import ProcessingJobSpec, ProcessingJobStatus
+from annostack.domain.push import Destination
+from annostack.domain.push import JobProgress as PushedJobProgress
 from annostack.domain.tenants import API_GROUP, API_VERSION, TenantNames
 from annostack.operator import metrics
 from annostack.operator.tenancy import tenant_context
@@ -110,6 +113,7 @@ def start_job(
 
 @kopf.timer(API_GROUP, API_VERSION, PLURAL, interval=TIMINGS.job_interval_seconds, when=_running)
 def advance_job(
+    name: str,
     namespace: str | None,
     uid: str,
     spec: kopf.Spec,
@@ -138,9 +142,34 @@ def advance_job(
         patch.status.update(_progress_fields(current))
         return
     patch.status.update(_dump(_with_outcome(current, outcome, int(meta.get("generation", 0)))))
+    _announce(memo, ctx.names.tenant, name, job_spec, current, outcome)
     if outcome.terminal:
         metrics.JOBS_FINISHED.labels(outcome.phase).inc()
         logger.info(f"{outcome.phase}: {outcome.succeeded} ok, {outcome.failed} failed")
+
+
+def _announce(
+    memo: kopf.Memo,
+    tenant: str,
+    name: str,
+    spec: ProcessingJobSpec,
+    before: ProcessingJobStatus,
+    outcome: Outcome,
+) -> None:
+    """Push the new counts to the tenant's browsers when they changed (best effort)."""
+    counts = (outcome.phase, outcome.total, outcome.succeeded, outcome.failed)
+    if counts == (before.phase, before.total, before.succeeded, before.failed):
+        return
+    event = PushedJobProgress(
+        job=name,
+        dataset=spec.dataset,
+        phase=outcome.phase,
+        total=outcome.total,
+        succeeded=outcome.succeeded,
+        failed=outcome.failed,
+    )
+    push: PushPublisher = memo["push"]
+    push.publish(Destination.everyone(tenant), event)
 
 
 def _fan_out(

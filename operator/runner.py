@@ -16,6 +16,7 @@ from typing import Any
 import kopf
 from prometheus_client import start_http_server
 
+from annostack.adapters.push import PushPublisher
 from annostack.domain.tenants import API_GROUP
 from annostack.operator import (  # noqa: F401  (they register their handlers)
     datasets,
@@ -82,6 +83,7 @@ def run(options: OperatorOptions) -> None:
         scaler=QueueScaler(backends, tenants.TIMINGS.dead_letter_interval_seconds),
         directory=TenantDirectory(backends.kube, settings.db),
         jobs=JobRunner.for_settings(settings),
+        push=PushPublisher.from_url(settings.redis.url.get_secret_value()),
     )
     kopf.run(
         clusterwide=True,

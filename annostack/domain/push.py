@@ -120,6 +120,18 @@ class ProcessingProgress(Event):
     processed: int | None = Field(default=None, description="The tenant's running count.")
 
 
+class JobProgress(Event):
+    """A ProcessingJob's counts changed (published by the operator as it folds them)."""
+
+    type: Literal["job.progress"] = "job.progress"
+    job: str = Field(description="The ProcessingJob's name in the tenant's namespace.")
+    dataset: str
+    phase: str
+    total: int
+    succeeded: int
+    failed: int
+
+
 class LockChanged(Event):
     type: Literal["lock.acquired", "lock.released"]
     item_id: int

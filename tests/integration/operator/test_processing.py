@@ -10,15 +10,19 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pytest
+import redis
 import sqlalchemy as sa
 from kubernetes import client
 
 from annostack.adapters.kube import Kube
 from annostack.adapters.object_store import ObjectStoreAdmin
+from annostack.adapters.push import channel_for
 from annostack.adapters.tenant_tables import data_items
 from annostack.apps.main import create_app
 from annostack.apps.testing import serve
+from annostack.domain.push import Destination
 from annostack.domain.tenants import API_GROUP, API_VERSION, TenantNames
 from annostack.services.datasets import DatasetCreate, create_dataset
 from annostack.services.tenancy import TenantContext, TenantDirectory, create_api_token
@@ -146,6 +150,8 @@ def test_a_job_counts_exactly_across_an_operator_restart_mid_fan_out(
     files |= {"cam/broken-1.jpg": b"not a jpeg", "cam/broken-2.jpg": b"\xff\xd8 truncated"}
     add_items(ctx, store, dataset_id, files)
 
+    pushed = redis.Redis.from_url(stack_settings.redis.url.get_secret_value()).pubsub()
+    pushed.subscribe(channel_for(str(Destination.everyone(tenant))))
     spec = {"dataset": "photos", "operations": ["thumbnail"]}
     resources.create("processingjobs", "thumbs", spec)
     wait_for(
@@ -174,6 +180,15 @@ def test_a_job_counts_exactly_across_an_operator_restart_mid_fan_out(
     assert resources.status("datasets", "photos")["items"] == 102
     gauge = f'annostack_tenant_dead_letter_messages{{tenant="{tenant}"}} 2.0'
     wait_for(lambda: gauge in operator.metrics(), timeout=30, what="dead letters exported")
+    job_events = [
+        event
+        for message in iter(lambda: pushed.get_message(timeout=0.5), None)
+        if message["type"] == "message"
+        and (event := orjson.loads(message["data"]))["type"] == "job.progress"
+    ]
+    assert job_events, "browsers are told how the job progresses"
+    assert (job_events[-1]["phase"], job_events[-1]["succeeded"]) == ("Failed", 100)
+    pushed.close()
 
 
 def test_cancelling_stops_the_fan_out_and_skips_what_is_queued_then_the_ttl_deletes_it(
