@@ -62,7 +62,17 @@ def test_create_provisions_every_backend(
     if not db.supports_resource_groups():  # MariaDB; on TiDB the group is created instead
         assert "no resource groups" in messages["DatabaseReady"]
     db.close()
-    assert tenant["metadata"]["annotations"].get(f"{API_GROUP}/kopf-managed") == "yes"
+    # kopf writes its bookkeeping after the handler that wrote Ready has returned.
+    wait_for(
+        lambda: (
+            (tenants.get(name) or {})["metadata"]
+            .get("annotations", {})
+            .get(f"{API_GROUP}/kopf-managed")
+            == "yes"
+        ),
+        timeout=15,
+        what="kopf's bookkeeping in annotations",
+    )
     assert "kopf" not in tenant["status"], "kopf's bookkeeping stays out of status"
 
     core, apps = client.CoreV1Api(admin_kube.api), client.AppsV1Api(admin_kube.api)
