@@ -20,6 +20,7 @@ from annostack.apps.push import metrics
 from annostack.apps.push.hub import Outbox
 from annostack.apps.push.session import SessionClosed, SessionLimits, StompSession, error_frame
 from annostack.apps.state import AppState
+from annostack.domain.errors import RateLimited
 from annostack.domain.push import Subscriber
 from annostack.domain.stomp import HEARTBEAT, FrameError, FrameParser, Limits, encode
 
@@ -63,6 +64,13 @@ class Connection:
 
     async def _authenticate(self, token: str) -> Subscriber:
         _, principal = await authenticate(self.state, token)
+        # A CONNECT counts against the tenant's request rate, as a REST call does: a client
+        # stuck in a reconnect loop must not cost more than one hammering the REST API.
+        delay = await self.state.coordination.within_rate(
+            principal.tenant, self.state.api.rate_limit_per_second
+        )
+        if delay is not None:
+            raise RateLimited(delay)
         user = principal.subject if principal.kind == "session" else None
         return Subscriber(principal.tenant, user, principal.teams, principal.expires_at)
 

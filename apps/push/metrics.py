@@ -21,7 +21,8 @@ DROPPED = Counter(
 )
 CLOSED = Counter(
     "annostack_push_closed_total",
-    "Connections closed, by reason (client, error, auth, forbidden, heartbeat, expired).",
+    "Connections closed, by reason (client, error, auth, rate_limited, forbidden, heartbeat,"
+    " expired).",
     ["reason"],
 )
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from annostack.apps.push import metrics
 from annostack.apps.push.hub import Hub, Outbox, Subscription
-from annostack.domain.errors import AnnostackError
+from annostack.domain.errors import AnnostackError, RateLimited
 from annostack.domain.push import Destination, Forbidden, Subscriber, check_may_subscribe
 from annostack.domain.stomp import Frame, Heartbeats, encode, negotiate
 
@@ -87,6 +87,8 @@ class StompSession:
             raise SessionClosed("error", error_frame("only STOMP 1.2 is supported", frame))
         try:
             subscriber = await self.authenticate(_token(frame))
+        except RateLimited as error:
+            raise SessionClosed("rate_limited", error_frame(str(error))) from error
         except AnnostackError as error:
             raise SessionClosed("auth", error_frame(f"authentication failed: {error}")) from error
         # Negotiated before the session counts as connected: a bad header is an ERROR too.

@@ -16,6 +16,9 @@ from PIL import Image
 from websockets.exceptions import ConnectionClosed
 
 from annostack.adapters.push import PushPublisher
+from annostack.apps.main import create_app
+from annostack.apps.settings import ApiSettings
+from annostack.apps.testing import serve
 from annostack.domain.push import Destination, TaskAssignmentChanged, TeamMembershipChanged
 from annostack.services.tenancy import SessionTokens, TenantDirectory
 from annostack.settings import Settings
@@ -316,3 +319,21 @@ def test_the_relay_resubscribes_after_losing_redis(
     event = TaskAssignmentChanged(task_id="after", assignee="alice")
     publisher.publish(Destination.user(tenant, "alice"), event)
     assert stomp_py.next_message()[1]["taskId"] == "after"
+
+
+def test_connects_count_against_the_tenant_rate_limit(
+    stack_settings: Settings, push_settings: ApiSettings, tenant: str, sessions: SessionTokens
+) -> None:
+    limited = push_settings.model_copy(update={"rate_limit_per_second": 2})
+    token = sessions.issue(tenant, "alice")
+    with serve(create_app(stack_settings, limited)) as http:
+        url = str(http.base_url).replace("http://", "ws://").rstrip("/") + "/v1/push"
+        replies = []
+        for _ in range(6):  # well within one second: the third and later are over the limit
+            with raw(url) as socket:
+                socket.send(connect_frame(token))
+                replies.append(str(socket.recv(TIMEOUT)))
+    assert replies[0].startswith("CONNECTED\n")
+    refused = [reply for reply in replies if reply.startswith("ERROR\n")]
+    assert refused, "a reconnect loop is throttled like REST calls"
+    assert all("rate limit exceeded; retry after" in reply for reply in refused)
