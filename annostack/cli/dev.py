@@ -36,7 +36,7 @@ def up() -> None:
 
 @app.command()
 def platform() -> None:
-    """Install the CRDs, start the operator and apply examples/tenant.yaml until it is Ready."""
+    """Install the CRDs, start the operator, make examples/tenant.yaml Ready, start API + worker."""
     stack = Stack()
     try:
         stack.up()
@@ -44,13 +44,16 @@ def platform() -> None:
         annostack.install()
         annostack.start_operator()
         name = annostack.apply_demo()
+        api = annostack.start_api()
+        annostack.start_worker(name)
     except (ComponentFailed, CommandFailed, MissingPrerequisite, BackendError) as error:
         console.print(f"[red]dev platform failed:[/red] {error}")
         raise typer.Exit(1) from error
     _print_status(stack)
     console.print(
         f'Tenant [bold]{name}[/bold] is Ready. Try: eval "$(annostack dev env)"; '
-        "kubectl get tenants; kubectl get all -n tenant-demo"
+        f"kubectl get tenants; T=$(annostack api token {name}); "
+        f'curl -H "Authorization: Bearer $T" {api}/v1/datasets'
     )
 
 

@@ -1,9 +1,12 @@
-"""annostack itself on the local stack: CRDs, the operator process, and a demo tenant.
+"""annostack itself on the local stack: CRDs, the operator, a demo tenant, the API, a worker.
 
-Used by `annostack dev platform` (the README's first command). The operator runs as a plain
-background process like the stack's servers (pid file, log, `dev down` stops it); it uses the
-admin kubeconfig, whereas the integration tests run it with its least-privilege ServiceAccount.
-Reads `crds/`, `manifests/` and `examples/` from the source checkout.
+Used by `annostack dev platform` (the README's first command). The operator, the API (open
+gateway) and the demo tenant's worker run as plain background processes like the stack's
+servers (pid file, log, `dev down` stops them). The operator uses the admin kubeconfig,
+whereas the integration tests run it with its least-privilege ServiceAccount. The local stack
+has no nodes, so the worker Deployment's pods stay Pending; the demo worker is started here
+instead, with the environment the Deployment would give it (the tenant's Secret), so uploads
+are processed. Reads `crds/`, `manifests/` and `examples/` from the source checkout.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from annostack.devstack import processes
 from annostack.devstack.components import http_get
 from annostack.devstack.console import last_lines, say
 from annostack.devstack.stack import ComponentFailed, Stack
-from annostack.domain.tenants import API_GROUP, API_VERSION
+from annostack.domain.tenants import API_GROUP, API_VERSION, TenantNames
 from annostack.settings import KubernetesSettings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,6 +45,16 @@ def documents(path: Path) -> list[dict[str, Any]]:
     return [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
 
 
+def api_command(port: int) -> list[str]:
+    return [
+        sys.executable, "-m", "annostack", "api", "run",
+        "--host", "127.0.0.1", "--port", str(port), "--gateway", "open",
+    ]  # fmt: skip
+
+
+WORKER_COMMAND = [sys.executable, "-m", "annostack", "worker", "run"]
+
+
 class Platform:
     def __init__(self, stack: Stack) -> None:
         self.stack = stack
@@ -50,6 +63,12 @@ class Platform:
         self.pid_path = state / "operator.pid"
         self.log_path = state / "logs" / "operator.log"
         self.health_port = stack.settings.ports.operator_health
+        self.api_pid_path = state / "api.pid"
+        self.api_log_path = state / "logs" / "api.log"
+        self.worker_pid_path = state / "demo-worker.pid"
+        self.worker_log_path = state / "logs" / "demo-worker.log"
+        self.api_port = stack.settings.ports.api
+        self.worker_port = stack.settings.ports.demo_worker
 
     def install(self) -> None:
         """CRDs (generated ones and kopf's peering CRD), then the objects that use them."""
@@ -108,9 +127,59 @@ class Platform:
         conditions = (tenant.to_dict().get("status") or {}).get("conditions", []) if tenant else []
         return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
 
+    def start_api(self) -> str:
+        """The tenant API (open gateway: API tokens) on loopback; return its URL."""
+        port = self.api_port
+        url = f"http://127.0.0.1:{port}"
+        self._start(
+            api_command(port), self.api_pid_path, self.api_log_path, self.stack.client_env()
+        )
+        self._wait(lambda: self._healthy("API", self.api_pid_path, self.api_log_path, url), "API")
+        say(f"  [green]✓[/green] API at {url} (log: {self.api_log_path})")
+        return url
+
+    def start_worker(self, tenant: str) -> None:
+        """One worker for `tenant`, with the environment its Deployment would give it."""
+        names = TenantNames(tenant=tenant)
+        secret = self.kube.secret_data(names.namespace, names.secret)
+        if not secret:
+            raise ComponentFailed(f"Tenant {tenant} has no connection Secret yet")
+        port = self.worker_port
+        env = {
+            **secret,
+            "ANNOSTACK_WORKER_PORT": str(port),
+            "ANNOSTACK_WORKER_BIND_ADDRESS": "127.0.0.1",
+        }
+        self._start(WORKER_COMMAND, self.worker_pid_path, self.worker_log_path, env)
+        url = f"http://127.0.0.1:{port}"
+        self._wait(
+            lambda: self._healthy("worker", self.worker_pid_path, self.worker_log_path, url),
+            f"worker of {tenant}",
+        )
+        say(f"  [green]✓[/green] worker of {tenant} running (log: {self.worker_log_path})")
+
+    @staticmethod
+    def _start(command: list[str], pid: Path, log: Path, env: dict[str, str]) -> None:
+        if processes.running(pid) is None:
+            processes.spawn(command, pid_path=pid, log_path=log, cwd=pid.parent, env=env)
+
+    @staticmethod
+    def _healthy(what: str, pid: Path, log: Path, url: str) -> bool:
+        if processes.running(pid) is None:
+            raise ComponentFailed(f"the {what} exited:\n{last_lines(log)}")
+        try:
+            return http_get(f"{url}/healthz").status_code == httpx.codes.OK
+        except httpx.HTTPError:
+            return False
+
     def stop(self) -> None:
-        if processes.stop(self.pid_path):
-            say("  stopped operator")
+        for what, pid in (
+            ("demo worker", self.worker_pid_path),
+            ("API", self.api_pid_path),
+            ("operator", self.pid_path),
+        ):
+            if processes.stop(pid):
+                say(f"  stopped {what}")
 
     @staticmethod
     def _wait(condition: Any, what: str, timeout: float = 60.0) -> None:

@@ -34,6 +34,10 @@ class Ports(BaseModel):
     redis: int = Field(default=16379, description="Redis port.")
     operator_health: int = Field(default=18081, description="Operator /healthz (dev platform).")
     operator_metrics: int = Field(default=19090, description="Operator /metrics (dev platform).")
+    api: int = Field(default=18000, description="The tenant API, open gateway (dev platform).")
+    demo_worker: int = Field(
+        default=18082, description="The demo tenant's worker /healthz (dev platform)."
+    )
 
 
 def _default_home() -> Path:
