@@ -72,3 +72,8 @@ class ApiSettings(BaseSettings):
     push_max_subscriptions: int = Field(
         default=64, ge=1, description="Subscriptions one push connection may hold."
     )
+    push_token_recheck_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="How often a push connection made with an API token re-checks it (revocation).",
+    )

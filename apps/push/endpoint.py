@@ -20,7 +20,7 @@ from annostack.apps.push import metrics
 from annostack.apps.push.hub import Outbox
 from annostack.apps.push.session import SessionClosed, SessionLimits, StompSession, error_frame
 from annostack.apps.state import AppState
-from annostack.domain.errors import RateLimited
+from annostack.domain.errors import AnnostackError, RateLimited
 from annostack.domain.push import Subscriber
 from annostack.domain.stomp import HEARTBEAT, FrameError, FrameParser, Limits, encode
 
@@ -61,9 +61,12 @@ class Connection:
         self.session = StompSession(state.hub, self.outbox, self._authenticate, limits)
         self.sent_at = time.monotonic()
         self.expires: float | None = None  # monotonic time the client's credentials expire
+        self.token = ""
+        self.recheck_at: float | None = None  # monotonic time an API token is verified again
 
     async def _authenticate(self, token: str) -> Subscriber:
         _, principal = await authenticate(self.state, token)
+        self.token = token
         # A CONNECT counts against the tenant's request rate, as a REST call does: a client
         # stuck in a reconnect loop must not cost more than one hammering the REST API.
         delay = await self.state.coordination.within_rate(
@@ -94,8 +97,9 @@ class Connection:
         if self.session.subscriber is None:
             receive_ms = self.state.api.push_heartbeat_ms  # time allowed to send CONNECT
         silence = receive_ms * self.state.api.push_heartbeat_grace / 1000 or NO_HEARTBEATS
-        if self.expires is not None:
-            return max(0.0, min(silence, self.expires - time.monotonic()))
+        deadlines = [d for d in (self.expires, self.recheck_at) if d is not None]
+        if deadlines:
+            return max(0.0, min(silence, min(deadlines) - time.monotonic()))
         return silence
 
     def _connected(self) -> None:
@@ -105,12 +109,33 @@ class Connection:
         if subscriber is not None and subscriber.expires_at is not None:
             # On the monotonic clock, like asyncio's timers: the wall clock may be slewed.
             self.expires = time.monotonic() + subscriber.expires_at - time.time()
+        elif subscriber is not None:
+            # An API token does not expire, but it can be revoked: check it again now and then.
+            self.recheck_at = time.monotonic() + self.state.api.push_token_recheck_seconds
+
+    async def _still_valid(self) -> bool:
+        """True if the read timed out only for an API token's re-check, and it passed."""
+        if self.recheck_at is None or time.monotonic() < self.recheck_at - TIMER_SLACK:
+            return False
+        try:
+            await authenticate(self.state, self.token)
+        except AnnostackError as error:
+            frame = error_frame(f"token no longer valid ({error}); reconnect with a valid one")
+            raise SessionClosed("revoked", frame) from error
+        self.recheck_at = time.monotonic() + self.state.api.push_token_recheck_seconds
+        return True
 
     async def _read(self) -> str:
         """Read and handle frames until the session ends; return why it ended."""
         try:
             while True:
-                message = await asyncio.wait_for(self.websocket.receive(), self._read_timeout())
+                try:
+                    receiving = self.websocket.receive()
+                    message = await asyncio.wait_for(receiving, self._read_timeout())
+                except TimeoutError:
+                    if await self._still_valid():
+                        continue
+                    raise
                 if message["type"] == "websocket.disconnect":
                     self.outbox.close()
                     return "client"

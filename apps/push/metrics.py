@@ -22,7 +22,7 @@ DROPPED = Counter(
 CLOSED = Counter(
     "annostack_push_closed_total",
     "Connections closed, by reason (client, error, auth, rate_limited, forbidden, heartbeat,"
-    " expired).",
+    " expired, revoked).",
     ["reason"],
 )
 

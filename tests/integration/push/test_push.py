@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from unittest import mock
@@ -12,15 +13,17 @@ from unittest import mock
 import httpx
 import pytest
 import redis
+import sqlalchemy as sa
 from PIL import Image
 from websockets.exceptions import ConnectionClosed
 
 from annostack.adapters.push import PushPublisher
+from annostack.adapters.tenant_tables import api_tokens
 from annostack.apps.main import create_app
 from annostack.apps.settings import ApiSettings
 from annostack.apps.testing import serve
 from annostack.domain.push import Destination, TaskAssignmentChanged, TeamMembershipChanged
-from annostack.services.tenancy import SessionTokens, TenantDirectory
+from annostack.services.tenancy import SessionTokens, TenantDirectory, create_api_token
 from annostack.settings import Settings
 from annostack.workers.runtime import Worker
 from annostack.workers.settings import WorkerSettings
@@ -337,3 +340,27 @@ def test_connects_count_against_the_tenant_rate_limit(
     refused = [reply for reply in replies if reply.startswith("ERROR\n")]
     assert refused, "a reconnect loop is throttled like REST calls"
     assert all("rate limit exceeded; retry after" in reply for reply in refused)
+
+
+def test_a_revoked_api_token_ends_its_push_connection(
+    stack_settings: Settings, push_settings: ApiSettings, tenant: str, directory: TenantDirectory
+) -> None:
+    rechecking = push_settings.model_copy(
+        update={"gateway": "open", "push_token_recheck_seconds": 0.5}
+    )
+    ctx = directory.get(tenant)
+    name = f"push-{uuid.uuid4().hex[:6]}"
+    token = create_api_token(ctx, name)
+    with serve(create_app(stack_settings, rechecking)) as http:
+        url = str(http.base_url).replace("http://", "ws://").rstrip("/") + "/v1/push"
+        with raw(url) as socket:
+            socket.send(connect_frame(token))
+            assert str(socket.recv(TIMEOUT)).startswith("CONNECTED\n")
+            time.sleep(1.2)  # two re-checks pass while the token is valid
+            with ctx.engine.begin() as conn:
+                revoke = api_tokens.update().where(api_tokens.c.name == name)
+                conn.execute(revoke.values(revoked_at=sa.func.now()))
+            error = str(socket.recv(TIMEOUT))
+            assert error.startswith("ERROR\n") and "token no longer valid" in error
+            with pytest.raises(ConnectionClosed):
+                socket.recv(TIMEOUT)
