@@ -14,12 +14,10 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
-import os
 import statistics
 import subprocess
 import tempfile
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -31,13 +29,10 @@ from annostack.adapters.objects import Presigner
 from annostack.adapters.tenant_tables import data_items, datasets
 from annostack.apps.main import create_app
 from annostack.apps.testing import serve
-from annostack.devstack.stack import Stack
-from annostack.domain.tenants import DeletionPolicy, TenantSpec
 from annostack.services.annotations import presign_sequence
-from annostack.services.tenancy import TenantDirectory, create_api_token
-from annostack.services.tenants import Backends, TenantProvisioner
+from annostack.services.tenancy import create_api_token
 from annostack.settings import Settings
-from bench.runner import Figures, benchmark
+from bench.runner import Figures, bench_tenant, benchmark
 
 FRAMES = 300
 OBJECTS = 30
@@ -166,21 +161,8 @@ class RowPerObject:
 
 @benchmark("annotations")
 def annotations_bench() -> Figures:
-    stack = Stack()
-    stack.up()
-    os.environ.update(stack.client_env())
-    settings = Settings()
-    provisioner = TenantProvisioner(Backends(settings))
-    tenant = f"bench{uuid.uuid4().hex[:6]}"
-    assert provisioner.reconcile(tenant, TenantSpec(display_name=tenant)).ready
-    directory = TenantDirectory(provisioner.b.kube, settings.db)
-    ctx = directory.get(tenant)
-    try:
+    with bench_tenant("bench") as (settings, ctx):
         return _run(settings, ctx, create_api_token(ctx, "bench"))
-    finally:
-        directory.close()
-        provisioner.teardown(tenant, DeletionPolicy.DELETE)
-        provisioner.b.close()
 
 
 def _items(ctx: Any) -> list[int]:

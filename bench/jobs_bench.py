@@ -13,22 +13,18 @@ Also: the cost of one fold (reading the counts of a 10,000-item job from Redis).
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 
 import httpx
 
 from annostack.adapters.tenant_tables import data_items
-from annostack.devstack.stack import Stack
 from annostack.domain.processing import ProcessingJobSpec
-from annostack.domain.tenants import DeletionPolicy, TenantSpec
 from annostack.services.datasets import DatasetCreate, create_dataset
 from annostack.services.jobs import JobRef, JobRunner, _candidates, _routed
-from annostack.services.tenancy import TenantContext, TenantDirectory
-from annostack.services.tenants import Backends, TenantProvisioner
+from annostack.services.tenancy import TenantContext
 from annostack.settings import Settings
-from bench.runner import Figures, benchmark
+from bench.runner import Figures, bench_tenant, benchmark
 
 ITEMS = 10_000
 BATCH = 500
@@ -84,43 +80,36 @@ def _skip_backlog(settings: Settings, ctx: TenantContext) -> None:
 
 @benchmark("jobs")
 def jobs_bench() -> Figures:
-    stack = Stack()
-    stack.up()
-    os.environ.update(stack.client_env())
-    settings = Settings()
-    provisioner = TenantProvisioner(Backends(settings))
-    tenant = f"bench{uuid.uuid4().hex[:6]}"
-    assert provisioner.reconcile(tenant, TenantSpec(display_name=tenant)).ready
-    directory = TenantDirectory(provisioner.b.kube, settings.db)
-    runner = JobRunner.for_settings(settings)
-    try:
-        ctx = directory.get(tenant)
-        dataset = create_dataset(
-            ctx, DatasetCreate(name="bench", display_name="bench", data_type="IMAGE")
-        )
-        _items(ctx, dataset.id)
-        spec = ProcessingJobSpec(dataset="bench", operations=["thumbnail"])
-        batched = _batched(runner, ctx, spec)
-        _skip_backlog(settings, ctx)
-        per_message = _per_message(runner, ctx, spec)
-        _skip_backlog(settings, ctx)
-        job = JobRef(tenant, f"bench-{uuid.uuid4().hex}")
-        runner.progress.expect(tenant, job.uid, range(1, ITEMS + 1))
-        started = time.perf_counter()
-        runner.progress.counts(tenant, job.uid)
-        fold_ms = (time.perf_counter() - started) * 1000
-        return {
-            "items": ITEMS,
-            "batch": BATCH,
-            "batched_seconds": round(batched, 2),
-            "batched_messages_per_second": round(ITEMS / batched),
-            "per_message_seconds": round(per_message, 2),
-            "per_message_messages_per_second": round(ITEMS / per_message),
-            "speedup": round(per_message / batched, 1),
-            "fold_10k_item_job_ms": round(fold_ms, 2),
-        }
-    finally:
-        runner.publisher.close()
-        directory.close()
-        provisioner.teardown(tenant, DeletionPolicy.DELETE)
-        provisioner.b.close()
+    with bench_tenant("bench") as (settings, ctx):
+        runner = JobRunner.for_settings(settings)
+        try:
+            return _measure(settings, ctx, runner)
+        finally:
+            runner.publisher.close()
+
+
+def _measure(settings: Settings, ctx: TenantContext, runner: JobRunner) -> Figures:
+    dataset = create_dataset(
+        ctx, DatasetCreate(name="bench", display_name="bench", data_type="IMAGE")
+    )
+    _items(ctx, dataset.id)
+    spec = ProcessingJobSpec(dataset="bench", operations=["thumbnail"])
+    batched = _batched(runner, ctx, spec)
+    _skip_backlog(settings, ctx)
+    per_message = _per_message(runner, ctx, spec)
+    _skip_backlog(settings, ctx)
+    job = JobRef(ctx.names.tenant, f"bench-{uuid.uuid4().hex}")
+    runner.progress.expect(job.tenant, job.uid, range(1, ITEMS + 1))
+    started = time.perf_counter()
+    runner.progress.counts(job.tenant, job.uid)
+    fold_ms = (time.perf_counter() - started) * 1000
+    return {
+        "items": ITEMS,
+        "batch": BATCH,
+        "batched_seconds": round(batched, 2),
+        "batched_messages_per_second": round(ITEMS / batched),
+        "per_message_seconds": round(per_message, 2),
+        "per_message_messages_per_second": round(ITEMS / per_message),
+        "speedup": round(per_message / batched, 1),
+        "fold_10k_item_job_ms": round(fold_ms, 2),
+    }

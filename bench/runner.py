@@ -14,7 +14,8 @@ import platform
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -97,3 +98,30 @@ def fresh_operator(extra_env: dict[str, str]) -> tuple[Any, Any, int]:
     platform.install()
     platform.stop()
     return stack, platform, platform.start_operator(extra_env)
+
+
+@contextmanager
+def bench_tenant(prefix: str) -> Iterator[tuple[Any, Any]]:
+    """Stack up, one freshly provisioned tenant: (settings, its TenantContext); removed after."""
+    import uuid
+
+    from annostack.devstack.stack import Stack
+    from annostack.domain.tenants import DeletionPolicy, TenantSpec
+    from annostack.services.tenancy import TenantDirectory
+    from annostack.services.tenants import Backends, TenantProvisioner
+    from annostack.settings import Settings
+
+    stack = Stack()
+    stack.up()
+    os.environ.update(stack.client_env())
+    settings = Settings()
+    provisioner = TenantProvisioner(Backends(settings))
+    tenant = f"{prefix}{uuid.uuid4().hex[:6]}"
+    assert provisioner.reconcile(tenant, TenantSpec(display_name=tenant)).ready
+    directory = TenantDirectory(provisioner.b.kube, settings.db)
+    try:
+        yield settings, directory.get(tenant)
+    finally:
+        directory.close()
+        provisioner.teardown(tenant, DeletionPolicy.DELETE)
+        provisioner.b.close()

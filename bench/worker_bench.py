@@ -12,7 +12,6 @@ import os
 import subprocess
 import sys
 import time
-import uuid
 
 import numpy as np
 import orjson
@@ -21,13 +20,10 @@ import redis
 from PIL import Image
 
 from annostack.adapters.object_store import ObjectStoreAdmin
-from annostack.devstack.stack import Stack
 from annostack.domain.pointclouds import Field, PointCloud, write_pcd
-from annostack.domain.tenants import DeletionPolicy, TenantSpec
-from annostack.services.tenancy import TenantDirectory
-from annostack.services.tenants import Backends, TenantProvisioner
+from annostack.domain.tenant_stack import TenantConnection
 from annostack.settings import Settings
-from bench.runner import Figures, benchmark
+from bench.runner import Figures, bench_tenant, benchmark
 
 IMAGES = 150
 CLOUDS = 50
@@ -56,16 +52,12 @@ def _cloud() -> bytes:
 
 @benchmark("worker")
 def worker_bench() -> Figures:
-    stack = Stack()
-    stack.up()
-    os.environ.update(stack.client_env())
-    settings = Settings()
-    backends = Backends(settings)
-    provisioner = TenantProvisioner(backends)
-    tenant = f"wb{uuid.uuid4().hex[:6]}"
-    assert provisioner.reconcile(tenant, TenantSpec(display_name=tenant)).ready
-    directory = TenantDirectory(backends.kube, settings.db)
-    connection = directory.get(tenant).connection
+    with bench_tenant("wb") as (settings, ctx):
+        return _measure(settings, ctx.connection)
+
+
+def _measure(settings: Settings, connection: TenantConnection) -> Figures:
+    tenant = connection.tenant
     store = ObjectStoreAdmin(settings.s3).client
     client = pulsar.Client(connection.pulsar_service_url)
     try:
@@ -102,9 +94,6 @@ def worker_bench() -> Figures:
             worker.wait(timeout=30)
     finally:
         client.close()
-        directory.close()
-        provisioner.teardown(tenant, DeletionPolicy.DELETE)
-        backends.close()
     return {
         "messages": len(jobs),
         "images_1920x1080": IMAGES,

@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Any
 
 import kopf
-from pydantic import ValidationError
 
 from annostack.adapters.kube import Kube
 from annostack.domain.conditions import ConditionType, set_condition
@@ -23,6 +22,7 @@ from annostack.domain.processing import (
     processing_job_manifest,
 )
 from annostack.domain.tenants import API_GROUP, API_VERSION
+from annostack.operator.specs import parse_spec
 from annostack.operator.tenancy import tenant_context
 from annostack.operator.tenants import TIMINGS
 from annostack.services.dataset_imports import (
@@ -37,13 +37,6 @@ PLURAL = "datasets"
 GROUP_VERSION = f"{API_GROUP}/{API_VERSION}"
 JOB_PHASE_TO_DATASET = {"Complete": "Ready", "Failed": "Failed", "Cancelled": "Ready"}
 MAX_NAME_PREFIX = 240  # job names are `<dataset>-import-<8 hex>`, within Kubernetes' 253
-
-
-def _parse(spec: kopf.Spec) -> DatasetSpec:
-    try:
-        return DatasetSpec.model_validate(dict(spec))
-    except ValidationError as error:
-        raise kopf.PermanentError(f"invalid Dataset spec: {error}") from error
 
 
 def _kube(memo: kopf.Memo) -> Kube:
@@ -70,7 +63,7 @@ def reconcile_dataset(
     logger: kopf.Logger,
     **_: Any,
 ) -> None:
-    dataset = _parse(spec)
+    dataset = parse_spec(DatasetSpec, spec, "Dataset")
     current = DatasetStatus.model_validate(dict(status)).model_copy(
         update={"observed_generation": int(meta.get("generation", 0))}
     )

@@ -14,7 +14,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import kopf
-from pydantic import ValidationError
 
 from annostack.adapters.push import PushPublisher
 from annostack.domain.conditions import ConditionType, now, set_condition
@@ -24,6 +23,7 @@ from annostack.domain.push import Destination
 from annostack.domain.push import JobProgress as PushedJobProgress
 from annostack.domain.tenants import API_GROUP, API_VERSION, TenantNames
 from annostack.operator import metrics
+from annostack.operator.specs import parse_spec
 from annostack.operator.tenancy import tenant_context
 from annostack.operator.tenants import TIMINGS
 from annostack.services.jobs import JobRef, JobRunner, JobScope, Outcome, dataset_id_by_name
@@ -38,13 +38,6 @@ WAIT_FOR_DATASET_SECONDS = 10.0
 def _runner(memo: kopf.Memo) -> JobRunner:
     runner: JobRunner = memo["jobs"]
     return runner
-
-
-def _parse(spec: kopf.Spec) -> ProcessingJobSpec:
-    try:
-        return ProcessingJobSpec.model_validate(dict(spec))
-    except ValidationError as error:
-        raise kopf.PermanentError(f"invalid ProcessingJob spec: {error}") from error
 
 
 def _running(status: kopf.Status, **_: Any) -> bool:
@@ -74,7 +67,7 @@ def start_job(
     current = ProcessingJobStatus.model_validate(dict(status))
     if current.phase not in (None, "Pending"):
         return  # started before this operator (re)started; the timer carries it on
-    job_spec = _parse(spec)
+    job_spec = parse_spec(ProcessingJobSpec, spec, "ProcessingJob")
     generation = int(meta.get("generation", 0))
     try:
         ctx = tenant_context(memo, namespace)
@@ -126,7 +119,7 @@ def advance_job(
 ) -> None:
     if meta.get("deletionTimestamp"):
         return
-    job_spec = _parse(spec)
+    job_spec = parse_spec(ProcessingJobSpec, spec, "ProcessingJob")
     current = ProcessingJobStatus.model_validate(dict(status))
     runner = _runner(memo)
     try:

@@ -9,6 +9,7 @@ from prometheus_client import Counter, Gauge
 
 from annostack.domain.errors import AnnostackError
 from annostack.domain.tenants import API_GROUP, API_VERSION, TenantSpec
+from annostack.operator.specs import parse_spec
 from annostack.operator.tenants import PAUSE_ANNOTATION, PLURAL, TIMINGS, tenant_locks
 from annostack.services.autoscaling import QueueScaler
 
@@ -33,7 +34,7 @@ DEAD_LETTERS = Gauge(
 def autoscale_workers(
     name: str, spec: kopf.Spec, meta: kopf.Meta, memo: kopf.Memo, logger: kopf.Logger, **_: Any
 ) -> None:
-    tenant_spec = TenantSpec.model_validate(dict(spec))
+    tenant_spec = parse_spec(TenantSpec, spec, "Tenant")
     paused = tenant_spec.paused or meta.get("annotations", {}).get(PAUSE_ANNOTATION) == "true"
     if paused or meta.get("deletionTimestamp"):
         return

@@ -13,7 +13,6 @@ from collections import defaultdict
 from typing import Any
 
 import kopf
-from pydantic import ValidationError
 
 from annostack.domain.conditions import ConditionType
 from annostack.domain.tenants import (
@@ -24,6 +23,7 @@ from annostack.domain.tenants import (
     TenantSpec,
 )
 from annostack.operator import metrics
+from annostack.operator.specs import parse_spec
 from annostack.operator.status import tenant_status, with_condition
 from annostack.operator.timings import OperatorTimings
 from annostack.services.tenants import ReconcileReport, TenantProvisioner
@@ -42,14 +42,6 @@ tenant_locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
 def _provisioner(memo: kopf.Memo) -> TenantProvisioner:
     provisioner: TenantProvisioner = memo["provisioner"]
     return provisioner
-
-
-def _parse(spec: kopf.Spec) -> TenantSpec:
-    try:
-        return TenantSpec.model_validate(dict(spec))
-    except ValidationError as error:
-        # The CRD schema catches most of this; what it cannot is a permanent error to fix.
-        raise kopf.PermanentError(f"invalid Tenant spec: {error}") from error
 
 
 def _paused(spec: TenantSpec, meta: kopf.Meta) -> bool:
@@ -113,7 +105,7 @@ def _reconcile(
     logger: kopf.Logger,
     trigger: str,
 ) -> None:
-    tenant_spec = _parse(spec)
+    tenant_spec = parse_spec(TenantSpec, spec, "Tenant")
     if _paused(tenant_spec, meta):
         paused = with_condition(
             dict(status), ConditionType.RECONCILING, False, "", "", phase="Paused"

@@ -71,6 +71,9 @@ class ArchiveImporter:
     publish: Callable[[str, dict[str, object], str], None]
     push: Callable[[Event], None] = lambda _: None  # progress for browsers (best effort)
 
+    def __post_init__(self) -> None:
+        self.jobs = JobProgress(self.redis)
+
     def run(self, task: Task) -> int:
         archive_item = get_item(self.ctx, task.item_id)
         bucket = self.ctx.connection.bucket
@@ -134,7 +137,7 @@ class ArchiveImporter:
             if not operations:
                 return  # nothing the job asked for applies to this kind of file
             message |= {"job": task.job, "operations": operations}
-            JobProgress(self.redis).expect(self.ctx.names.tenant, task.job, [item_id])
+            self.jobs.expect(self.ctx.names.tenant, task.job, [item_id])
         self.publish(topic, message, str(item_id))
 
     def _register(self, dataset_id: int, entry: Entry) -> int:

@@ -99,20 +99,15 @@ class Platform:
                 cwd=self.stack.settings.state_dir,
                 env={**self.stack.client_env(), **(extra_env or {})},
             )
-        self._wait(self._operator_healthy, "operator /healthz")
+        url = f"http://127.0.0.1:{self.health_port}"
+        self._wait(
+            lambda: self._healthy("operator", self.pid_path, self.log_path, url),
+            "operator /healthz",
+        )
         say(f"  [green]✓[/green] operator running (log: {self.log_path})")
         record = processes.running(self.pid_path)
         assert record is not None
         return record.pid
-
-    def _operator_healthy(self) -> bool:
-        if processes.running(self.pid_path) is None:
-            raise ComponentFailed(f"the operator exited:\n{last_lines(self.log_path)}")
-        try:
-            url = f"http://127.0.0.1:{self.health_port}/healthz"
-            return http_get(url).status_code == httpx.codes.OK
-        except httpx.HTTPError:
-            return False
 
     def apply_demo(self) -> str:
         (tenant,) = documents(DEMO_TENANT)

@@ -26,7 +26,9 @@ from annostack.adapters.tenant_tables import data_items, datasets
 from annostack.domain.errors import Invalid
 from annostack.domain.processing import DatasetSpec, ImportSource
 from annostack.services.archives import classify
+from annostack.services.processing import RESERVED_PREFIXES
 from annostack.services.tenancy import TenantContext, object_store_of
+from annostack.services.uploads import count_by_status
 
 INSERT_BATCH = 1000
 IMPORTABLE_KINDS = frozenset({"image", "pointcloud"})
@@ -109,7 +111,7 @@ def import_source(ctx: TenantContext, dataset_id: int, source: ImportSource) -> 
 
 def _item_row(dataset_id: int, prefix: str, found: ListedObject) -> dict[str, object] | None:
     name = found.key[len(prefix) :].lstrip("/")
-    if not name or found.key.startswith(("derived/", "annotations/")):
+    if not name or found.key.startswith(RESERVED_PREFIXES):
         return None
     if classify(name) not in IMPORTABLE_KINDS:
         return None
@@ -157,8 +159,5 @@ def _register_archive(ctx: TenantContext, dataset_id: int, key: str) -> int:
 
 def item_counts(ctx: TenantContext, dataset_id: int) -> tuple[int, int]:
     """(items registered, items processed) of one dataset."""
-    processed = sa.func.sum(sa.case((data_items.c.status == "processed", 1), else_=0))
-    query = sa.select(sa.func.count(), processed).where(data_items.c.dataset_id == dataset_id)
-    with ctx.engine.connect() as conn:
-        total, done = conn.execute(query).one()
-    return int(total), int(done or 0)
+    by_status = count_by_status(ctx, dataset_id)
+    return sum(by_status.values()), by_status.get("processed", 0)
