@@ -26,7 +26,7 @@ from annostack.domain.push import Destination
 from annostack.domain.tenants import API_GROUP, API_VERSION, TenantNames
 from annostack.services.datasets import DatasetCreate, create_dataset
 from annostack.services.tenancy import TenantContext, TenantDirectory, create_api_token
-from annostack.services.uploads import UploadRequest, register_item
+from annostack.services.uploads import UploadRequest, count_by_status, register_item
 from annostack.settings import Settings
 from tests.integration.conftest import ROOT, load_documents
 from tests.integration.operator.conftest import OperatorProcess, Tenants
@@ -114,16 +114,6 @@ def add_items(ctx: TenantContext, store: Any, dataset_id: int, files: dict[str, 
             )
 
 
-def statuses(ctx: TenantContext, dataset_id: int) -> dict[str, int]:
-    with ctx.engine.connect() as conn:
-        rows = conn.execute(
-            sa.select(data_items.c.status, sa.func.count())
-            .where(data_items.c.dataset_id == dataset_id)
-            .group_by(data_items.c.status)
-        )
-        return {str(status): int(count) for status, count in rows}
-
-
 def dataset_id_of(resources: Resources, name: str) -> int:
     wait_for(
         lambda: resources.status("datasets", name).get("datasetId") is not None,
@@ -171,7 +161,7 @@ def test_a_job_counts_exactly_across_an_operator_restart_mid_fan_out(
     failed = next(c for c in final["conditions"] if c["type"] == "Failed")
     assert failed["reason"] == "ItemsFailed" and "dead-letter" in failed["message"]
     assert final["startTime"] <= final["completionTime"]
-    assert statuses(ctx, dataset_id) == {"processed": 100, "uploaded": 2}
+    assert count_by_status(ctx, dataset_id) == {"processed": 100, "uploaded": 2}
     wait_for(
         lambda: resources.status("datasets", "photos").get("processed") == 100,
         timeout=30,
@@ -227,7 +217,7 @@ def test_cancelling_stops_the_fan_out_and_skips_what_is_queued_then_the_ttl_dele
         timeout=60,
         what="queued messages drained",
     )
-    assert statuses(ctx, dataset_id) == {"uploaded": 150}
+    assert count_by_status(ctx, dataset_id) == {"uploaded": 150}
     wait_for(
         lambda: resources.get("processingjobs", "stopme") is None,
         timeout=30,
@@ -325,4 +315,79 @@ def test_an_archive_uploaded_through_the_api_is_imported_by_a_processing_job(
     assert job["spec"]["archiveItemId"] == body["itemId"]
     final = resources.wait_phase("processingjobs", job_name, {"Complete", "Failed"}, timeout=120)
     assert (final["phase"], final["total"], final["succeeded"]) == ("Complete", 6, 6)
-    assert statuses(ctx, dataset.id) == {"imported": 1, "processed": 6}
+    assert count_by_status(ctx, dataset.id) == {"imported": 1, "processed": 6}
+
+
+def test_a_dataset_imports_an_archive_source_and_refuses_a_missing_one(
+    tenant: str,
+    resources: Resources,
+    directory: TenantDirectory,
+    stack_settings: Settings,
+    worker: WorkerProcess,
+) -> None:
+    ctx = directory.get(tenant)
+    bundle = io.BytesIO()
+    with zipfile.ZipFile(bundle, "w") as archive:
+        for frame in range(2):
+            archive.writestr(f"scene/lidar_point_cloud_0/{frame:06d}.pcd", small_cloud(500, frame))
+    data = bundle.getvalue()
+    store = ObjectStoreAdmin(stack_settings.s3).client
+    store.put_object(ctx.connection.bucket, "raw/export.zip", io.BytesIO(data), len(data))
+    worker.start()
+
+    spec = {
+        "displayName": "Export",
+        "dataType": "POINT_CLOUD",
+        "source": {"archive": "raw/export.zip"},
+    }
+    resources.create("datasets", "export", spec)
+    status = resources.wait_phase("datasets", "export", {"Ready", "Failed"}, timeout=120)
+    assert status["phase"] == "Ready"
+    job = resources.status("processingjobs", status["importJob"])
+    assert (job["phase"], job["total"], job["succeeded"]) == ("Complete", 2, 2)
+    assert count_by_status(ctx, status["datasetId"]) == {"imported": 1, "processed": 2}
+
+    missing = {**spec, "source": {"archive": "raw/never-uploaded.zip"}}
+    resources.create("datasets", "missing", missing)
+    failed = resources.wait_phase("datasets", "missing", {"Ready", "Failed"}, timeout=60)
+    assert failed["phase"] == "Failed"
+    ready = next(c for c in failed["conditions"] if c["type"] == "Ready")
+    assert ready["reason"] == "InvalidSource" and "raw/never-uploaded.zip" in ready["message"]
+    assert "importJob" not in failed, "nothing is started for a source that is not there"
+
+
+def test_a_dataset_of_another_data_type_under_the_same_name_is_refused(
+    tenant: str, resources: Resources, directory: TenantDirectory
+) -> None:
+    ctx = directory.get(tenant)
+    create_dataset(ctx, DatasetCreate(name="shared", display_name="REST", data_type="IMAGE"))
+    resources.create("datasets", "shared", {"displayName": "GitOps", "dataType": "POINT_CLOUD"})
+    failed = resources.wait_phase("datasets", "shared", {"Ready", "Failed"}, timeout=60)
+    assert failed["phase"] == "Failed"
+    stalled = next(c for c in failed["conditions"] if c["type"] == "Stalled")
+    assert "already exists with data type IMAGE" in stalled["message"]
+
+
+def test_a_job_applied_before_its_dataset_waits_for_it(
+    tenant: str,
+    resources: Resources,
+    directory: TenantDirectory,
+    stack_settings: Settings,
+    worker: WorkerProcess,
+) -> None:
+    resources.create("processingjobs", "early", {"dataset": "later", "operations": ["thumbnail"]})
+    wait_for(
+        lambda: resources.status("processingjobs", "early").get("phase") == "Pending",
+        timeout=30,
+        what="the job waits",
+    )
+    waiting = resources.status("processingjobs", "early")["conditions"]
+    assert next(c for c in waiting if c["type"] == "Reconciling")["reason"] == "WaitingForDataset"
+
+    resources.create("datasets", "later", {"displayName": "Later", "dataType": "IMAGE"})
+    dataset_id = dataset_id_of(resources, "later")
+    ctx = directory.get(tenant)
+    add_items(ctx, ObjectStoreAdmin(stack_settings.s3).client, dataset_id, {"a.jpg": jpeg()})
+    worker.start()
+    final = resources.wait_phase("processingjobs", "early", {"Complete", "Failed"}, timeout=60)
+    assert (final["phase"], final["succeeded"]) == ("Complete", 1)
