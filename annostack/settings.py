@@ -6,17 +6,49 @@ these variables for the local stack, so the code never knows whether it talks to
 stack or to a production TiDB/Pulsar/S3.
 
 Secrets are ``SecretStr``: they print as ``**********`` in logs, reprs and tracebacks, and are
-unwrapped only where a client is built. Outside ``environment=dev`` an empty admin password is
-refused at start-up rather than discovered at the first query.
+unwrapped only where a client is built. Outside ``environment=dev`` every process refuses to
+start with a secret left at its default (empty, or a ``dev-only-`` placeholder such as the dev
+overlay's), naming the variable to set — one check, `refuse_default_secrets`, used by every
+settings class, as full-stack-fastapi-template's `_check_default_secret` is.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal, Self
 
 from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Environment = Literal["dev", "test", "prod"]
+# The dev overlay's generated Secrets and the API's session key default use this prefix: a
+# value that starts with it is a placeholder, wherever it was copied to.
+DEV_ONLY_PREFIX = "dev-only-"
+
+
+def refuse_default_secrets(
+    environment: Environment, secrets: Mapping[str, SecretStr], minimum_lengths: Mapping[str, int]
+) -> None:
+    """Outside dev, raise ValueError naming each variable whose secret is still a default.
+
+    `secrets` maps the environment variable to its value; `minimum_lengths` gives a lower
+    bound for those that must be long random values (a signing key).
+    """
+    if environment == "dev":
+        return
+    unsafe = []
+    for variable, secret in secrets.items():
+        value = secret.get_secret_value()
+        if not value or value.startswith(DEV_ONLY_PREFIX):
+            unsafe.append(variable)
+        elif len(value) < minimum_lengths.get(variable, 0):
+            unsafe.append(f"{variable} (at least {minimum_lengths[variable]} characters)")
+    if unsafe:
+        raise ValueError(
+            f"environment={environment} refuses default or placeholder secrets; "
+            f"set {', '.join(unsafe)}"
+        )
 
 
 class KubernetesSettings(BaseModel):
@@ -83,11 +115,15 @@ class Settings(BaseSettings):
     """Settings shared by all annostack processes."""
 
     model_config = SettingsConfigDict(
-        env_prefix="ANNOSTACK_", env_nested_delimiter="__", extra="ignore"
+        env_prefix="ANNOSTACK_",
+        env_nested_delimiter="__",
+        extra="ignore",
+        hide_input_in_errors=True,  # the input holds the secrets themselves
     )
 
-    environment: Literal["dev", "test", "prod"] = Field(
-        default="dev", description="Unsafe defaults (empty passwords) are refused outside dev."
+    environment: Environment = Field(
+        default="dev",
+        description="Default secrets (empty, `dev-only-…`) are refused outside dev.",
     )
     kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings)
     db: DatabaseSettings = Field(default_factory=DatabaseSettings)
@@ -96,20 +132,11 @@ class Settings(BaseSettings):
     redis: RedisSettings = Field(default_factory=RedisSettings)
 
     @model_validator(mode="after")
-    def _refuse_unsafe_defaults(self) -> Self:
-        if self.environment == "dev":
-            return self
-        missing = [
-            name
-            for name, secret in (
-                ("ANNOSTACK_DB__ADMIN_PASSWORD", self.db.admin_password),
-                ("ANNOSTACK_S3__ACCESS_KEY", self.s3.access_key),
-                ("ANNOSTACK_S3__SECRET_KEY", self.s3.secret_key),
-            )
-            if not secret.get_secret_value()
-        ]
-        if missing:
-            raise ValueError(
-                f"environment={self.environment} needs real credentials; set {', '.join(missing)}"
-            )
+    def _refuse_default_secrets(self) -> Self:
+        secrets = {
+            "ANNOSTACK_DB__ADMIN_PASSWORD": self.db.admin_password,
+            "ANNOSTACK_S3__ACCESS_KEY": self.s3.access_key,
+            "ANNOSTACK_S3__SECRET_KEY": self.s3.secret_key,
+        }
+        refuse_default_secrets(self.environment, secrets, {})
         return self

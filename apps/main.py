@@ -32,13 +32,13 @@ async def _wait_for_relay(state: AppState) -> None:
 
 
 def create_app(settings: Settings | None = None, api: ApiSettings | None = None) -> FastAPI:
+    # Both read now, not at the first request: a default secret outside dev stops start-up.
     api = api or ApiSettings()
-    if api.gateway == "admin" and not api.admin_token.get_secret_value():
-        raise ValueError("the admin gateway needs ANNOSTACK_API_ADMIN_TOKEN")
+    settings = settings or Settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        state = AppState.build(settings or Settings(), api)
+        state = AppState.build(settings, api)
         app.state.annostack = state
         relay = asyncio.create_task(state.relay.run(), name="push-relay")
         await _wait_for_relay(state)
@@ -55,6 +55,7 @@ def create_app(settings: Settings | None = None, api: ApiSettings | None = None)
         ),
         lifespan=lifespan,
     )
+    app.state.api_settings = api  # what the server needs before start-up (apps.testing)
     errors.install(app)
     observability.install(app, api.max_body_bytes)
     app.include_router(health.router)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, Self
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from annostack.settings import DEV_ONLY_PREFIX, Environment, refuse_default_secrets
+
 Gateway = Literal["user", "open", "admin"]
+# itsdangerous signs with HMAC-SHA1 over the key: a short key is a guessable one.
+MIN_SESSION_KEY_LENGTH = 32
 
 
 class ApiSettings(BaseSettings):
@@ -18,8 +22,18 @@ class ApiSettings(BaseSettings):
     * `admin` — platform operators: the admin token; issues API and session tokens.
     """
 
-    model_config = SettingsConfigDict(env_prefix="ANNOSTACK_API_", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="ANNOSTACK_API_",
+        extra="ignore",
+        populate_by_name=True,
+        hide_input_in_errors=True,  # the input holds the secrets themselves
+    )
 
+    environment: Environment = Field(
+        default="dev",
+        validation_alias="ANNOSTACK_ENVIRONMENT",  # shared with every process, no API_ prefix
+        description="Outside dev, the session key must be set to a long random value.",
+    )
     gateway: Gateway = Field(default="open", description="Which gateway this process serves.")
     admin_token: SecretStr = Field(
         default=SecretStr(""),
@@ -27,8 +41,11 @@ class ApiSettings(BaseSettings):
     )
 
     session_key: SecretStr = Field(
-        default=SecretStr("dev-only-session-key"),
-        description="Signs browser session tokens; set a long random value outside dev.",
+        default=SecretStr(f"{DEV_ONLY_PREFIX}session-key"),
+        description=(
+            "Signs browser session tokens; outside dev a random value of at least "
+            f"{MIN_SESSION_KEY_LENGTH} characters is required."
+        ),
     )
     session_max_age_seconds: int = Field(default=3600, ge=60, description="Session lifetime.")
     max_body_bytes: int = Field(
@@ -77,3 +94,24 @@ class ApiSettings(BaseSettings):
         gt=0,
         description="How often a push connection made with an API token re-checks it (revocation).",
     )
+
+    @model_validator(mode="after")
+    def _refuse_default_secrets(self) -> Self:
+        if self.gateway == "admin" and not self.admin_token.get_secret_value():
+            raise ValueError("the admin gateway needs ANNOSTACK_API_ADMIN_TOKEN")
+        secrets = {"ANNOSTACK_API_SESSION_KEY": self.session_key}
+        if self.gateway == "admin":
+            secrets["ANNOSTACK_API_ADMIN_TOKEN"] = self.admin_token
+        minimum = {"ANNOSTACK_API_SESSION_KEY": MIN_SESSION_KEY_LENGTH}
+        refuse_default_secrets(self.environment, secrets, minimum)
+        return self
+
+    @property
+    def ws_max_size(self) -> int:
+        """uvicorn's `ws_max_size`: the largest WebSocket message it assembles for the app.
+
+        uvicorn buffers a whole message before the app sees it; at its default (16 MiB) every
+        unauthenticated push connection could park that much in the server. No client message
+        is larger than one STOMP frame, so that is the bound.
+        """
+        return self.push_max_frame_bytes

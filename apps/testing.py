@@ -29,7 +29,14 @@ def _free_port() -> int:
 def serve(app: FastAPI) -> Iterator[httpx.Client]:
     """Run `app` until the block ends; yield a client pointed at it."""
     port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        ws_max_size=app.state.api_settings.ws_max_size,  # as `annostack api run` sets it
+    )
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + START_TIMEOUT_SECONDS

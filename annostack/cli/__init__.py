@@ -5,7 +5,10 @@ Entry points stay thin: they parse arguments and hand off to the layer that does
 
 from __future__ import annotations
 
+import sys
+
 import typer
+from pydantic import ValidationError
 
 from annostack.cli import api, crds, dev, image, operator, pcd, worker
 
@@ -25,4 +28,16 @@ app.add_typer(worker.app, name="worker")
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except ValidationError as error:
+        if not error.title.endswith("Settings"):
+            raise
+        # A misconfigured process: one line per problem, saying what to set, no traceback.
+        for problem in error.errors():
+            where = ".".join(str(part) for part in problem["loc"])
+            print(
+                f"annostack: {error.title}{' ' + where if where else ''}: {problem['msg']}",
+                file=sys.stderr,
+            )
+        sys.exit(2)

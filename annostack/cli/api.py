@@ -23,7 +23,12 @@ def run(
 
     import uvicorn
 
+    from annostack.apps.settings import ApiSettings
+    from annostack.settings import Settings
+
     os.environ["ANNOSTACK_API_GATEWAY"] = gateway  # read by ApiSettings in each worker
+    Settings()  # refuse a misconfiguration here, in one line, before uvicorn starts
+    api = ApiSettings()
     uvicorn.run(
         "annostack.apps.main:create_app",
         factory=True,
@@ -32,6 +37,7 @@ def run(
         workers=workers,
         proxy_headers=True,
         access_log=False,  # the app logs every request as JSON with its tenant
+        ws_max_size=api.ws_max_size,
     )
 
 
