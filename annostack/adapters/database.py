@@ -30,7 +30,7 @@ CONNECT_TIMEOUT_SECONDS = 5
 
 
 def _identifier(name: str) -> str:
-    if not IDENTIFIER.match(name):
+    if not IDENTIFIER.fullmatch(name):  # `match` would let a trailing newline in
         raise BackendRejected(Backend.DATABASE, f"refusing unsafe identifier {name!r}")
     return name
 

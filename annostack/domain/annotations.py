@@ -100,4 +100,5 @@ class AnnotationDocument(Open):
 
 
 def valid_source(source: str) -> bool:
-    return bool(SOURCE.match(source))
+    # fullmatch: with `match`, `$` lets "lidar\n" through (and a key "lidar\n.json").
+    return bool(SOURCE.fullmatch(source))

@@ -32,7 +32,8 @@ SENSOR_DIRS = {
     "camera_config": "config",
     "result": "result",
 }
-DIRECTORY_PATTERN = re.compile(r"^(lidar_point_cloud|camera_image)_\d+$|^(camera_config|result)$")
+# fullmatch, never match: `$` also matches before a trailing newline.
+DIRECTORY_PATTERN = re.compile(r"(lidar_point_cloud|camera_image)_[0-9]+|(camera_config|result)")
 POINT_CLOUD_SUFFIXES = {".pcd", ".bin", ".las", ".laz"}
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
 
@@ -62,7 +63,7 @@ def check_name(raw: str) -> str:
 def classify(name: str) -> str:
     path = PurePosixPath(name)
     for part in path.parts[:-1]:
-        match = DIRECTORY_PATTERN.match(part)
+        match = DIRECTORY_PATTERN.fullmatch(part)
         if match:
             return SENSOR_DIRS[(match.group(1) or match.group(2))]
     suffix = path.suffix.lower()

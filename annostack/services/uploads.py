@@ -115,7 +115,7 @@ class Completion(CamelModel):
 
 def _extension(name: str) -> str:
     suffix = PurePosixPath(name).suffix.lower()
-    return suffix if EXTENSION.match(suffix) else ""
+    return suffix if EXTENSION.fullmatch(suffix) else ""
 
 
 def object_key(dataset_id: int, item_id: int, name: str) -> str:
