@@ -1,3 +1,5 @@
 from annostack.cli import main
 
-main()
+# Guarded: worker processes started with `spawn` (apps.offload) import this module again.
+if __name__ == "__main__":
+    main()

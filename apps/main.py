@@ -40,6 +40,7 @@ def create_app(settings: Settings | None = None, api: ApiSettings | None = None)
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state = AppState.build(settings, api)
         app.state.annostack = state
+        state.offload.warm_up()
         relay = asyncio.create_task(state.relay.run(), name="push-relay")
         await _wait_for_relay(state)
         yield
@@ -54,10 +55,12 @@ def create_app(settings: Settings | None = None, api: ApiSettings | None = None)
             "documents in the tenant's bucket. Authenticate with `Authorization: Bearer <token>`."
         ),
         lifespan=lifespan,
+        # Counted while the body is read, chunked or not; routes that take more say so.
+        max_body_size=api.max_body_bytes,
     )
     app.state.api_settings = api  # what the server needs before start-up (apps.testing)
     errors.install(app)
-    observability.install(app, api.max_body_bytes)
+    observability.install(app)
     app.include_router(health.router)
     if api.gateway == "admin":
         app.include_router(admin.router)

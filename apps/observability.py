@@ -9,7 +9,6 @@ import uuid
 from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI, Request, Response
-from fastapi.responses import JSONResponse
 from prometheus_client import Histogram
 
 REQUEST_SECONDS = Histogram(
@@ -26,24 +25,14 @@ def _route(request: Request) -> str:
     return getattr(route, "path", "unmatched")
 
 
-def install(app: FastAPI, max_body_bytes: int) -> None:
-    app.state.max_body_bytes = max_body_bytes
-
+def install(app: FastAPI) -> None:
     @app.middleware("http")
     async def observe(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
         request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
         started = time.perf_counter()
-        length = request.headers.get("content-length", "")
-        limit = app.state.max_body_bytes
-        if length.isdigit() and int(length) > limit:
-            response: Response = JSONResponse(
-                {"detail": f"request body over {limit} bytes; upload files via /uploads"},
-                status_code=413,
-            )
-        else:
-            response = await call_next(request)
+        response = await call_next(request)
         elapsed = time.perf_counter() - started
         route = _route(request)
         REQUEST_SECONDS.labels(route, request.method, str(response.status_code)).observe(elapsed)

@@ -49,7 +49,23 @@ class ApiSettings(BaseSettings):
     )
     session_max_age_seconds: int = Field(default=3600, ge=60, description="Session lifetime.")
     max_body_bytes: int = Field(
-        default=64 * 2**20, description="Largest request body accepted (413 above)."
+        default=2**20,
+        ge=0,
+        description=(
+            "Largest request body of a route without a limit of its own (413 above, counted "
+            "while reading). Annotation saves have theirs: 8 MiB for one document, 64 MiB for "
+            "a batch."
+        ),
+    )
+    parse_workers: int = Field(
+        default=1,
+        ge=1,
+        description="Processes that parse large annotation bodies, off the event loop.",
+    )
+    parse_memory_bytes: int = Field(
+        default=512 * 2**20,
+        ge=64 * 2**20,
+        description="Memory one parse process may use (RLIMIT_DATA); a body needing more: 413.",
     )
     rate_limit_per_second: int = Field(
         default=200, ge=1, description="Requests per second per tenant (429 above)."

@@ -11,6 +11,7 @@ from annostack.adapters.kube import Kube
 from annostack.adapters.objects import ObjectIO, Presigner
 from annostack.adapters.push import AsyncPushPublisher, PushRelay
 from annostack.adapters.queue import Publisher
+from annostack.apps.offload import Offload
 from annostack.apps.push.hub import Hub
 from annostack.apps.settings import ApiSettings
 from annostack.services.tenancy import SessionTokens, TenantDirectory
@@ -33,6 +34,7 @@ class AppState:
     hub: Hub
     relay: PushRelay
     push: AsyncPushPublisher
+    offload: Offload
 
     @classmethod
     def build(cls, settings: Settings, api: ApiSettings) -> AppState:
@@ -56,6 +58,7 @@ class AppState:
             hub=hub,
             relay=relay,
             push=AsyncPushPublisher(coordination.redis),
+            offload=Offload(api.parse_workers, api.parse_memory_bytes),
         )
 
     async def close(self) -> None:
@@ -63,3 +66,4 @@ class AppState:
         await self.coordination.close()
         self.publisher.close()
         self.directory.close()
+        self.offload.close()

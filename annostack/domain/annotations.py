@@ -4,18 +4,42 @@ A document holds every object annotated on one item (hundreds for a point-cloud 
 schema checks what tools rely on (geometry present and well-formed, ids and classes typed) and
 keeps every field it does not know: annotation tools add their own, and a save must never drop
 them.
+
+Only standard JSON is accepted, the same way for one document and for a batch: no `NaN` or
+`Infinity`, no number beyond a double's range (`1e999999`), no integer beyond 64 bits. Each
+would come back to a reader as something else (a JavaScript client reads `null`, a rounded
+number or a parse error), so it is refused with a reason instead of stored.
+
+The checks here are pure functions of the request body, so the API runs them in worker
+processes (apps.offload): a 50 MB batch is seconds of parsing that must not stop the API's
+event loop.
 """
 
 from __future__ import annotations
 
+import json
 import re
+from dataclasses import dataclass
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from annostack.domain.errors import AnnostackError, Invalid, InvalidFields, TooLarge
+from annostack.domain.models import CamelModel
 
 SOURCE_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 SOURCE = re.compile(SOURCE_PATTERN)
 MAX_DOCUMENT_BYTES = 8 * 2**20  # a dense segmentation of a 300k-point frame fits easily
+BATCH_LIMIT = 1000  # documents per batch request
+# A batch body: up to 1,000 documents of a few KiB to a few MiB each. Larger is refused while
+# it is read (413), before anything parses it.
+MAX_BATCH_BYTES = 64 * 2**20
+MAX_REPORTED_ERRORS = 20  # a response lists at most this many problems, and says how many more
+# orjson reads integers beyond 64 bits as (rounded) floats: a run of 20+ digits sends the body
+# through the exact reader to find out. Rare in annotations, so the fast path stays fast.
+LONG_DIGITS = re.compile(rb"[0-9]{20,}")
+NON_STANDARD = "no NaN, Infinity, numbers beyond a double or integers beyond 64 bits"
 
 
 class Open(BaseModel):
@@ -102,3 +126,122 @@ class AnnotationDocument(Open):
 def valid_source(source: str) -> bool:
     # fullmatch: with `match`, `$` lets "lidar\n" through (and a key "lidar\n.json").
     return bool(SOURCE.fullmatch(source))
+
+
+def parse_json(body: bytes) -> object:
+    """The body as Python values if it is standard JSON; Invalid with the reason if not."""
+    try:
+        value = orjson.loads(body)  # refuses NaN, Infinity and numbers beyond a double's range
+    except orjson.JSONDecodeError as error:
+        if "memory" in str(error):  # orjson's only sign that its buffer could not be allocated
+            raise MemoryError(str(error)) from error
+        raise Invalid(f"not standard JSON ({NON_STANDARD}): {error}") from error
+    if LONG_DIGITS.search(body):
+        value = json.loads(body)  # exact integers, to check them
+        try:
+            orjson.dumps(value)
+        except TypeError as error:
+            raise Invalid(
+                f"not standard JSON ({NON_STANDARD}): an integer beyond 64 bits"
+            ) from error
+    return value
+
+
+@dataclass(frozen=True)
+class CheckedDocument:
+    """A document as it is stored (the client's bytes) and what its index row records."""
+
+    body: bytes
+    object_count: int
+
+
+def field_errors(error: ValidationError, prefix: tuple[str | int, ...] = ()) -> InvalidFields:
+    """The first MAX_REPORTED_ERRORS problems, where and what; never the input itself."""
+    problems = error.errors(include_url=False, include_input=False, include_context=False)
+    shown = [
+        {"type": p["type"], "loc": [*prefix, *p["loc"]], "msg": p["msg"]}
+        for p in problems[:MAX_REPORTED_ERRORS]
+    ]
+    return InvalidFields(shown, len(problems))
+
+
+def _validate(value: object) -> AnnotationDocument:
+    try:
+        return AnnotationDocument.model_validate(value)
+    except ValidationError as error:
+        first = error.errors(include_url=False, include_input=False)[0]
+        location = ".".join(str(part) for part in first["loc"])
+        raise Invalid(f"{location}: {first['msg']}") from error
+
+
+def check_document(body: bytes) -> CheckedDocument:
+    """One document as a client sent it: within the size limit, standard JSON, valid."""
+    if len(body) > MAX_DOCUMENT_BYTES:
+        raise TooLarge(f"document is {len(body)} bytes; the limit is {MAX_DOCUMENT_BYTES}")
+    document = _validate(parse_json(body))
+    return CheckedDocument(body, len(document.objects))
+
+
+class BatchSaveEntry(CamelModel):
+    item_id: int
+    if_match: str | None = None
+    if_none_match: bool = False
+    document: dict[str, object]
+
+
+class BatchSaveRequest(CamelModel):
+    """`POST /v1/annotations/batch-save`: each document saved on its own condition."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "source": "lidar",
+                    "documents": [
+                        {"itemId": 42, "ifMatch": '"8c1f0b"', "document": {"objects": []}},
+                        {"itemId": 43, "ifNoneMatch": True, "document": {"objects": []}},
+                    ],
+                }
+            ]
+        }
+    )
+
+    source: str
+    documents: list[BatchSaveEntry] = Field(min_length=1, max_length=BATCH_LIMIT)
+
+
+@dataclass(frozen=True)
+class CheckedEntry:
+    """One entry of a batch: its document checked, or why it cannot be saved (reported)."""
+
+    item_id: int
+    if_match: str | None
+    if_none_match: bool
+    document: CheckedDocument | None
+    error: AnnostackError | None = None
+
+
+def _check_entry(entry: BatchSaveEntry) -> CheckedEntry:
+    try:
+        # Re-encoded by orjson, which keeps every value exactly (parse_json made sure).
+        document = check_document(orjson.dumps(entry.document))
+    except (Invalid, TooLarge) as error:
+        return CheckedEntry(entry.item_id, entry.if_match, entry.if_none_match, None, error)
+    return CheckedEntry(entry.item_id, entry.if_match, entry.if_none_match, document)
+
+
+def check_batch(body: bytes) -> tuple[str, list[CheckedEntry]]:
+    """A batch-save body: its source and each entry checked; the request's own errors raise.
+
+    The number of documents is checked before any of them is validated, so an oversized batch
+    costs one parse, not one validation per entry and an error for each.
+    """
+    value = parse_json(body)
+    documents = value.get("documents") if isinstance(value, dict) else None
+    if isinstance(documents, list) and len(documents) > BATCH_LIMIT:
+        raise TooLarge(f"{len(documents)} documents in one batch; the limit is {BATCH_LIMIT}")
+    try:
+        request = BatchSaveRequest.model_validate(value)
+    except ValidationError as error:
+        raise field_errors(error, ("body",)) from None
+    return request.source, [_check_entry(entry) for entry in request.documents]

@@ -8,7 +8,9 @@
     ├── PreconditionRequired   428: a write without If-Match / If-None-Match
     ├── TooLarge               413: over a documented size limit
     ├── Invalid                422: well-formed but not acceptable
+    │   └── InvalidFields          422 listing each field's problem (FastAPI's shape), capped
     ├── RateLimited            429: over the tenant's request rate (Retry-After)
+    ├── Overloaded             503: this replica cannot take the work right now (Retry-After)
     └── BackendError           a backend call failed; `backend` names which
         ├── BackendUnavailable     cannot reach it, or it answered 5xx/timeout (temporary: retry)
         └── BackendRejected        it refused the request (permanent until something changes)
@@ -21,6 +23,7 @@ redelivery. Messages never carry credentials.
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Any
 
 
 class Backend(StrEnum):
@@ -78,12 +81,30 @@ class Invalid(AnnostackError):
     """The payload is well-formed but not acceptable (schema, values)."""
 
 
+class InvalidFields(Invalid):
+    """A request's fields are wrong: `errors` are the first few problems of `total`."""
+
+    def __init__(self, errors: list[dict[str, Any]], total: int) -> None:
+        super().__init__(errors, total)  # both in args: it crosses process boundaries pickled
+        self.errors = errors
+        self.total = total
+
+    def __str__(self) -> str:
+        listed = "; ".join(".".join(map(str, e["loc"])) + f": {e['msg']}" for e in self.errors)
+        more = self.total - len(self.errors)
+        return listed + (f" (and {more} more)" if more else "")
+
+
 class RateLimited(AnnostackError):
     """Over the tenant's request rate; `retry_after` says when to come back."""
 
     def __init__(self, retry_after: float) -> None:
         super().__init__(f"rate limit exceeded; retry after {retry_after:.1f}s")
         self.retry_after = retry_after
+
+
+class Overloaded(AnnostackError):
+    """This API replica cannot do the work now (its parser restarted); retrying may succeed."""
 
 
 _HTTP_STATUS: tuple[tuple[type[AnnostackError], int], ...] = (
@@ -94,6 +115,7 @@ _HTTP_STATUS: tuple[tuple[type[AnnostackError], int], ...] = (
     (TooLarge, 413),
     (Invalid, 422),
     (RateLimited, 429),
+    (Overloaded, 503),
     (InvalidSpec, 422),
     (BackendUnavailable, 503),
     (BackendRejected, 502),

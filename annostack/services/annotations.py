@@ -10,8 +10,8 @@ stale save changes nothing (412). Only what is queried goes to SQL: item, source
 object count, ETag, time.
 
 Batch load streams the stored bytes into the response without parsing them; batch save
-validates each document and reports per document — a failed document is not written, the
-others are.
+reports per document — a failed document is not written, the others are. Documents arrive
+here checked (domain.annotations: size, standard JSON, schema), parsed off the event loop.
 """
 
 from __future__ import annotations
@@ -22,12 +22,16 @@ from dataclasses import dataclass
 
 import orjson
 import sqlalchemy as sa
-from pydantic import ValidationError
 from sqlalchemy.dialects.mysql import insert as mysql_insert
 
 from annostack.adapters.objects import ObjectIO, ObjectMissing, Presigner, StoredObject
 from annostack.adapters.tenant_tables import annotation_results
-from annostack.domain.annotations import MAX_DOCUMENT_BYTES, AnnotationDocument, valid_source
+from annostack.domain.annotations import (
+    BATCH_LIMIT,
+    CheckedDocument,
+    CheckedEntry,
+    valid_source,
+)
 from annostack.domain.errors import (
     AnnostackError,
     Invalid,
@@ -39,7 +43,6 @@ from annostack.domain.errors import (
 from annostack.services.datasets import existing_items
 from annostack.services.tenancy import TenantContext
 
-BATCH_LIMIT = 1000
 CONCURRENCY = 32  # requests in flight to the object store per batch
 
 
@@ -47,19 +50,6 @@ def document_key(item_id: int, source: str) -> str:
     if not valid_source(source):
         raise Invalid(f"source {source!r} must match [a-z0-9][a-z0-9_-]{{0,63}}")
     return f"annotations/{int(item_id)}/{source}.json"
-
-
-def parse_document(body: bytes) -> AnnotationDocument:
-    if not body:
-        raise Invalid("the document is empty or holds numbers outside the 64-bit range")
-    if len(body) > MAX_DOCUMENT_BYTES:
-        raise TooLarge(f"document is {len(body)} bytes; the limit is {MAX_DOCUMENT_BYTES}")
-    try:
-        return AnnotationDocument.model_validate_json(body)
-    except ValidationError as error:
-        first = error.errors()[0]
-        location = ".".join(str(part) for part in first["loc"])
-        raise Invalid(f"{location}: {first['msg']}") from error
 
 
 @dataclass(frozen=True)
@@ -89,19 +79,19 @@ async def _write(
     bucket: str,
     item_id: int,
     source: str,
-    body: bytes,
+    document: CheckedDocument,
     if_match: str | None,
     if_none_match: bool,
-) -> tuple[str, int]:
-    """Validate and conditionally store one document; its ETag and object count."""
+) -> str:
+    """Conditionally store one checked document; its ETag."""
     key = document_key(item_id, source)
-    document = parse_document(body)
     if if_match is None and not if_none_match:
         raise PreconditionRequired(
             "send If-Match with the ETag you loaded, or If-None-Match: * for a first save"
         )
+    body = document.body
     written = await io.put(bucket, key, body, if_match=if_match, if_none_match=if_none_match)
-    return written.etag, len(document.objects)
+    return written.etag
 
 
 async def save(
@@ -109,14 +99,15 @@ async def save(
     io: ObjectIO,
     item_id: int,
     source: str,
-    body: bytes,
+    document: CheckedDocument,
     if_match: str | None,
     if_none_match: bool,
 ) -> Saved:
     document_key(item_id, source)
     await _require_item(ctx, item_id)
     bucket = ctx.connection.bucket
-    etag, count = await _write(io, bucket, item_id, source, body, if_match, if_none_match)
+    etag = await _write(io, bucket, item_id, source, document, if_match, if_none_match)
+    count = document.object_count
     versions = await asyncio.to_thread(_record, ctx, source, [(item_id, etag, count)])
     return Saved(item_id, etag, versions[item_id], count)
 
@@ -186,19 +177,11 @@ async def load_batch(
             task.cancel()
 
 
-@dataclass(frozen=True)
-class BatchEntry:
-    item_id: int
-    body: bytes
-    if_match: str | None
-    if_none_match: bool
-
-
 async def save_batch(
     ctx: TenantContext,
     io: ObjectIO,
     source: str,
-    entries: list[BatchEntry],
+    entries: list[CheckedEntry],
     locked_by_others: dict[int, str],
 ) -> list[dict[str, object]]:
     """Save each document on its own; a result per document, in request order.
@@ -213,8 +196,11 @@ async def save_batch(
     limit = asyncio.Semaphore(CONCURRENCY)
     bucket = ctx.connection.bucket
 
-    async def one(entry: BatchEntry) -> dict[str, object]:
+    async def one(entry: CheckedEntry) -> dict[str, object]:
         item = entry.item_id
+        if entry.error is not None or entry.document is None:
+            error = entry.error or Invalid("no document")
+            return {"itemId": item, "status": http_status(error), "error": str(error)}
         if item in locked_by_others:
             return {
                 "itemId": item,
@@ -225,11 +211,12 @@ async def save_batch(
             return {"itemId": item, "status": 404, "error": f"data item {item} not found"}
         async with limit:
             try:
-                etag, count = await _write(
-                    io, bucket, item, source, entry.body, entry.if_match, entry.if_none_match
+                etag = await _write(
+                    io, bucket, item, source, entry.document, entry.if_match, entry.if_none_match
                 )
             except AnnostackError as error:
                 return {"itemId": item, "status": http_status(error), "error": str(error)}
+        count = entry.document.object_count
         return {"itemId": item, "status": 200, "etag": etag, "objectCount": count}
 
     results = list(await asyncio.gather(*(one(entry) for entry in entries)))

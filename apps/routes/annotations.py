@@ -6,16 +6,22 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-import orjson
-from fastapi import APIRouter, Body, Header, Request, Response
+from fastapi import APIRouter, Header, Request, Response
 from fastapi.responses import StreamingResponse
-from pydantic import ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from annostack.apps.deps import CallerDep, ObjectsDep, StateDep, TenantDep
+from annostack.domain.annotations import (
+    BATCH_LIMIT,
+    MAX_BATCH_BYTES,
+    MAX_DOCUMENT_BYTES,
+    BatchSaveRequest,
+    check_batch,
+    check_document,
+)
 from annostack.domain.errors import Conflict, TooLarge
 from annostack.domain.models import CamelModel
 from annostack.services import annotations as service
-from annostack.services.annotations import BATCH_LIMIT, BatchEntry
 
 router = APIRouter(prefix="/v1", tags=["annotations"])
 
@@ -66,6 +72,22 @@ def _json_example(example: object) -> dict[int | str, dict[str, object]]:
     return {200: {"content": {"application/json": {"example": example}}}}
 
 
+def _inline_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """A model's JSON schema with its `$defs` inlined (OpenAPI resolves `#/` in its own root)."""
+    schema = model.model_json_schema(by_alias=True)
+    definitions = schema.pop("$defs", {})
+
+    def resolve(node: Any) -> Any:
+        if isinstance(node, dict):
+            if "$ref" in node:
+                return resolve(definitions[node["$ref"].rsplit("/", 1)[-1]])
+            return {key: resolve(value) for key, value in node.items()}
+        return [resolve(value) for value in node] if isinstance(node, list) else node
+
+    resolved: dict[str, Any] = resolve(schema)
+    return resolved
+
+
 def _etag_header(etag: str) -> str:
     return f'"{etag}"'
 
@@ -89,6 +111,7 @@ async def load(ctx: TenantDep, io: ObjectsDep, item_id: int, source: str) -> Res
 @router.put(
     "/items/{item_id}/annotations/{source}",
     summary="Save one annotation document (If-Match, or If-None-Match: * for the first save).",
+    max_body_size=MAX_DOCUMENT_BYTES,
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -113,9 +136,10 @@ async def save(
     holder = await state.coordination.holder(ctx.names.tenant, item_id)
     if holder is not None and holder != who:
         raise Conflict(f"item {item_id} is being edited by {holder}")
-    body = await request.body()
+    # Read within the route's limit, then checked off the event loop when it is large.
+    document = await state.offload.parse(await request.body(), check_document)
     saved = await service.save(
-        ctx, io, item_id, source, body, _unquote(if_match), if_none_match == "*"
+        ctx, io, item_id, source, document, _unquote(if_match), if_none_match == "*"
     )
     return Response(
         content=f'{{"version":{saved.version},"objectCount":{saved.object_count}}}',
@@ -150,60 +174,33 @@ async def _prepend(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[by
         yield chunk
 
 
-class BatchSaveEntry(CamelModel):
-    item_id: int
-    if_match: str | None = None
-    if_none_match: bool = False
-    document: dict[str, object]
-
-
-class BatchSave(CamelModel):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "source": "lidar",
-                    "documents": [
-                        {"itemId": 42, "ifMatch": '"8c1f0b"', "document": EXAMPLE_DOCUMENT},
-                        {"itemId": 43, "ifNoneMatch": True, "document": EXAMPLE_DOCUMENT},
-                    ],
-                }
-            ]
-        }
-    )
-
-    source: str
-    documents: list[BatchSaveEntry] = Field(min_length=1, max_length=BATCH_LIMIT)
-
-
 @router.post(
     "/annotations/batch-save",
     summary="Save up to 1,000 documents of one source; each one conditional, each reported.",
+    max_body_size=MAX_BATCH_BYTES,
+    # The body is read and parsed by the route itself (in a worker process when large), so
+    # its schema is declared here rather than by a parameter FastAPI would parse on the loop.
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": _inline_schema(BatchSaveRequest),
+                    "example": BatchSaveRequest.model_json_schema()["examples"][0],
+                }
+            },
+        }
+    },
     responses=_json_example(BATCH_SAVE_RESPONSE),
 )
 async def batch_save(
-    ctx: TenantDep,
-    io: ObjectsDep,
-    state: StateDep,
-    who: CallerDep,
-    body: Annotated[BatchSave, Body()],
+    ctx: TenantDep, io: ObjectsDep, state: StateDep, who: CallerDep, request: Request
 ) -> dict[str, object]:
-    entries = [
-        BatchEntry(e.item_id, _encode(e.document), e.if_match, e.if_none_match)
-        for e in body.documents
-    ]
+    source, entries = await state.offload.parse(await request.body(), check_batch)
     holders = await state.coordination.holders(ctx.names.tenant, [e.item_id for e in entries])
     locked = {item: holder for item, holder in holders.items() if holder != who}
-    results = await service.save_batch(ctx, io, body.source, entries, locked)
-    return {"source": body.source, "results": results}
-
-
-def _encode(document: dict[str, object]) -> bytes:
-    """The document as JSON; b"" for what JSON clients cannot read back (reported as 422)."""
-    try:
-        return orjson.dumps(document)
-    except TypeError:  # integers beyond 64 bits: JavaScript and most tools would corrupt them
-        return b""
+    results = await service.save_batch(ctx, io, source, entries, locked)
+    return {"source": source, "results": results}
 
 
 class PresignRequest(CamelModel):

@@ -1,0 +1,82 @@
+"""Which annotation bodies are accepted: standard JSON only, for a document as for a batch."""
+
+from __future__ import annotations
+
+import asyncio
+
+import orjson
+import pytest
+
+from annostack.apps.offload import INLINE_BYTES, Offload
+from annostack.domain.annotations import (
+    BATCH_LIMIT,
+    MAX_REPORTED_ERRORS,
+    check_batch,
+    check_document,
+)
+from annostack.domain.errors import Invalid, InvalidFields, TooLarge
+
+NON_STANDARD = [b"NaN", b"Infinity", b"-Infinity", b"1e999999", b"123456789012345678901234567890"]
+
+
+def _batch(document: bytes, entries: int = 1) -> bytes:
+    entry = b'{"itemId": 1, "ifNoneMatch": true, "document": ' + document + b"}"
+    return b'{"source": "lidar", "documents": [' + b",".join([entry] * entries) + b"]}"
+
+
+@pytest.mark.parametrize("number", NON_STANDARD)
+def test_non_standard_numbers_are_refused_in_one_document_and_in_a_batch(number: bytes) -> None:
+    document = b'{"objects": [], "score": ' + number + b"}"
+    with pytest.raises(Invalid, match="not standard JSON") as single:
+        check_document(document)
+    with pytest.raises(Invalid, match="not standard JSON") as batch:
+        check_batch(_batch(document))
+    assert str(single.value).split(":")[0] == str(batch.value).split(":")[0], "the same way"
+
+
+def test_what_is_stored_is_what_was_sent() -> None:
+    body = b'{"objects": [], "big": 18446744073709551615, "id": "123456789012345678901234"}'
+    assert check_document(body).body == body
+    _, [entry] = check_batch(_batch(body))
+    assert entry.document is not None
+    assert orjson.loads(entry.document.body) == orjson.loads(body), "no value rounded or lost"
+
+
+def test_an_oversized_batch_is_refused_by_its_count_alone() -> None:
+    expected = f"800000 documents in one batch; the limit is {BATCH_LIMIT}"
+    with pytest.raises(TooLarge, match=expected):
+        check_batch(_batch(b'{"objects": []}', 800_000))
+
+
+def test_field_errors_are_capped_and_counted() -> None:
+    body = b'{"source": "lidar", "documents": [' + b",".join([b'{"itemId": "x"}'] * 500) + b"]}"
+    with pytest.raises(InvalidFields) as error:
+        check_batch(body)
+    assert len(error.value.errors) == MAX_REPORTED_ERRORS
+    assert error.value.total == 1000  # each entry: itemId not an integer, document missing
+    assert error.value.errors[0]["loc"] == ["body", "documents", 0, "itemId"]
+    assert "input" not in error.value.errors[0]
+
+
+def test_a_bad_document_in_a_batch_is_reported_alone() -> None:
+    good = b'{"objects": []}'
+    bad = b'{"objects": [{"id": "a", "type": "CUBE"}]}'
+    body = b'{"source": "s", "documents": [' + _batch(good)[34:-2] + b"," + _batch(bad)[34:-2]
+    _, entries = check_batch(body + b"]}")
+    assert [e.error is None for e in entries] == [True, False]
+    assert "objects.0" in str(entries[1].error)
+
+
+def test_large_bodies_are_parsed_in_a_worker_process() -> None:
+    offload = Offload(workers=1, memory_bytes=256 * 2**20)
+    document = b'{"objects": [], "pad": "' + b"x" * INLINE_BYTES + b'"}'
+    exploding = b"[" + b"{}," * (20 * 2**20) + b"{}]"  # 60 MiB: over a GiB as Python objects
+    try:
+        checked = asyncio.run(offload.parse(document, check_document))
+        assert checked.object_count == 0
+        with pytest.raises(TooLarge, match="more than 256 MiB to parse"):
+            asyncio.run(offload.parse(exploding, check_batch))
+        again = asyncio.run(offload.parse(document, check_document))
+        assert again.body == document, "the worker survives its MemoryError"
+    finally:
+        offload.close()
