@@ -1,7 +1,11 @@
 """Uploads: the client PUTs straight to the bucket through pre-signed URLs, then says done.
 
 `start` registers the item (status ``uploading``) and returns one pre-signed PUT URL, or for
-files above the multipart threshold an S3 multipart upload with one pre-signed URL per part.
+files above the multipart threshold an S3 multipart upload: its part size and count and the
+URLs of the first PART_PAGE parts; `part_urls` signs the next ones when the client gets there.
+A 5 TiB file is 10,000 parts: signing them all up front would be a 5 MB answer, seconds of
+signing, and URLs that expire before a long upload reaches them. Clients sign parts as they
+go anyway (Uppy's `signPart`, the AWS SDKs' per-part requests).
 The object key is ``data/<dataset id>/<item id><ext>``, from ids and an extension checked
 against a pattern — never the client's file name. `complete` assembles the parts if any,
 verifies the object (it exists, the size matches), marks the item ``uploaded`` with its
@@ -39,6 +43,7 @@ EXTENSION = re.compile(r"^\.[a-z0-9]{1,8}$")
 MAX_OBJECT_BYTES = 5 * 2**40  # S3's object size limit
 MIN_PART_BYTES = 8 * 2**20  # S3 needs >= 5 MiB for every part but the last
 MAX_PARTS = 10_000  # S3's limit
+PART_PAGE = 100  # part URLs per answer: 800 MiB to 55 GiB of upload, signed in milliseconds
 POINT_CLOUD_EXTENSIONS = {".pcd", ".bin", ".las", ".laz", ".ply"}
 ARCHIVE_EXTENSIONS = {".zip", ".tar", ".tgz", ".gz"}
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
@@ -67,10 +72,34 @@ class PartTicket(CamelModel):
     url: str = Field(description="Pre-signed PUT URL for this part; keep the ETag it returns.")
 
 
-class MultipartTicket(CamelModel):
+class PartPage(CamelModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "parts": [
+                        {
+                            "partNumber": 101,
+                            "url": "https://s3.example.com/annostack-demo/data/3/42.las?partNumber=101&uploadId=...",
+                        }
+                    ],
+                    "nextPartNumber": 102,
+                }
+            ]
+        }
+    )
+
+    parts: list[PartTicket] = Field(description=f"At most {PART_PAGE} parts, in order.")
+    next_part_number: int | None = Field(
+        description="Ask `GET /v1/items/{id}/upload/parts?first=` this for the next URLs; null "
+        "when these are the last."
+    )
+
+
+class MultipartTicket(PartPage):
     upload_id: str
     part_size: int = Field(description="Bytes per part; the last part may be smaller.")
-    parts: list[PartTicket]
+    part_count: int = Field(description="Parts the file is uploaded in.")
 
 
 class UploadTicket(CamelModel):
@@ -181,15 +210,39 @@ async def start(
     upload_id = await io.create_multipart(bucket, key, request.content_type)
     await asyncio.to_thread(_set_upload_id, ctx, item_id, upload_id)
     size = part_size_for(request.size)
-    count = -(-request.size // size)
+    page = _part_page(io, bucket, key, upload_id, request.size, 1)
+    ticket = MultipartTicket(
+        upload_id=upload_id,
+        part_size=size,
+        part_count=-(-request.size // size),
+        parts=page.parts,
+        next_part_number=page.next_part_number,
+    )
+    return UploadTicket(item_id=item_id, multipart=ticket)
+
+
+def _part_page(
+    io: ObjectIO, bucket: str, key: str, upload_id: str, size: int, first: int
+) -> PartPage:
+    count = -(-size // part_size_for(size))
+    if not 1 <= first <= count:
+        raise Invalid(f"part numbers of this upload are 1 to {count}")
+    last = min(count, first + PART_PAGE - 1)
     parts = [
         PartTicket(part_number=n, url=io.presigner.presign_part(bucket, key, upload_id, n))
-        for n in range(1, count + 1)
+        for n in range(first, last + 1)
     ]
-    return UploadTicket(
-        item_id=item_id,
-        multipart=MultipartTicket(upload_id=upload_id, part_size=size, parts=parts),
-    )
+    return PartPage(parts=parts, next_part_number=last + 1 if last < count else None)
+
+
+async def part_urls(ctx: TenantContext, io: ObjectIO, item_id: int, first: int) -> PartPage:
+    """Pre-signed URLs for the parts from `first` on, of an upload in progress."""
+    item = await asyncio.to_thread(get_item, ctx, item_id)
+    upload_id = await asyncio.to_thread(_upload_id, ctx, item_id)
+    if item.status != "uploading" or upload_id is None:
+        raise Conflict(f"item {item_id} has no multipart upload in progress")
+    key = object_key(item.dataset_id, item.id, item.name)
+    return _part_page(io, ctx.connection.bucket, key, upload_id, item.size, first)
 
 
 def _set_upload_id(ctx: TenantContext, item_id: int, upload_id: str | None) -> None:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, status
+from fastapi import APIRouter, Body, Query, status
 
 from annostack.apps.deps import ObjectsDep, StateDep, TenantDep
 from annostack.domain.push import Destination, UploadProgress
 from annostack.services import uploads as service
 from annostack.services.datasets import ItemPublic
-from annostack.services.uploads import Completion, UploadRequest, UploadTicket
+from annostack.services.uploads import Completion, PartPage, UploadRequest, UploadTicket
 
 router = APIRouter(prefix="/v1", tags=["uploads"])
 
@@ -25,6 +25,16 @@ async def start_upload(
 ) -> UploadTicket:
     threshold = state.api.multipart_threshold_bytes
     return await service.start(ctx, io, dataset_id, body, threshold)
+
+
+@router.get(
+    "/items/{item_id}/upload/parts",
+    summary="Pre-signed URLs for the next parts of a multipart upload (up to 100 per call).",
+)
+async def part_urls(
+    ctx: TenantDep, io: ObjectsDep, item_id: int, first: Annotated[int, Query(ge=1)] = 1
+) -> PartPage:
+    return await service.part_urls(ctx, io, item_id, first)
 
 
 @router.post(
