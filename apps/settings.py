@@ -84,6 +84,14 @@ class ApiSettings(BaseSettings):
         ge=1024,
         description="Largest STOMP frame a push client may send (ERROR and close above).",
     )
+    push_max_connect_bytes: int = Field(
+        default=8 * 1024,
+        ge=1024,
+        description=(
+            "Largest frame before CONNECT has authenticated the client: anyone can open a "
+            "socket, so until then a client may make the server hold only this much."
+        ),
+    )
     push_queue_frames: int = Field(
         default=256,
         ge=1,
@@ -128,6 +136,8 @@ class ApiSettings(BaseSettings):
 
         uvicorn buffers a whole message before the app sees it; at its default (16 MiB) every
         unauthenticated push connection could park that much in the server. No client message
-        is larger than one STOMP frame, so that is the bound.
+        needs more than one STOMP frame. Twice that: a frame a little over the limit still
+        reaches the app and gets a STOMP ERROR saying why; a larger message is refused by
+        uvicorn (close 1009) as its header arrives, before its payload is buffered.
         """
-        return self.push_max_frame_bytes
+        return 2 * self.push_max_frame_bytes

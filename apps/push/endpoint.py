@@ -1,5 +1,9 @@
 """`GET /v1/push` (WebSocket): STOMP 1.2 for browsers and services, on every API replica.
 
+Until CONNECT has authenticated the client, a frame may be at most `push_max_connect_bytes`
+(a few KiB; after, `push_max_frame_bytes`), and uvicorn assembles no WebSocket message much
+larger than that (`ApiSettings.ws_max_size`): an unauthenticated socket costs kilobytes.
+
 Each connection runs two tasks: a reader that parses frames and drives the `StompSession`,
 and a writer that drains the connection's `Outbox` and sends heart-beats when idle. They
 end together: the reader on disconnect, a fatal frame or heart-beat silence (it then closes
@@ -22,7 +26,13 @@ from annostack.apps.push.session import SessionClosed, SessionLimits, StompSessi
 from annostack.apps.state import AppState
 from annostack.domain.errors import AnnostackError, RateLimited
 from annostack.domain.push import Subscriber
-from annostack.domain.stomp import HEARTBEAT, FrameError, FrameParser, Limits, encode
+from annostack.domain.stomp import (
+    HEARTBEAT,
+    FrameError,
+    FrameParser,
+    Limits,
+    encode,
+)
 
 router = APIRouter(tags=["push"])
 # STOMP-over-WebSocket subprotocols, best first; only 1.2 is spoken, but clients that offer
@@ -56,7 +66,7 @@ class Connection:
         self.websocket = websocket
         self.state = state
         self.outbox = Outbox(api.push_queue_frames)
-        self.parser = FrameParser(Limits(max_frame_bytes=api.push_max_frame_bytes))
+        self.parser = FrameParser(Limits(max_frame_bytes=api.push_max_connect_bytes))
         limits = SessionLimits(api.push_heartbeat_ms, api.push_max_subscriptions)
         self.session = StompSession(state.hub, self.outbox, self._authenticate, limits)
         self.sent_at = time.monotonic()
@@ -104,6 +114,7 @@ class Connection:
 
     def _connected(self) -> None:
         """Just after CONNECT: start heart-beating, and note when the credentials expire."""
+        self.parser.limits = Limits(max_frame_bytes=self.state.api.push_max_frame_bytes)
         self._heartbeat()
         subscriber = self.session.subscriber
         if subscriber is not None and subscriber.expires_at is not None:
@@ -149,7 +160,8 @@ class Connection:
             self.outbox.close(encode(closed.frame) if closed.frame else None)
             return closed.reason
         except FrameError as error:
-            self.outbox.close(encode(error_frame(f"malformed frame: {error}")))
+            before = "" if self.session.subscriber else " (before CONNECT)"
+            self.outbox.close(encode(error_frame(f"malformed frame: {error}{before}")))
             return "error"
         except TimeoutError:
             if self.expires is not None and time.monotonic() >= self.expires - TIMER_SLACK:
