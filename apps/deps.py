@@ -8,6 +8,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.requests import HTTPConnection
 
 from annostack.adapters.objects import ObjectIO
 from annostack.apps.state import AppState
@@ -33,8 +34,27 @@ def app_state(request: Request) -> AppState:
 StateDep = Annotated[AppState, Depends(app_state)]
 
 
-async def authenticate(state: AppState, token: str) -> tuple[TenantContext, Principal]:
-    """The tenant and principal a token stands for, or Unauthenticated (REST and push alike)."""
+async def authenticate(
+    state: AppState, token: str, address: str
+) -> tuple[TenantContext, Principal]:
+    """The tenant and principal a token stands for, or Unauthenticated (REST and push alike).
+
+    An address that failed too often recently gets RateLimited before anything is looked up.
+    """
+    state.failed_logins.check(address)
+    try:
+        return await _verify(state, token)
+    except Unauthenticated:
+        await state.failed_logins.failed(address)
+        raise
+
+
+def client_address(connection: HTTPConnection) -> str:
+    # uvicorn puts the forwarded client here when the proxy is trusted (FORWARDED_ALLOW_IPS).
+    return connection.client.host if connection.client else "unknown"
+
+
+async def _verify(state: AppState, token: str) -> tuple[TenantContext, Principal]:
     # Each gateway takes one kind of credential: a leaked API token cannot drive the browser
     # gateway, and a stolen browser session cannot script the developer API.
     if token.startswith(SESSION_TOKEN_PREFIX) != (state.api.gateway == "user"):
@@ -61,7 +81,7 @@ async def current_tenant(
 ) -> TenantContext:
     if credentials is None:
         raise Unauthenticated("missing bearer token")
-    context, principal = await authenticate(state, credentials.credentials)
+    context, principal = await authenticate(state, credentials.credentials, client_address(request))
     request.state.tenant = context.names.tenant
     request.state.principal = (
         f"user:{principal.subject}" if principal.kind == "session" else f"token:{principal.subject}"

@@ -70,6 +70,18 @@ class ApiSettings(BaseSettings):
     rate_limit_per_second: int = Field(
         default=200, ge=1, description="Requests per second per tenant (429 above)."
     )
+    auth_failures_allowed: int = Field(
+        default=30,
+        ge=1,
+        description=(
+            "Failed authentications one client address may make per window; beyond, it gets "
+            "429 until the window ends (behind a proxy, set uvicorn's FORWARDED_ALLOW_IPS so "
+            "the address is the client's)."
+        ),
+    )
+    auth_failure_window_seconds: int = Field(
+        default=60, ge=1, description="Starts at an address's first failed authentication."
+    )
     multipart_threshold_bytes: int = Field(
         default=64 * 2**20,
         ge=5 * 2**20,

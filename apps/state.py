@@ -11,10 +11,11 @@ from annostack.adapters.kube import Kube
 from annostack.adapters.objects import ObjectIO, Presigner
 from annostack.adapters.push import AsyncPushPublisher, PushRelay
 from annostack.adapters.queue import Publisher
+from annostack.apps.logins import FailedLogins
 from annostack.apps.offload import Offload
 from annostack.apps.push.hub import Hub
 from annostack.apps.settings import ApiSettings
-from annostack.services.tenancy import SessionTokens, TenantDirectory
+from annostack.services.tenancy import NEGATIVE_TTL_SECONDS, SessionTokens, TenantDirectory
 from annostack.settings import Settings
 
 # Many tenants' documents in flight at once; the object store is the limit, not the client.
@@ -35,6 +36,7 @@ class AppState:
     relay: PushRelay
     push: AsyncPushPublisher
     offload: Offload
+    failed_logins: FailedLogins
 
     @classmethod
     def build(cls, settings: Settings, api: ApiSettings) -> AppState:
@@ -49,7 +51,9 @@ class AppState:
         return cls(
             settings=settings,
             api=api,
-            directory=TenantDirectory(Kube(settings.kubernetes), settings.db),
+            directory=TenantDirectory(
+                Kube(settings.kubernetes), settings.db, remember_missing=NEGATIVE_TTL_SECONDS
+            ),
             objects=ObjectIO(Presigner(settings.s3), http),
             publisher=Publisher(settings.pulsar.service_url),
             sessions=SessionTokens(api.session_key.get_secret_value(), api.session_max_age_seconds),
@@ -59,6 +63,9 @@ class AppState:
             relay=relay,
             push=AsyncPushPublisher(coordination.redis),
             offload=Offload(api.parse_workers, api.parse_memory_bytes),
+            failed_logins=FailedLogins(
+                coordination, api.auth_failures_allowed, api.auth_failure_window_seconds
+            ),
         )
 
     async def close(self) -> None:

@@ -2,6 +2,8 @@
 
 Rate limit: a fixed one-second window per tenant (INCR + EXPIRE in one pipeline) — cheap, and
 good enough to stop a runaway client; Retry-After tells it when the window ends.
+Failed authentications: a counter per client address whose window starts at its first
+failure (SET NX EX, INCR, PTTL in one transaction), shared by every replica.
 Locks: `SET key holder NX PX ttl`; heartbeat and release only by the holder (checked and
 changed atomically in Lua), so a stale client can neither extend nor drop a lock it lost.
 """
@@ -43,6 +45,19 @@ class Coordination:
         except redis.RedisError as error:
             raise BackendUnavailable(Backend.REDIS, type(error).__name__) from error
         return None if count <= per_second else window + 1 - time.time()
+
+    async def count_auth_failure(self, address: str, window_seconds: int) -> tuple[int, float]:
+        """Count one failed authentication from `address`: failures so far, seconds left."""
+        key = f"annostack:authfail:{address}"
+        try:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.set(key, 0, nx=True, ex=window_seconds)
+                pipe.incr(key)
+                pipe.pttl(key)
+                _, count, ttl_ms = await pipe.execute()
+        except redis.RedisError as error:
+            raise BackendUnavailable(Backend.REDIS, type(error).__name__) from error
+        return int(count), max(int(ttl_ms), 0) / 1000
 
     @staticmethod
     def _lock_key(tenant: str, item_id: int) -> str:

@@ -98,8 +98,8 @@ class InvalidFields(Invalid):
 class RateLimited(AnnostackError):
     """Over the tenant's request rate; `retry_after` says when to come back."""
 
-    def __init__(self, retry_after: float) -> None:
-        super().__init__(f"rate limit exceeded; retry after {retry_after:.1f}s")
+    def __init__(self, retry_after: float, reason: str = "rate limit exceeded") -> None:
+        super().__init__(f"{reason}; retry after {retry_after:.1f}s")
         self.retry_after = retry_after
 
 

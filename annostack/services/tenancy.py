@@ -11,12 +11,20 @@ tenant's schema. Tokens carry the tenant's name so it can be resolved without a 
   platform's session key; carry tenant and user, checked without a database round trip.
   They may also list the user's teams (there is no team model yet: whoever issues the session
   — the login flow — states them, and push uses them to authorise team destinations).
+
+A token names its tenant, so a made-up one would cost a Kubernetes API read per request: a
+name that is not a tenant name is refused without one, and a tenant found missing is
+remembered as missing for NEGATIVE_TTL_SECONDS by the API's directory (a tenant created
+meanwhile is usable that much later; the operator, which reads only tenants that exist or are
+being provisioned, does not wait). Failed authentications are also rate-limited per client
+address (apps.logins).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 import threading
 import time
@@ -25,6 +33,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from prometheus_client import Counter
 from sqlalchemy.engine import Engine
 
 from annostack.adapters.database import engine_for
@@ -32,12 +41,20 @@ from annostack.adapters.kube import Kube
 from annostack.adapters.tenant_tables import api_tokens
 from annostack.domain.errors import AnnostackError
 from annostack.domain.tenant_stack import TenantConnection
-from annostack.domain.tenants import MAX_NAME_LENGTH, TenantNames
+from annostack.domain.tenants import MAX_NAME_LENGTH, NAME_PATTERN, TenantNames
 from annostack.settings import DatabaseSettings, ObjectStoreSettings
 
 API_TOKEN_PREFIX = "ast_"  # noqa: S105 (a prefix, not a secret)
 SESSION_TOKEN_PREFIX = "ass_"  # noqa: S105
 DIRECTORY_TTL_SECONDS = 60.0
+NEGATIVE_TTL_SECONDS = 10.0
+MAX_REMEMBERED_MISSING = 10_000  # made-up names are many; forget the oldest past this
+TENANT_NAME = re.compile(NAME_PATTERN)
+TENANT_LOOKUPS = Counter(
+    "annostack_tenant_lookups_total",
+    "Tenant Secret reads from the Kubernetes API by the tenant directory, by result.",
+    ["result"],
+)
 
 
 class Unauthenticated(AnnostackError):
@@ -80,25 +97,45 @@ def object_store_of(connection: TenantConnection) -> ObjectStoreSettings:
 class TenantDirectory:
     """Tenant name -> its connection details and a pool as its own DB user (cached)."""
 
-    def __init__(self, kube: Kube, db: DatabaseSettings) -> None:
+    def __init__(self, kube: Kube, db: DatabaseSettings, remember_missing: float = 0.0) -> None:
         self.kube = kube
         self.db = db
+        self.remember_missing = remember_missing  # seconds a missing tenant is not looked up
         self._cache: dict[str, TenantContext] = {}
+        self._missing: dict[str, float] = {}  # tenant -> when it was found missing (monotonic)
         self._lock = threading.Lock()
 
     def get(self, tenant: str) -> TenantContext:
+        if len(tenant) > MAX_NAME_LENGTH or not TENANT_NAME.fullmatch(tenant):
+            raise UnknownTenant(tenant)
         with self._lock:
             cached = self._cache.get(tenant)
             if cached and time.monotonic() - cached.loaded_at < DIRECTORY_TTL_SECONDS:
                 return cached
-        context = self._load(tenant, cached)
+            missing_since = self._missing.get(tenant)
+            if missing_since and time.monotonic() - missing_since < self.remember_missing:
+                raise UnknownTenant(tenant)
+        try:
+            context = self._load(tenant, cached)
+        except UnknownTenant:
+            self._remember_missing(tenant)
+            raise
         with self._lock:
             self._cache[tenant] = context
+            self._missing.pop(tenant, None)
         return context
+
+    def _remember_missing(self, tenant: str) -> None:
+        with self._lock:
+            self._missing.pop(tenant, None)  # re-inserted last: the dict stays oldest-first
+            self._missing[tenant] = time.monotonic()
+            while len(self._missing) > MAX_REMEMBERED_MISSING:
+                del self._missing[next(iter(self._missing))]
 
     def _load(self, tenant: str, previous: TenantContext | None) -> TenantContext:
         names = TenantNames(tenant=tenant)
         data = self.kube.secret_data(names.namespace, names.secret)
+        TENANT_LOOKUPS.labels("found" if data else "missing").inc()
         if not data:
             raise UnknownTenant(tenant)
         connection = TenantConnection.from_env(data)

@@ -19,7 +19,7 @@ import time
 from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect
 
-from annostack.apps.deps import authenticate
+from annostack.apps.deps import authenticate, client_address
 from annostack.apps.push import metrics
 from annostack.apps.push.hub import Outbox
 from annostack.apps.push.session import SessionClosed, SessionLimits, StompSession, error_frame
@@ -75,7 +75,7 @@ class Connection:
         self.recheck_at: float | None = None  # monotonic time an API token is verified again
 
     async def _authenticate(self, token: str) -> Subscriber:
-        _, principal = await authenticate(self.state, token)
+        _, principal = await authenticate(self.state, token, client_address(self.websocket))
         self.token = token
         # A CONNECT counts against the tenant's request rate, as a REST call does: a client
         # stuck in a reconnect loop must not cost more than one hammering the REST API.
@@ -129,7 +129,7 @@ class Connection:
         if self.recheck_at is None or time.monotonic() < self.recheck_at - TIMER_SLACK:
             return False
         try:
-            await authenticate(self.state, self.token)
+            await authenticate(self.state, self.token, client_address(self.websocket))
         except AnnostackError as error:
             frame = error_frame(f"token no longer valid ({error}); reconnect with a valid one")
             raise SessionClosed("revoked", frame) from error
