@@ -71,7 +71,7 @@ class ApiSettings(BaseSettings):
         default=200, ge=1, description="Requests per second per tenant (429 above)."
     )
     auth_failures_allowed: int = Field(
-        default=30,
+        default=60,
         ge=1,
         description=(
             "Failed authentications one client address may make per window; beyond, it gets "

@@ -75,6 +75,11 @@ def sessions(push_settings: ApiSettings) -> SessionTokens:
     return SessionTokens(key, push_settings.session_max_age_seconds)
 
 
+@pytest.fixture
+def alice(sessions: SessionTokens, tenant: str) -> str:
+    return sessions.issue(tenant, "alice", teams=["red"])
+
+
 @pytest.fixture(scope="session")
 def publisher(stack_settings: Settings) -> Iterator[PushPublisher]:
     """What a worker or the operator holds (the synchronous one)."""

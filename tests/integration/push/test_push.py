@@ -35,11 +35,6 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def alice(sessions: SessionTokens, tenant: str) -> str:
-    return sessions.issue(tenant, "alice", teams=["red"])
-
-
-@pytest.fixture
 def stomp_py(replicas: list[Replica]) -> Iterator[StompPy]:
     client = StompPy(replicas[1].ws_url)
     yield client
