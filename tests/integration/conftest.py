@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import socket
-import subprocess
-import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import yaml
 from kubernetes import client
 
 from annostack.adapters.kube import Kube
+from annostack.apps.testing import ApiProcess
+from annostack.apps.testing import api_process as run_api_process
 from annostack.services.tenancy import TenantDirectory
 from annostack.services.tenants import Backends, TenantProvisioner
 from annostack.settings import Settings
@@ -117,49 +113,12 @@ def api_settings(
     return stack_settings.model_copy(update={"kubernetes": kubernetes})
 
 
-@dataclass(frozen=True)
-class ApiProcess:
-    """`annostack api run` as its own process, as a pod runs it: memory can be measured."""
-
-    http: httpx.Client
-    pid: int
-
-    @property
-    def base_url(self) -> str:
-        return str(self.http.base_url).rstrip("/")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="session")
 def api_process(
     api_settings: Settings, installed_crds: None, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ApiProcess]:
-    port = _free_port()
-    env = {
-        **os.environ,
-        "ANNOSTACK_KUBERNETES__KUBECONFIG": str(api_settings.kubernetes.kubeconfig),
-    }
-    log = (tmp_path_factory.mktemp("api-process") / "api.log").open("w")
-    command = [sys.executable, "-m", "annostack", "api", "run", "--host", "127.0.0.1"]
-    process = subprocess.Popen([*command, "--port", str(port)], env=env, stdout=log, stderr=log)
-    http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120)
-
-    def healthy() -> bool:
-        assert process.poll() is None, f"the API exited; see {log.name}"
-        with contextlib.suppress(httpx.TransportError):
-            return http.get("/healthz").status_code == 200
-        return False
-
-    try:
-        wait_for(healthy, timeout=120, what="the API process answering /healthz")
-        yield ApiProcess(http, process.pid)
-    finally:
-        http.close()
-        process.terminate()
-        process.wait(timeout=30)
-        log.close()
+    """`annostack api run` as its own process (as the API's ServiceAccount): measurable."""
+    kubeconfig = str(api_settings.kubernetes.kubeconfig)
+    env = {**os.environ, "ANNOSTACK_KUBERNETES__KUBECONFIG": kubeconfig}
+    with run_api_process(env, tmp_path_factory.mktemp("api-process") / "api.log") as process:
+        yield process

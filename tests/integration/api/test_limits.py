@@ -6,8 +6,6 @@ values are in the assertion messages.
 
 from __future__ import annotations
 
-import select
-import socket
 import threading
 import time
 import uuid
@@ -20,62 +18,17 @@ from websockets.typing import Subprotocol
 
 from annostack.apps.main import create_app
 from annostack.apps.settings import ApiSettings
-from annostack.apps.testing import serve
+from annostack.apps.testing import ApiProcess, children_of, memory_of, send_chunked, serve
 from annostack.domain.annotations import BATCH_LIMIT, MAX_BATCH_BYTES
 from annostack.services.uploads import MAX_OBJECT_BYTES, MAX_PARTS, PART_PAGE
 from annostack.settings import Settings
 from tests.integration.api.conftest import ApiTenant
 from tests.integration.api.test_api import new_dataset, uploaded_item
-from tests.integration.conftest import ApiProcess
 from tests.integration.push.clients import connect_frame
-from tests.support import children_of, memory_of
 
 pytestmark = pytest.mark.integration
 
 MiB = 2**20
-
-
-def send_chunked(
-    base_url: str, path: str, headers: dict[str, str], total: int
-) -> tuple[int, bytes, int]:
-    """POST `total` bytes with no Content-Length (chunked); stop as soon as an answer comes.
-
-    Returns (status, response body, bytes sent). A raw socket, because HTTP clients send the
-    whole body before they read the answer.
-    """
-    url = httpx.URL(base_url)
-    head = [f"POST {path} HTTP/1.1", f"Host: {url.host}:{url.port}"]
-    head += ["Transfer-Encoding: chunked", "Content-Type: application/json"]
-    head += [f"{name}: {value}" for name, value in headers.items()]
-    chunk = b"%x\r\n%s\r\n" % (MiB, b" " * MiB)  # whitespace: JSON that never ends
-    sent = 0
-    with socket.create_connection((url.host, url.port), timeout=120) as sock:
-        sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode())
-        try:
-            while sent < total and not select.select([sock], [], [], 0)[0]:
-                sock.sendall(chunk)
-                sent += MiB
-            if sent >= total:
-                sock.sendall(b'{"source": "lidar", "documents": []}\r\n0\r\n\r\n')
-        except (BrokenPipeError, ConnectionResetError):
-            pass
-        answer = b""
-        while b"\r\n\r\n" not in answer or len(answer) < _expected_length(answer):
-            data = sock.recv(65536)
-            if not data:
-                break
-            answer += data
-    status = int(answer.split(b" ", 2)[1])
-    return status, answer.split(b"\r\n\r\n", 1)[1], sent
-
-
-def _expected_length(answer: bytes) -> int:
-    head, _, _ = answer.partition(b"\r\n\r\n")
-    for line in head.split(b"\r\n")[1:]:
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
-            return len(head) + 4 + int(value)
-    return len(answer) + 1
 
 
 def test_a_chunked_body_cannot_bypass_the_body_limit(

@@ -9,10 +9,9 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection
 
 from annostack.apps.settings import ApiSettings
-from tests.integration.conftest import ApiProcess
+from annostack.apps.testing import ApiProcess, memory_of
 from tests.integration.push.clients import TIMEOUT, connect_frame, raw
 from tests.integration.push.conftest import Replica
-from tests.support import memory_of
 
 pytestmark = pytest.mark.integration
 
