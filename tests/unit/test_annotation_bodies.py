@@ -43,7 +43,7 @@ def test_what_is_stored_is_what_was_sent() -> None:
 
 
 def test_an_oversized_batch_is_refused_by_its_count_alone() -> None:
-    expected = f"800000 documents in one batch; the limit is {BATCH_LIMIT}"
+    expected = f"more than {BATCH_LIMIT} documents in one batch; that is the limit"
     with pytest.raises(TooLarge, match=expected):
         check_batch(_batch(b'{"objects": []}', 800_000))
 
@@ -80,3 +80,31 @@ def test_large_bodies_are_parsed_in_a_worker_process() -> None:
         assert again.body == document, "the worker survives its MemoryError"
     finally:
         offload.close()
+
+
+@pytest.mark.parametrize("layout", ["compact", "spaced", "documents-first"])
+def test_the_count_is_read_in_any_layout(layout: str) -> None:
+    entry = {"itemId": 1, "ifNoneMatch": True, "document": {"objects": []}}
+    for entries, refused in ((BATCH_LIMIT, False), (BATCH_LIMIT + 1, True)):
+        value: dict[str, object] = {"source": "lidar", "documents": [entry] * entries}
+        if layout == "documents-first":
+            value = {"documents": value["documents"], "source": "lidar"}
+        body = orjson.dumps(value, option=orjson.OPT_INDENT_2 if layout == "spaced" else 0)
+        if refused:
+            with pytest.raises(TooLarge, match="more than 1000 documents"):
+                check_batch(body)
+        else:
+            assert len(check_batch(body)[1]) == BATCH_LIMIT
+
+
+def test_a_second_documents_key_cannot_smuggle_a_huge_list() -> None:
+    entry = b'{"itemId": 1, "document": {}}'
+    body = b'{"documents": [' + entry + b'], "source": "s", "documents": ['
+    body += b",".join([entry] * (BATCH_LIMIT + 1)) + b"]}"
+    with pytest.raises(TooLarge, match=f"{BATCH_LIMIT + 1} documents in one batch"):
+        check_batch(body)  # the JSON reader keeps the last key: counted after the parse
+
+
+def test_a_malformed_envelope_is_reported_by_the_parser() -> None:
+    with pytest.raises(Invalid, match="not standard JSON"):
+        check_batch(b'{"source": "s", "documents": [{"itemId": 1,]}')
