@@ -112,6 +112,11 @@ def memory_of(pid: int) -> tuple[int, int]:
     return in_bytes("VmRSS"), in_bytes("VmHWM")
 
 
+def reset_peak(pid: int) -> None:
+    """Reset a process's VmHWM to its current RSS (Linux `clear_refs`), to measure one peak."""
+    Path(f"/proc/{pid}/clear_refs").write_text("5")
+
+
 def children_of(pid: int) -> list[int]:
     """The direct child processes of `pid` (the API's parse workers)."""
     tasks = Path(f"/proc/{pid}/task").iterdir()

@@ -15,6 +15,7 @@ One round each — these are bounds, not latencies:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import statistics
 import tempfile
@@ -29,7 +30,14 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection
 from websockets.sync.client import connect as ws_connect
 
-from annostack.apps.testing import ApiProcess, api_process, children_of, memory_of, send_chunked
+from annostack.apps.testing import (
+    ApiProcess,
+    api_process,
+    children_of,
+    memory_of,
+    reset_peak,
+    send_chunked,
+)
 from annostack.services.tenancy import create_api_token
 from bench.runner import Figures, bench_tenant, benchmark
 
@@ -56,8 +64,13 @@ def _peak_mib(pid: int) -> float:
     return memory_of(pid)[1] / MiB
 
 
+def _fresh_peak_mib(pid: int) -> float:
+    reset_peak(pid)
+    return _peak_mib(pid)
+
+
 def _chunked(api: ApiProcess, auth: dict[str, str]) -> dict[str, Any]:
-    before = _peak_mib(api.pid)
+    before = _fresh_peak_mib(api.pid)
     started = time.perf_counter()
     status, body, sent = send_chunked(api.base_url, "/v1/annotations/batch-save", auth, 1024 * MiB)
     return {
@@ -84,6 +97,7 @@ def _huge_batch(api: ApiProcess, auth: dict[str, str]) -> dict[str, Any]:
                 latencies.append(time.perf_counter() - started)
                 time.sleep(0.05)
 
+    before = _fresh_peak_mib(api.pid)
     prober = threading.Thread(target=probe)
     prober.start()
     started = time.perf_counter()
@@ -106,35 +120,35 @@ def _huge_batch(api: ApiProcess, auth: dict[str, str]) -> dict[str, Any]:
         "healthz_worst_seconds": round(max(latencies), 3),
         "healthz_median_seconds": round(statistics.median(latencies), 3),
         "parse_workers_peak_rss_mib": [round(_peak_mib(pid)) for pid in workers],
-        "api_peak_rss_mib": round(_peak_mib(api.pid)),
+        "api_peak_rss_before_mib": round(before),
+        "api_peak_rss_growth_mib": round(_peak_mib(api.pid) - before),
     }
 
 
 def _push_flood(api: ApiProcess) -> dict[str, Any]:
     url = api.base_url.replace("http://", "ws://") + "/v1/push"
-    sockets = [ws_connect(url, open_timeout=10, max_size=None) for _ in range(20)]
-    before = _peak_mib(api.pid)
-    closed: list[bool] = []
+    answers: list[str] = []
 
     def flood(socket: ClientConnection) -> None:
         try:
             socket.send("x" * (16 * MiB))
-            socket.recv(30)
-        except ConnectionClosed:
-            closed.append(True)
+            answers.append(str(socket.recv(30)).split("\n")[0])  # the server's STOMP answer
+        except ConnectionClosed as closed:
+            answers.append(f"closed {closed.rcvd.code if closed.rcvd else ''}".strip())
         except TimeoutError:
-            pass
+            answers.append("no answer")
 
-    started = time.perf_counter()
-    threads = [threading.Thread(target=flood, args=(s,)) for s in sockets]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(120)
-    for socket in sockets:
-        socket.close()
+    with contextlib.ExitStack() as connections:
+        sockets = [connections.enter_context(ws_connect(url, open_timeout=10)) for _ in range(20)]
+        before = _fresh_peak_mib(api.pid)
+        started = time.perf_counter()
+        threads = [threading.Thread(target=flood, args=(s,)) for s in sockets]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(120)
     return {
-        "connections_closed_by_server": len(closed),
+        "answers": {answer: answers.count(answer) for answer in sorted(set(answers))},
         "seconds": round(time.perf_counter() - started, 2),
         "peak_rss_before_mib": round(before),
         "peak_rss_growth_mib": round(_peak_mib(api.pid) - before),

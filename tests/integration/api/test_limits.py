@@ -18,7 +18,14 @@ from websockets.typing import Subprotocol
 
 from annostack.apps.main import create_app
 from annostack.apps.settings import ApiSettings
-from annostack.apps.testing import ApiProcess, children_of, memory_of, send_chunked, serve
+from annostack.apps.testing import (
+    ApiProcess,
+    children_of,
+    memory_of,
+    reset_peak,
+    send_chunked,
+    serve,
+)
 from annostack.domain.annotations import BATCH_LIMIT, MAX_BATCH_BYTES
 from annostack.services.uploads import MAX_OBJECT_BYTES, MAX_PARTS, PART_PAGE
 from annostack.settings import Settings
@@ -35,6 +42,7 @@ def test_a_chunked_body_cannot_bypass_the_body_limit(
     api_process: ApiProcess, tenant_a: ApiTenant
 ) -> None:
     """1 GiB chunked to batch-save: refused at the route's 64 MiB while reading."""
+    reset_peak(api_process.pid)
     _, peak_before = memory_of(api_process.pid)
     status, body, sent = send_chunked(
         api_process.base_url, "/v1/annotations/batch-save", tenant_a.auth, 1024 * MiB

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 
 import pytest
@@ -9,7 +10,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection
 
 from annostack.apps.settings import ApiSettings
-from annostack.apps.testing import ApiProcess, memory_of
+from annostack.apps.testing import ApiProcess, memory_of, reset_peak
 from tests.integration.push.clients import TIMEOUT, connect_frame, raw
 from tests.integration.push.conftest import Replica
 
@@ -39,8 +40,6 @@ def test_twenty_unauthenticated_16_mib_messages_cost_next_to_nothing(
     api_process: ApiProcess,
 ) -> None:
     url = api_process.base_url.replace("http://", "ws://") + "/v1/push"
-    sockets = [raw(url) for _ in range(20)]
-    _, peak_before = memory_of(api_process.pid)
     closed: list[bool] = []
 
     def flood(socket: ClientConnection) -> None:
@@ -50,14 +49,16 @@ def test_twenty_unauthenticated_16_mib_messages_cost_next_to_nothing(
         except ConnectionClosed:
             closed.append(True)
 
-    floods = [threading.Thread(target=flood, args=(s,)) for s in sockets]
-    for thread in floods:
-        thread.start()
-    for thread in floods:
-        thread.join(60)
-    _, peak_after = memory_of(api_process.pid)
-    for socket in sockets:
-        socket.close()
+    with contextlib.ExitStack() as connections:
+        sockets = [connections.enter_context(raw(url)) for _ in range(20)]
+        reset_peak(api_process.pid)
+        _, peak_before = memory_of(api_process.pid)
+        floods = [threading.Thread(target=flood, args=(s,)) for s in sockets]
+        for thread in floods:
+            thread.start()
+        for thread in floods:
+            thread.join(60)
+        _, peak_after = memory_of(api_process.pid)
     growth = (peak_after - peak_before) / MiB
     assert len(closed) == 20, "every flooding connection is closed"
     assert growth < 50, f"peak RSS grew by {growth:.0f} MiB"
