@@ -186,7 +186,13 @@ async def _prepend(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[by
             "content": {
                 "application/json": {
                     "schema": _inline_schema(BatchSaveRequest),
-                    "example": BatchSaveRequest.model_json_schema()["examples"][0],
+                    "example": {
+                        "source": "lidar",
+                        "documents": [
+                            {"itemId": 42, "ifMatch": '"8c1f0b"', "document": EXAMPLE_DOCUMENT},
+                            {"itemId": 43, "ifNoneMatch": True, "document": EXAMPLE_DOCUMENT},
+                        ],
+                    },
                 }
             },
         }
