@@ -10,13 +10,17 @@ Workers are spawned, not forked (the API has threads), and each runs under RLIMI
 body built to explode in memory (64 MiB of `[{},{},...]` is over a GiB of Python objects)
 fails as MemoryError in the worker — the request gets 413 — instead of the pod being
 OOM-killed. A worker that dies anyway breaks the pool; it is replaced and the requests it
-held get 503.
+held get 503. A worker whose API process is gone exits by itself (it holds both ends of its
+task queue, so it would never see the queue close).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import resource
+import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -26,11 +30,20 @@ from typing import TypeVar
 from annostack.domain.errors import Overloaded, TooLarge
 
 INLINE_BYTES = 256 * 1024  # ~1 ms of parsing: less than a round trip to a worker
+PARENT_CHECK_SECONDS = 1.0
 T = TypeVar("T")
 
 
-def _limit_memory(limit_bytes: int) -> None:
+def _start_worker(limit_bytes: int, api_pid: int) -> None:
+    """In each worker, first: the memory cap, and an exit when the API process is gone."""
     resource.setrlimit(resource.RLIMIT_DATA, (limit_bytes, limit_bytes))
+
+    def exit_with_the_api() -> None:
+        while os.getppid() == api_pid:
+            time.sleep(PARENT_CHECK_SECONDS)
+        os._exit(0)  # orphaned: nobody will send work or read results
+
+    threading.Thread(target=exit_with_the_api, name="api-watch", daemon=True).start()
 
 
 class Offload:
@@ -45,8 +58,8 @@ class Offload:
         return ProcessPoolExecutor(
             self.workers,
             mp_context=get_context("spawn"),
-            initializer=_limit_memory,
-            initargs=(self.memory_bytes,),
+            initializer=_start_worker,
+            initargs=(self.memory_bytes, os.getpid()),
         )
 
     def warm_up(self) -> None:

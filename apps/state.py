@@ -69,8 +69,8 @@ class AppState:
         )
 
     async def close(self) -> None:
+        self.offload.close()  # first: nothing below may keep the worker processes alive
         await self.http.close()
         await self.coordination.close()
         self.publisher.close()
         self.directory.close()
-        self.offload.close()

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import orjson
 import pytest
@@ -15,6 +19,7 @@ from annostack.domain.annotations import (
     check_document,
 )
 from annostack.domain.errors import Invalid, InvalidFields, TooLarge
+from tests.support import wait_for
 
 NON_STANDARD = [b"NaN", b"Infinity", b"-Infinity", b"1e999999", b"123456789012345678901234567890"]
 
@@ -108,3 +113,30 @@ def test_a_second_documents_key_cannot_smuggle_a_huge_list() -> None:
 def test_a_malformed_envelope_is_reported_by_the_parser() -> None:
     with pytest.raises(Invalid, match="not standard JSON"):
         check_batch(b'{"source": "s", "documents": [{"itemId": 1,]}')
+
+
+def test_a_worker_exits_when_its_api_process_is_gone() -> None:
+    """An API killed without shutting down (SIGKILL, OOM) leaves no parse worker behind."""
+    script = (
+        "import asyncio, os\n"
+        "from annostack.apps.offload import INLINE_BYTES, Offload\n"
+        "from annostack.domain.annotations import check_document\n"
+        "offload = Offload(workers=1, memory_bytes=256 * 2**20)\n"
+        "body = b'{\"objects\": [], \"pad\": \"' + b'x' * INLINE_BYTES + b'\"}'\n"
+        "asyncio.run(offload.parse(body, check_document))\n"
+        "print(*offload.pool._processes, flush=True)\n"
+        "os._exit(0)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    (worker,) = map(int, done.stdout.split())
+
+    def gone() -> bool:
+        try:
+            os.kill(worker, 0)
+        except ProcessLookupError:
+            return True
+        return Path(f"/proc/{worker}/stat").read_text().split()[2] == "Z"
+
+    wait_for(gone, timeout=10, what=f"parse worker {worker} exiting")
