@@ -1,0 +1,3 @@
+module annostack.local/pause
+
+go 1.26

@@ -1,0 +1,159 @@
+"""The images built here (`annostack dev images`) run, and load into containerd.
+
+Containers run with podman (runc, no network) from the build's own storage; containerd is one
+of our own, started for the module with its own root, state and socket and the CRI plugin off,
+so the node's containerd is never touched. A cold cache builds everything first (minutes).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from annostack.devstack.console import CommandFailed
+from annostack.devstack.containers import ContainerTools, containerd_digest, read_archive
+from annostack.devstack.images import ImageSet, ensure_images, load_into_containerd
+from annostack.devstack.settings import DevStackSettings
+from tests.support import wait_for
+
+pytestmark = pytest.mark.integration
+
+COMMANDS = {
+    "operator": ["operator", "run", "--help"],
+    "api": ["api", "run", "--help"],
+    "worker": ["worker", "run", "--help"],
+}
+# Every native library the worker's code path loads: the Pulsar client, the compiled LZF
+# (a source-only package the builder compiles), Pillow, numpy; and a PCD round trip.
+WORKER_IMPORTS = (
+    "import lzf, numpy, PIL.Image, pulsar, annostack.workers.runtime;"
+    "data = bytes(range(256)) * 64;"
+    "assert lzf.decompress(lzf.compress(data), len(data)) == data;"
+    "print('worker libraries ok')"
+)
+
+
+@pytest.fixture(scope="module")
+def settings() -> DevStackSettings:
+    return DevStackSettings()
+
+
+@pytest.fixture(scope="module")
+def built(pytestconfig: pytest.Config, settings: DevStackSettings) -> ImageSet:
+    capture = pytestconfig.pluginmanager.getplugin("capturemanager")
+    with capture.global_and_fixture_disabled():
+        return ensure_images(settings)
+
+
+@pytest.fixture(scope="module")
+def tools(built: ImageSet, settings: DevStackSettings) -> ContainerTools:
+    return ContainerTools(settings)
+
+
+def podman(tools: ContainerTools, ref: str, *args: str, entrypoint: str | None = None) -> str:
+    argv = tools.run_argv(ref, args, entrypoint=entrypoint)
+    result = subprocess.run(argv, capture_output=True, text=True, env=tools.env(), timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_each_image_runs_its_process_as_uid_10001(
+    built: ImageSet, tools: ContainerTools, name: str
+) -> None:
+    ref = getattr(built, name).ref
+    usage = podman(tools, ref, *COMMANDS[name])
+    assert f"Usage: annostack {' '.join(COMMANDS[name][:-1])}" in usage
+    # sh and id from the Debian base are on PATH, as `kubectl exec` needs them.
+    assert podman(tools, ref, "-c", "id -u; id -g", entrypoint="sh").split() == ["10001"] * 2
+
+
+def test_the_worker_image_loads_the_native_libraries_it_uses(
+    built: ImageSet, tools: ContainerTools
+) -> None:
+    assert "worker libraries ok" in podman(
+        tools, built.worker.ref, "-c", WORKER_IMPORTS, entrypoint="python"
+    )
+
+
+def test_the_images_carry_no_build_tools_and_pip_is_usable_in_the_base(
+    built: ImageSet, tools: ContainerTools
+) -> None:
+    """The compiler stays in the builder stage; pip in the base installs (no PEP 668 stop)."""
+    check = "import shutil; print(*(shutil.which(tool) for tool in ('gcc', 'pip', 'apt-get')))"
+    assert podman(tools, built.api.ref, "-c", check, entrypoint="python").split() == [
+        "None",
+        "/usr/bin/pip",
+        "/usr/bin/apt-get",
+    ]
+    marker = (
+        "import sysconfig, pathlib;"
+        "print(pathlib.Path(sysconfig.get_path('stdlib'), 'EXTERNALLY-MANAGED').exists())"
+    )
+    assert podman(tools, built.api.ref, "-c", marker, entrypoint="python").strip() == "False"
+
+
+def test_the_pause_image_is_unprivileged_and_stops_on_sigterm(
+    built: ImageSet, tools: ContainerTools
+) -> None:
+    inspect = ["podman", "image", "inspect", "--format", "{{.Config.User}}", built.pause.ref]
+    assert tools.output(inspect).strip() == "65535:65535"
+    name = f"annostack-pause-test-{time.monotonic_ns()}"
+    argv = tools.run_argv(built.pause.ref, [], name=name)
+    with subprocess.Popen(argv, env=tools.env(), stderr=subprocess.PIPE, text=True) as container:
+        try:
+            running = ["podman", "ps", "--filter", f"name={name}", "--quiet"]
+            wait_for(lambda: bool(tools.output(running).strip()), 30, "the pause container runs")
+            tools.output(["podman", "kill", "--signal", "TERM", name])
+            assert container.wait(timeout=15) == 0, container.stderr
+        finally:
+            subprocess.run(["podman", "rm", "--force", name], env=tools.env(), capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def containerd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A throwaway containerd (CRI off): its socket."""
+    home = tmp_path_factory.mktemp("ctrd")
+    socket = home / "containerd.sock"
+    config = home / "config.toml"
+    config.write_text(
+        "version = 2\n"
+        f'root = "{home / "root"}"\n'
+        f'state = "{home / "state"}"\n'
+        'disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.internal.v1.opt",'
+        ' "io.containerd.tracing.processor.v1.otlp"]\n'
+        f'[grpc]\n  address = "{socket}"\n'
+        '[ttrpc]\n  address = ""\n[debug]\n  address = ""\n[metrics]\n  address = ""\n'
+    )
+    log = (home / "containerd.log").open("w")
+    with subprocess.Popen(
+        ["containerd", "--config", str(config)], stdout=log, stderr=log
+    ) as daemon:
+        try:
+            wait_for(socket.is_socket, 30, "containerd serves its socket")
+            yield socket
+        finally:
+            daemon.terminate()
+            daemon.wait(timeout=30)
+            log.close()
+
+
+def test_an_archive_loads_into_containerd_once(built: ImageSet, containerd: Path) -> None:
+    pause = built.pause
+    digest = read_archive(pause.archive).digest
+    assert load_into_containerd(pause.archive, pause.ref, containerd) is True
+    assert containerd_digest(pause.ref, containerd) == digest
+    assert load_into_containerd(pause.archive, pause.ref, containerd) is False, "already there"
+    ctr = ["ctr", "--address", str(containerd), "--namespace", "k8s.io"]
+    subprocess.run([*ctr, "images", "rm", pause.ref], check=True, capture_output=True)
+    assert containerd_digest(pause.ref, containerd) is None
+    assert load_into_containerd(pause.archive, pause.ref, containerd) is True
+
+
+def test_an_archive_is_not_loaded_under_another_name(built: ImageSet, containerd: Path) -> None:
+    with pytest.raises(CommandFailed, match="holds localhost/annostack/pause"):
+        load_into_containerd(built.pause.archive, "localhost/annostack/pause:other", containerd)
