@@ -40,6 +40,14 @@ class GoRecipe:
     def source(self) -> Path:
         return RECIPES / self.name
 
+    def files(self) -> dict[str, bytes]:
+        """`go.mod`, `go.sum` and any Go source of the recipe (a custom `main.go`)."""
+        return {
+            path.name: path.read_bytes()
+            for path in sorted(self.source.iterdir())
+            if path.name in ("go.mod", "go.sum") or path.suffix == ".go"
+        }
+
 
 KUBERNETES_VERSION = "v1.34.4"
 _K8S_VERSION_VARS = " ".join(
@@ -59,18 +67,23 @@ KUBERNETES = GoRecipe(
     binaries={
         "kube-apiserver": "k8s.io/kubernetes/cmd/kube-apiserver",
         "kube-controller-manager": "k8s.io/kubernetes/cmd/kube-controller-manager",
+        "kube-scheduler": "k8s.io/kubernetes/cmd/kube-scheduler",
+        "kubelet": "k8s.io/kubernetes/cmd/kubelet",
+        "kube-proxy": "k8s.io/kubernetes/cmd/kube-proxy",
     },
     ldflags=f"-s -w {_K8S_VERSION_VARS}",
 )
 ETCD = GoRecipe(name="etcd", binaries={"etcd": "go.etcd.io/etcd/server/v3"})
+# The node's cluster DNS; `main.go` in the recipe picks the plugins (see its comment).
+COREDNS = GoRecipe(name="coredns", binaries={"coredns": "annostack.local/coredns-bin"})
 # Not a server: renders manifests/ for the delivery tests (no kubectl is assumed on a machine).
 KUSTOMIZE = GoRecipe(name="kustomize", binaries={"kustomize": "sigs.k8s.io/kustomize/kustomize/v5"})
 
 
-def _fingerprint(*parts: bytes) -> str:
+def _fingerprint(*parts: bytes | str) -> str:
     digest = hashlib.sha256()
     for part in parts:
-        digest.update(part)
+        digest.update(part.encode() if isinstance(part, str) else part)
         digest.update(b"\0")
     return digest.hexdigest()[:12]
 
@@ -84,17 +97,17 @@ def _go_version() -> bytes:
 
 def ensure_go_binaries(recipe: GoRecipe, settings: DevStackSettings) -> dict[str, Path]:
     """Build the recipe's binaries once; return their paths."""
-    go_mod = (recipe.source / "go.mod").read_bytes()
-    go_sum = (recipe.source / "go.sum").read_bytes()
-    key = _fingerprint(go_mod, go_sum, recipe.ldflags.encode(), _go_version())
+    files = recipe.files()
+    # Contents only, in name order: a recipe of go.mod + go.sum keeps the key it always had.
+    key = _fingerprint(*files.values(), recipe.ldflags.encode(), _go_version())
     out_dir = settings.bin_dir / f"{recipe.name}-{key}"
     paths = {name: out_dir / name for name in recipe.binaries}
     if all(path.exists() for path in paths.values()):
         return paths
     work = settings.build_dir / recipe.name
     work.mkdir(parents=True, exist_ok=True)
-    (work / "go.mod").write_bytes(go_mod)
-    (work / "go.sum").write_bytes(go_sum)
+    for name, content in files.items():
+        (work / name).write_bytes(content)
     staging = out_dir.with_name(out_dir.name + ".partial")
     env = {**os.environ, "CGO_ENABLED": "1" if recipe.cgo else "0"}
     for name, package in recipe.binaries.items():

@@ -21,7 +21,7 @@ import subprocess
 import sys
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
@@ -31,36 +31,43 @@ import redis
 import yaml
 
 from annostack.devstack import builds
+from annostack.devstack.pki import CertRequest, ClusterCA
 from annostack.devstack.settings import DevStackSettings
 
-HOST = "127.0.0.1"  # every server binds to loopback only
+# Every server binds to loopback; those that pods use also to the node's address on the pod
+# bridge (`settings.node.address`), where their clients reach them, on the host as in pods.
+HOST = "127.0.0.1"
 PROBE_TIMEOUT = 2.0
+
+
+def _token() -> str:
+    return secrets.token_urlsafe(32)
 
 
 @dataclass(frozen=True)
 class Credentials:
-    """Secrets generated once per stack and kept in its state directory (mode 0600)."""
+    """Secrets generated once per stack and kept in its state directory (mode 0600).
 
-    kube_admin_token: str
-    db_admin_password: str
-    s3_access_key: str
-    s3_secret_key: str
-    redis_password: str
+    A stack made by an older version lacks the newer fields: they are generated on load and the
+    file is rewritten, so existing servers keep the credentials they were set up with.
+    """
+
+    kube_admin_token: str = field(default_factory=_token)
+    db_admin_password: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    s3_access_key: str = field(default_factory=lambda: "annostack" + secrets.token_hex(6))
+    s3_secret_key: str = field(default_factory=lambda: secrets.token_urlsafe(30))
+    redis_password: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    api_session_key: str = field(default_factory=_token)
+    api_admin_token: str = field(default_factory=_token)
 
     @classmethod
     def load_or_create(cls, path: Path) -> Credentials:
-        if path.exists():
-            return cls(**json.loads(path.read_text()))
-        creds = cls(
-            kube_admin_token=secrets.token_urlsafe(32),
-            db_admin_password=secrets.token_urlsafe(24),
-            s3_access_key="annostack" + secrets.token_hex(6),
-            s3_secret_key=secrets.token_urlsafe(30),
-            redis_password=secrets.token_urlsafe(24),
-        )
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.touch(mode=0o600)
-        path.write_text(json.dumps(creds.__dict__, indent=2))
+        stored = json.loads(path.read_text()) if path.exists() else {}
+        creds = cls(**stored)
+        if set(stored) != set(creds.__dict__):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.touch(mode=0o600)
+            path.write_text(json.dumps(creds.__dict__, indent=2))
         return creds
 
 
@@ -75,6 +82,14 @@ class StackContext:
     @property
     def kubeconfig(self) -> Path:
         return self.data_dir("kube-apiserver") / "admin.kubeconfig"
+
+    @property
+    def node_address(self) -> str:
+        """Where the servers that pods use listen (besides loopback) and clients reach them."""
+        return self.settings.node.address
+
+    def ca(self) -> ClusterCA:
+        return ClusterCA(self.settings.state_dir / "pki")
 
 
 class Component(ABC):
@@ -101,6 +116,12 @@ class Component(ABC):
 
     def process_env(self) -> Mapping[str, str] | None:
         return None
+
+    def before_start(self) -> None:
+        """Every time before the process starts: render configs, issue certificates."""
+
+    def after_stop(self) -> None:
+        """After `down` stopped the process: undo what it changed on the host."""
 
     @abstractmethod
     def probe(self) -> bool:
@@ -144,10 +165,10 @@ def http_ok(url: str, *, headers: Mapping[str, str] | None = None) -> bool:
     return response.status_code == httpx.codes.OK
 
 
-def port_open(port: int) -> bool:
+def port_open(port: int, host: str = HOST) -> bool:
     with socket.socket() as sock:
         sock.settimeout(PROBE_TIMEOUT)
-        return sock.connect_ex((HOST, port)) == 0
+        return sock.connect_ex((host, port)) == 0
 
 
 class Etcd(Component):
@@ -204,23 +225,55 @@ class KubeApiserver(Component):
         # token,user,uid,"group1,group2" — the admin of the local stack only.
         tokens.write_text(f'{self.ctx.credentials.kube_admin_token},admin,admin,"system:masters"\n')
 
+    def before_start(self) -> None:
+        node = self.ctx.settings.node
+        ca = self.ctx.ca()
+        self.serving = ca.issue(
+            "kube-apiserver",
+            CertRequest(
+                "kube-apiserver",
+                ip_addresses=(HOST, node.address, node.kubernetes_service_ip),
+                dns_names=(
+                    "localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
+                    f"kubernetes.default.svc.{node.cluster_domain}",
+                ),
+                client=False,
+                server=True,
+            ),
+        )  # fmt: skip
+        # Its identity towards kubelet (logs, exec, port-forward): kubelet asks the apiserver
+        # to authorise it, and system:masters may do anything.
+        self.kubelet_client = ca.issue(
+            "apiserver-kubelet-client",
+            CertRequest("kube-apiserver-kubelet-client", ("system:masters",)),
+        )
+
     def command(self) -> list[str]:
+        node = self.ctx.settings.node
+        ca = self.ctx.ca().pair.cert
         return [
             str(self.binary),
             f"--etcd-servers=http://{HOST}:{self.ports.etcd_client}",
             f"--cert-dir={self.data / 'certs'}",
-            f"--bind-address={HOST}",
-            f"--advertise-address={HOST}",
+            # Pods reach it at the node's address (the `kubernetes` Service's endpoint).
+            f"--bind-address={node.address}",
+            f"--advertise-address={node.address}",
             f"--secure-port={self.ports.kube_apiserver}",
-            "--service-cluster-ip-range=10.96.0.0/16",
+            f"--tls-cert-file={self.serving.cert}",
+            f"--tls-private-key-file={self.serving.key}",
+            f"--client-ca-file={ca}",
+            f"--kubelet-client-certificate={self.kubelet_client.cert}",
+            f"--kubelet-client-key={self.kubelet_client.key}",
+            f"--kubelet-certificate-authority={ca}",
+            "--kubelet-preferred-address-types=InternalIP",
+            f"--service-cluster-ip-range={node.service_cidr}",
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
             f"--service-account-key-file={self.data / 'sa.pub'}",
             f"--service-account-signing-key-file={self.data / 'sa.key'}",
             "--authorization-mode=Node,RBAC",
+            "--enable-admission-plugins=NodeRestriction",
             f"--token-auth-file={self.data / 'tokens.csv'}",
             "--allow-privileged=true",
-            # The `kubernetes` Endpoints object cannot hold a loopback address.
-            "--endpoint-reconciler-type=none",
             "--profiling=false",
             "--v=1",
         ]
@@ -238,7 +291,7 @@ class KubeApiserver(Component):
                     "name": "annostack-dev",
                     "cluster": {
                         "server": self.endpoint,
-                        "certificate-authority": str(self.data / "certs" / "apiserver.crt"),
+                        "certificate-authority": str(self.ctx.ca().pair.cert),
                     },
                 }
             ],
@@ -254,7 +307,7 @@ class KubeApiserver(Component):
 
     @property
     def endpoint(self) -> str:
-        return f"https://{HOST}:{self.ports.kube_apiserver}"
+        return f"https://{self.ctx.node_address}:{self.ports.kube_apiserver}"
 
     def client_env(self) -> dict[str, str]:
         kubeconfig = str(self.ctx.kubeconfig)
@@ -278,7 +331,8 @@ class KubeControllerManager(Component):
             "--leader-elect=false",
             "--secure-port=0",
             f"--service-account-private-key-file={apiserver / 'sa.key'}",
-            f"--root-ca-file={apiserver / 'certs' / 'apiserver.crt'}",
+            # Published to every namespace as kube-root-ca.crt: how pods verify the apiserver.
+            f"--root-ca-file={self.ctx.ca().pair.cert}",
             "--use-service-account-credentials=false",
             "--controllers=*",
             # Faster than production defaults so tests do not wait on resyncs.
@@ -299,7 +353,7 @@ class KubeControllerManager(Component):
 
     @property
     def endpoint(self) -> str:
-        return f"https://{HOST}:{self.ports.kube_apiserver}"
+        return f"https://{self.ctx.node_address}:{self.ports.kube_apiserver}"
 
 
 # TiDB's defaults, so SQL written against the stand-in behaves as it will on TiDB.
@@ -327,11 +381,11 @@ class MySQLServer(Component):
 
     @property
     def endpoint(self) -> str:
-        return f"mysql://{HOST}:{self.ports.mysql}"
+        return f"mysql://{self.ctx.node_address}:{self.ports.mysql}"
 
     def client_env(self) -> dict[str, str]:
         return {
-            "ANNOSTACK_DB__HOST": HOST,
+            "ANNOSTACK_DB__HOST": self.ctx.node_address,
             "ANNOSTACK_DB__PORT": str(self.ports.mysql),
             "ANNOSTACK_DB__ADMIN_USER": DB_ADMIN_USER,
             "ANNOSTACK_DB__ADMIN_PASSWORD": self.ctx.credentials.db_admin_password,
@@ -385,7 +439,7 @@ class MariaDB(MySQLServer):
             f"--socket={self.socket}",
             f"--pid-file={self.data / 'mysqld.pid'}",
             f"--port={self.ports.mysql}",
-            f"--bind-address={HOST}",
+            f"--bind-address={HOST},{self.ctx.node_address}",
             "--skip-name-resolve",
             "--skip-log-bin",
             "--character-set-server=utf8mb4",
@@ -447,8 +501,9 @@ class SeaweedFS(Component):
             str(self.binary),
             "mini",
             f"-dir={self.data / 'data'}",
-            f"-ip={HOST}",
-            f"-ip.bind={HOST}",
+            # One bind address only: the node's, which the host reaches as well as pods do.
+            f"-ip={self.ctx.node_address}",
+            f"-ip.bind={self.ctx.node_address}",
             f"-master.port={p.seaweed_master}",
             f"-volume.port={p.seaweed_volume}",
             f"-filer.port={p.seaweed_filer}",
@@ -467,7 +522,7 @@ class SeaweedFS(Component):
 
     @property
     def endpoint(self) -> str:
-        return f"http://{HOST}:{self.ports.s3}"
+        return f"http://{self.ctx.node_address}:{self.ports.s3}"
 
     def client_env(self) -> dict[str, str]:
         return {
@@ -484,12 +539,12 @@ class Redis(Component):
     def prepare(self) -> None:
         builds.ensure_debian_packages({str(self.binary): "redis-server"}, self.ctx.settings)
 
-    def initialize(self) -> None:
+    def before_start(self) -> None:
         config = self.data / "redis.conf"
         config.touch(mode=0o600)
         # In a file, not on the command line, so the password never shows in `ps`.
         config.write_text(
-            f"bind {HOST}\nport {self.ports.redis}\ndir {self.data}\n"
+            f"bind {HOST} {self.ctx.node_address}\nport {self.ports.redis}\ndir {self.data}\n"
             f'save ""\nappendonly no\ndaemonize no\nprotected-mode yes\n'
             f"requirepass {self.ctx.credentials.redis_password}\n"
         )
@@ -508,11 +563,12 @@ class Redis(Component):
 
     @property
     def url(self) -> str:
-        return f"redis://:{self.ctx.credentials.redis_password}@{HOST}:{self.ports.redis}/0"
+        password = self.ctx.credentials.redis_password
+        return f"redis://:{password}@{self.ctx.node_address}:{self.ports.redis}/0"
 
     @property
     def endpoint(self) -> str:
-        return f"redis://{HOST}:{self.ports.redis}"
+        return f"redis://{self.ctx.node_address}:{self.ports.redis}"
 
     def client_env(self) -> dict[str, str]:
         return {"ANNOSTACK_REDIS__URL": self.url}

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 
 from annostack.devstack import builds
-from annostack.devstack.components import HOST, Component, http_get, port_open
+from annostack.devstack.components import Component, http_get, port_open
 
 JAVA_HOMES = (
     Path("/usr/lib/jvm/java-17-openjdk-amd64"),
@@ -61,13 +61,17 @@ class Pulsar(Component):
 
     def initialize(self) -> None:
         (self.data / "tmp").mkdir()
+
+    def before_start(self) -> None:
         template = (builds.RECIPES / "pulsar" / "standalone.conf").read_text()
         ports = self.ports
         conf = render_properties(
             template,
             {
-                "advertisedAddress": HOST,
-                "bindAddress": HOST,
+                # One bind address only: the node's, which the host reaches as pods do; the
+                # broker hands it out in lookups, so it must be the one pods can dial.
+                "advertisedAddress": self.ctx.node_address,
+                "bindAddress": self.ctx.node_address,
                 "brokerServicePort": str(ports.pulsar_broker),
                 "webServicePort": str(ports.pulsar_web),
                 "bookiePort": str(ports.pulsar_bookie),
@@ -103,7 +107,7 @@ class Pulsar(Component):
             "--no-functions-worker",
             "--no-stream-storage",
             "--advertised-address",
-            HOST,
+            self.ctx.node_address,
             "--bookkeeper-port",
             str(self.ports.pulsar_bookie),
             "--metadata-dir",
@@ -125,20 +129,22 @@ class Pulsar(Component):
             and "standalone" in clusters.json()
             and namespaces.status_code == httpx.codes.OK
             and "public/default" in namespaces.json()
-            and port_open(self.ports.pulsar_broker)
+            and port_open(self.ports.pulsar_broker, self.ctx.node_address)
         )
 
     @property
     def admin_url(self) -> str:
-        return f"http://{HOST}:{self.ports.pulsar_web}"
+        return f"http://{self.ctx.node_address}:{self.ports.pulsar_web}"
 
     @property
     def endpoint(self) -> str:
-        return f"pulsar://{HOST}:{self.ports.pulsar_broker} (admin {self.admin_url})"
+        return (
+            f"pulsar://{self.ctx.node_address}:{self.ports.pulsar_broker} (admin {self.admin_url})"
+        )
 
     def client_env(self) -> dict[str, str]:
         return {
-            "ANNOSTACK_PULSAR__SERVICE_URL": f"pulsar://{HOST}:{self.ports.pulsar_broker}",
+            "ANNOSTACK_PULSAR__SERVICE_URL": f"pulsar://{self.ctx.node_address}:{self.ports.pulsar_broker}",
             "ANNOSTACK_PULSAR__ADMIN_URL": self.admin_url,
             "ANNOSTACK_PULSAR__CLUSTER": "standalone",
         }

@@ -6,6 +6,7 @@ Every default port sits away from the service's standard port (2379, 6443, 3306,
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Literal
 
@@ -38,6 +39,39 @@ class Ports(BaseModel):
     demo_worker: int = Field(
         default=18082, description="The demo tenant's worker /healthz (dev platform)."
     )
+    kube_scheduler: int = Field(default=16459, description="kube-scheduler /healthz (loopback).")
+    kubelet: int = Field(default=11250, description="kubelet API, on the node address.")
+    kubelet_healthz: int = Field(default=11248, description="kubelet /healthz (loopback).")
+    kube_proxy_healthz: int = Field(default=11256, description="kube-proxy /healthz (loopback).")
+    kube_proxy_metrics: int = Field(default=11249, description="kube-proxy /metrics (loopback).")
+    coredns_ready: int = Field(default=11053, description="CoreDNS /ready (loopback).")
+
+
+class NodeSettings(BaseModel):
+    """The local stack's one Kubernetes node (`ANNOSTACK_DEV_NODE__<NAME>`).
+
+    Pods live on a bridge of the stack's own. Its gateway address is the node's address: kubelet
+    serves there, CoreDNS answers there, and the servers pods need (apiserver, database, S3,
+    Pulsar, Redis) listen there besides loopback, so traffic never leaves the machine.
+    """
+
+    name: str = Field(default="annostack-node", description="Node name kubelet registers.")
+    bridge: str = Field(default="annocni0", description="Linux bridge the pods attach to.")
+    address: str = Field(
+        default="10.244.0.1", description="The bridge's address: the node IP and pods' gateway."
+    )
+    pod_cidr: str = Field(default="10.244.0.0/24", description="Pod addresses (host-local IPAM).")
+    service_cidr: str = Field(default="10.96.0.0/16", description="ClusterIP range.")
+    cluster_domain: str = Field(default="cluster.local", description="Cluster DNS domain.")
+
+    @property
+    def prefix_length(self) -> int:
+        return int(self.pod_cidr.split("/")[1])
+
+    @property
+    def kubernetes_service_ip(self) -> str:
+        """The first address of the service range: the `kubernetes` Service's ClusterIP."""
+        return str(ipaddress.ip_network(self.service_cidr)[1])
 
 
 def _default_home() -> Path:
@@ -60,6 +94,7 @@ class DevStackSettings(BaseSettings):
         description="MySQL-protocol server: MariaDB (Debian) or tidb-server built from source.",
     )
     ports: Ports = Field(default_factory=Ports)
+    node: NodeSettings = Field(default_factory=NodeSettings)
     startup_timeout: float = Field(
         default=240.0, description="Seconds a component may take to become ready."
     )

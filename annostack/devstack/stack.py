@@ -28,6 +28,8 @@ from annostack.devstack.components import (
     StackContext,
 )
 from annostack.devstack.console import last_lines, say
+from annostack.devstack.hoststate import PodNetwork, Sysctls
+from annostack.devstack.node import Containerd, CoreDNS, Kubelet, KubeProxy, KubeScheduler
 from annostack.devstack.pulsar import Pulsar
 from annostack.devstack.settings import DevStackSettings
 from annostack.devstack.tidb import TiDB
@@ -67,12 +69,18 @@ class Stack:
             Etcd,
             KubeApiserver,
             KubeControllerManager,
+            KubeScheduler,
+            Containerd,
+            CoreDNS,
+            Kubelet,
+            KubeProxy,
             database,
             SeaweedFS,
             Pulsar,
             Redis,
         ]
         self.components = [kind(self.ctx) for kind in kinds]
+        self.network = PodNetwork(self.settings.node, Sysctls(state / "host-sysctls.json"))
 
     def _pid_path(self, component: Component) -> Path:
         return self.settings.state_dir / f"{component.name}.pid"
@@ -83,6 +91,7 @@ class Stack:
     def up(self) -> None:
         for component in self.components:
             component.prepare()
+        self.network.ensure()
         pending = {c.name: c for c in self.components}
         ready: set[str] = set()
         started: dict[str, float] = {}
@@ -104,6 +113,7 @@ class Stack:
         if processes.running(pid_path) is not None:
             return time.monotonic()
         self._initialize_once(component)
+        component.before_start()
         say(f"  starting {component.name} …")
         processes.spawn(
             component.command(),
@@ -144,6 +154,8 @@ class Stack:
         for component in reversed(self.components):
             if processes.stop(self._pid_path(component)):
                 say(f"  stopped {component.name}")
+            component.after_stop()
+        self.network.remove()
 
     def status(self) -> Iterator[ComponentStatus]:
         for component in self.components:

@@ -39,7 +39,7 @@ class TiDB(MySQLServer):
             str(self.binary),
             "-store=unistore",
             f"-path={self.data / 'store'}",
-            f"-host={HOST}",
+            f"-host={self.ctx.node_address}",  # one bind address: the node's (pods use it)
             f"-P={self.ports.mysql}",
             f"-status-host={HOST}",
             f"-status={self.ports.tidb_status}",
@@ -55,5 +55,9 @@ class TiDB(MySQLServer):
         # `--initialize-insecure` (the default) leaves root without a password, on loopback
         # only; the operator gets its own account, as against a production cluster.
         return pymysql.connect(
-            host=HOST, port=self.ports.mysql, user="root", connect_timeout=5, ssl_disabled=True
+            host=self.ctx.node_address,
+            port=self.ports.mysql,
+            user="root",
+            connect_timeout=5,
+            ssl_disabled=True,
         )
