@@ -130,6 +130,11 @@ class Settings(BaseSettings):
     s3: ObjectStoreSettings = Field(default_factory=ObjectStoreSettings)
     pulsar: PulsarSettings = Field(default_factory=PulsarSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)
+    default_worker_image: str = Field(
+        default="registry.gitlab.com/annostack/annostack/worker:latest",
+        min_length=1,
+        description="Worker image of Tenants that name none (the operator's own release).",
+    )
 
     @model_validator(mode="after")
     def _refuse_default_secrets(self) -> Self:

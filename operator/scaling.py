@@ -8,10 +8,18 @@ import kopf
 from prometheus_client import Counter, Gauge
 
 from annostack.domain.errors import AnnostackError
-from annostack.domain.tenants import API_GROUP, API_VERSION, TenantSpec
+from annostack.domain.tenants import API_GROUP, API_VERSION, TenantNames, TenantSpec
 from annostack.operator.specs import parse_spec
-from annostack.operator.tenants import PAUSE_ANNOTATION, PLURAL, TIMINGS, tenant_locks
-from annostack.services.autoscaling import QueueScaler
+from annostack.operator.status import with_workers
+from annostack.operator.tenants import (
+    PAUSE_ANNOTATION,
+    PLURAL,
+    TIMINGS,
+    tenant_locks,
+    write_status,
+)
+from annostack.services.autoscaling import QueueScaler, ScaleDecision
+from annostack.services.tenants import TenantProvisioner
 
 BACKLOG = Gauge("annostack_tenant_backlog_messages", "Queued processing messages.", ["tenant"])
 SCALINGS = Counter("annostack_operator_scalings_total", "Worker replica changes.", ["direction"])
@@ -32,7 +40,13 @@ DEAD_LETTERS = Gauge(
     backoff=TIMINGS.scale_interval_seconds,
 )
 def autoscale_workers(
-    name: str, spec: kopf.Spec, meta: kopf.Meta, memo: kopf.Memo, logger: kopf.Logger, **_: Any
+    name: str,
+    spec: kopf.Spec,
+    meta: kopf.Meta,
+    status: kopf.Status,
+    memo: kopf.Memo,
+    logger: kopf.Logger,
+    **_: Any,
 ) -> None:
     tenant_spec = parse_spec(TenantSpec, spec, "Tenant")
     paused = tenant_spec.paused or meta.get("annotations", {}).get(PAUSE_ANNOTATION) == "true"
@@ -42,6 +56,7 @@ def autoscale_workers(
     # Same lock as reconcile: its Deployment apply keeps the replica count it read.
     with tenant_locks[name]:
         decision = scaler.scale(name, tenant_spec)
+        _follow_workers(name, decision, status, memo)
     try:
         dead_letters = scaler.dead_letters(name)
     except AnnostackError as error:  # not provisioned yet, or Pulsar away: read it next pass
@@ -56,5 +71,23 @@ def autoscale_workers(
         assert decision.current is not None and decision.desired is not None
         SCALINGS.labels("up" if decision.desired > decision.current else "down").inc()
         logger.info(f"backlog {decision.backlog}: workers {decision.current} -> {decision.desired}")
-    status = {"backlog": decision.backlog, "replicas": decision.desired}
-    scaler.b.kube.patch_status(f"{API_GROUP}/{API_VERSION}", "Tenant", name, status)
+    scale = {"backlog": decision.backlog, "replicas": decision.desired}
+    scaler.b.kube.patch_status(f"{API_GROUP}/{API_VERSION}", "Tenant", name, scale)
+
+
+def _follow_workers(
+    name: str, decision: ScaleDecision, status: kopf.Status, memo: kopf.Memo
+) -> None:
+    """WorkersReady between reconciles: pods come and go with the scale, every pass looks.
+
+    Right after a scale change the Deployment read is already stale; the next pass looks.
+    """
+    if decision.changed or not status.get("conditions"):
+        return
+    provisioner: TenantProvisioner = memo["provisioner"]
+    names = TenantNames(tenant=name)
+    if decision.mode == "builtin":
+        health = provisioner.workers_health_of(names, decision.deployment)
+    else:
+        health = provisioner.workers_health(names)
+    write_status(memo, name, with_workers(dict(status), health), status)

@@ -6,6 +6,7 @@ from typing import Any
 
 from annostack.domain.conditions import Condition, ConditionType, set_condition
 from annostack.domain.tenants import TenantNames, TenantStatus
+from annostack.domain.workloads import DeploymentHealth
 from annostack.services.tenants import ReconcileReport
 
 
@@ -58,6 +59,53 @@ def tenant_status(
             conditions=conditions,
         )
     )
+
+
+BACKEND_CONDITIONS = (
+    ConditionType.NAMESPACE_READY,
+    ConditionType.DATABASE_READY,
+    ConditionType.BUCKET_READY,
+    ConditionType.MESSAGING_READY,
+    ConditionType.WORKERS_READY,
+)
+
+
+def with_workers(current: dict[str, Any] | None, health: DeploymentHealth) -> dict[str, Any]:
+    """The status after a look at the workers between reconciles: WorkersReady as seen, and
+    Ready (with Reconciling) recomputed from every backend condition."""
+    previous = TenantStatus.model_validate(current or {})
+    if not previous.conditions:
+        return _dump(previous)  # never reconciled yet: the first reconcile writes everything
+    generation = previous.observed_generation
+    conditions = set_condition(
+        list(previous.conditions),
+        ConditionType.WORKERS_READY,
+        health.ready,
+        health.reason,
+        health.message,
+        generation,
+    )
+    by_type = {c.type: c for c in conditions}
+    failing = [
+        by_type[t] for t in BACKEND_CONDITIONS if t in by_type and by_type[t].status != "True"
+    ]
+    if failing:
+        summary = "; ".join(c.message for c in failing)
+        conditions = set_condition(
+            conditions, ConditionType.READY, False, failing[0].reason, summary, generation
+        )
+        if ConditionType.STALLED not in by_type:
+            conditions = set_condition(
+                conditions, ConditionType.RECONCILING, True, failing[0].reason, summary, generation
+            )
+        phase = previous.phase if previous.phase == "Stalled" else "Reconciling"
+    else:
+        conditions = set_condition(
+            conditions, ConditionType.READY, True, "Provisioned", "", generation
+        )
+        conditions = set_condition(conditions, ConditionType.RECONCILING, False, "", "")
+        phase = "Ready"
+    return _dump(previous.model_copy(update={"conditions": conditions, "phase": phase}))
 
 
 def with_condition(

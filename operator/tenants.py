@@ -48,7 +48,7 @@ def _paused(spec: TenantSpec, meta: kopf.Meta) -> bool:
     return spec.paused or meta.get("annotations", {}).get(PAUSE_ANNOTATION) == "true"
 
 
-def _write_status(memo: kopf.Memo, name: str, status: dict[str, Any], current: kopf.Status) -> None:
+def write_status(memo: kopf.Memo, name: str, status: dict[str, Any], current: kopf.Status) -> None:
     # The drift pass visits every tenant every interval; most passes change nothing, and
     # skipping identical writes keeps the apiserver (and etcd) out of the idle cost. Only the
     # keys we write count: the scaler owns `backlog` and `replicas` in the same status.
@@ -110,7 +110,7 @@ def _reconcile(
         paused = with_condition(
             dict(status), ConditionType.RECONCILING, False, "", "", phase="Paused"
         )
-        _write_status(memo, name, paused, status)
+        write_status(memo, name, paused, status)
         logger.debug("paused: no backend is changed")
         return
     with tenant_locks[name]:
@@ -132,7 +132,7 @@ def _report(
 ) -> None:
     generation = int(meta.get("generation", 0))
     new_status = tenant_status(dict(status), TenantNames(tenant=name), report, generation)
-    _write_status(memo, name, new_status, status)
+    write_status(memo, name, new_status, status)
     if report.repaired and trigger == "timer":
         for repaired in report.repaired:
             metrics.DRIFT_REPAIRS.labels(repaired.split("/", 1)[0]).inc()
@@ -183,6 +183,6 @@ def delete_tenant(
     stalled = with_condition(
         dict(status), ConditionType.STALLED, True, "DeletionBlocked", advice, phase="Stalled"
     )
-    _write_status(memo, name, stalled, status)
+    write_status(memo, name, stalled, status)
     kopf.warn(body, reason="DeletionBlocked", message=advice)
     raise kopf.TemporaryError(advice, delay=TIMINGS.stalled_retry_delay_seconds)

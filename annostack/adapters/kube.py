@@ -103,6 +103,17 @@ class Kube:
             except NotFoundError:
                 return None
 
+    def list_objects(
+        self, api_version: str, kind: str, namespace: str, label_selector: str
+    ) -> list[dict[str, Any]]:
+        """Objects matching `label_selector` in `namespace`, as plain dicts."""
+        with translated_errors(f"list {kind} in {namespace}"):
+            found = self._resource(api_version, kind).get(
+                namespace=namespace, label_selector=label_selector
+            )
+        items: list[dict[str, Any]] = found.to_dict().get("items") or []
+        return items
+
     def apply(self, manifest: Manifest) -> Applied:
         """Server-side apply `manifest`; report whether the stored object changed.
 

@@ -11,6 +11,7 @@
     │   └── InvalidFields          422 listing each field's problem (FastAPI's shape), capped
     ├── RateLimited            429: over the tenant's request rate (Retry-After)
     ├── Overloaded             503: this replica cannot take the work right now (Retry-After)
+    ├── WorkloadNotReady       pods that should run do not (yet); `reason` says why
     └── BackendError           a backend call failed; `backend` names which
         ├── BackendUnavailable     cannot reach it, or it answered 5xx/timeout (temporary: retry)
         └── BackendRejected        it refused the request (permanent until something changes)
@@ -40,6 +41,14 @@ class AnnostackError(Exception):
 
 class InvalidSpec(AnnostackError):
     """A resource's spec is invalid in a way the schema could not catch."""
+
+
+class WorkloadNotReady(AnnostackError):
+    """A Deployment's pods are not available; the operator keeps checking (temporary)."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class BackendError(AnnostackError):

@@ -170,8 +170,12 @@ def connection_secret(names: TenantNames, connection: TenantConnection) -> Manif
     }
 
 
-def worker_deployment(names: TenantNames, spec: TenantSpec, replicas: int) -> Manifest:
-    labels = {"app.kubernetes.io/name": "annostack-worker", "annostack.io/tenant": names.tenant}
+def worker_labels(names: TenantNames) -> dict[str, str]:
+    return {"app.kubernetes.io/name": "annostack-worker", "annostack.io/tenant": names.tenant}
+
+
+def worker_deployment(names: TenantNames, spec: TenantSpec, replicas: int, image: str) -> Manifest:
+    labels = worker_labels(names)
     size = {"cpu": spec.plan.worker_cpu, "memory": spec.plan.worker_memory}
     probe = {"httpGet": {"path": "/healthz", "port": WORKER_PORT}, "periodSeconds": 10}
     return {
@@ -194,7 +198,7 @@ def worker_deployment(names: TenantNames, spec: TenantSpec, replicas: int) -> Ma
                     "containers": [
                         {
                             "name": "worker",
-                            "image": spec.worker_image,
+                            "image": image,
                             "args": ["worker", "run"],
                             "envFrom": [{"secretRef": {"name": names.secret}}],
                             "env": [

@@ -90,10 +90,13 @@ class TenantSpec(CamelModel):
         description="Worker scaling bounds.",
         json_schema_extra={"default": WorkerScaling().model_dump(mode="json", by_alias=True)},
     )
-    worker_image: str = Field(
-        default="registry.gitlab.com/annostack/annostack/worker:latest",
+    worker_image: str | None = Field(
+        default=None,
         min_length=1,
-        description="Container image of the tenant's workers.",
+        description=(
+            "Container image of the tenant's workers; unset, the operator's default "
+            "(ANNOSTACK_DEFAULT_WORKER_IMAGE, the worker released with it)."
+        ),
     )
     deletion_policy: Literal["Retain", "Delete"] = Field(
         default="Retain",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from dataclasses import dataclass
+from typing import Any
 
 from annostack.domain.scaling import Stabilizer, recommend, scaled_object
 from annostack.domain.tenants import (
@@ -29,6 +30,8 @@ class ScaleDecision:
     backlog: int | None
     current: int | None
     desired: int | None
+    # The worker Deployment as read for this decision (None: not read, or it does not exist).
+    deployment: dict[str, Any] | None = None
 
     @property
     def changed(self) -> bool:
@@ -86,6 +89,7 @@ class QueueScaler:
         if deployment is None:
             return ScaleDecision("builtin", None, None, None)
         current = int(deployment.spec.replicas or 0)
+        found: dict[str, Any] = deployment.to_dict()
         backlog = self.backlog(names)
         window = float(spec.workers.scale_down_stabilization_seconds)
         desired = self._windows[tenant].decide(
@@ -96,7 +100,7 @@ class QueueScaler:
         )
         if desired != current:
             self.b.kube.scale_deployment(names.namespace, names.workers, desired)
-        return ScaleDecision("builtin", backlog, current, desired)
+        return ScaleDecision("builtin", backlog, current, desired, found)
 
     def forget(self, tenant: str) -> None:
         self._windows.pop(tenant, None)

@@ -24,9 +24,15 @@ from annostack.adapters.pulsar_admin import NamespacePolicies, PulsarAdmin
 from annostack.adapters.tenant_tables import migrate
 from annostack.domain import tenant_stack
 from annostack.domain.conditions import ConditionType
-from annostack.domain.errors import Backend, BackendError, BackendRejected, BackendUnavailable
+from annostack.domain.errors import (
+    Backend,
+    BackendError,
+    BackendRejected,
+    BackendUnavailable,
+    WorkloadNotReady,
+)
 from annostack.domain.models import quantity_bytes
-from annostack.domain.tenant_stack import TenantConnection
+from annostack.domain.tenant_stack import Manifest, TenantConnection
 from annostack.domain.tenants import (
     DEAD_LETTER_TOPIC,
     PROCESSING_TOPICS,
@@ -35,6 +41,7 @@ from annostack.domain.tenants import (
     TenantNames,
     TenantSpec,
 )
+from annostack.domain.workloads import DeploymentHealth, deployment_health, needs_pod_details
 from annostack.settings import Settings
 
 PASSWORD_KEY = "ANNOSTACK_TENANT__DB_PASSWORD"  # noqa: S105 (a key name, not a password)
@@ -125,7 +132,7 @@ class TenantProvisioner:
                 "TopicsProvisioned",
                 lambda: self._messaging(names, spec),
             ),
-            (ConditionType.WORKERS_READY, "DeploymentApplied", lambda: self._workers(names, spec)),
+            (ConditionType.WORKERS_READY, "PodsAvailable", lambda: self._workers(names, spec)),
         ]
         for condition, reason, step in steps:
             report.results.append(self._run(condition, step, reason, report))
@@ -140,6 +147,8 @@ class TenantProvisioner:
     ) -> StepResult:
         try:
             changed, note = step()
+        except WorkloadNotReady as error:
+            return StepResult(condition, False, error.reason, str(error), temporary=True)
         except BackendError as error:
             temporary = isinstance(error, BackendUnavailable)
             return StepResult(
@@ -272,7 +281,28 @@ class TenantProvisioner:
         # The autoscaler owns the replica count; apply keeps it, clamped to the spec's bounds.
         replicas = spec.workers.min_replicas if current is None else current.spec.replicas
         replicas = max(spec.workers.min_replicas, min(spec.workers.max_replicas, replicas))
-        return self._apply_all([tenant_stack.worker_deployment(names, spec, replicas)]), ""
+        image = spec.worker_image or self.settings.default_worker_image
+        manifest = tenant_stack.worker_deployment(names, spec, replicas, image)
+        changed = self._apply_all([manifest])
+        health = self.workers_health(names)
+        if not health.ready:
+            raise WorkloadNotReady(health.reason, health.message)
+        return changed, health.message
+
+    def workers_health(self, names: TenantNames) -> DeploymentHealth:
+        """Available worker pods versus desired, and the reason when they fall short."""
+        deployment = self.b.kube.get("apps/v1", "Deployment", names.workers, names.namespace)
+        return self.workers_health_of(names, deployment.to_dict() if deployment else None)
+
+    def workers_health_of(
+        self, names: TenantNames, deployment: Manifest | None
+    ) -> DeploymentHealth:
+        """The same, from a Deployment already read; pods are read only when some are short."""
+        pods = []
+        if deployment is not None and needs_pod_details(deployment):
+            selector = ",".join(f"{k}={v}" for k, v in tenant_stack.worker_labels(names).items())
+            pods = self.b.kube.list_objects("v1", "Pod", names.namespace, selector)
+        return deployment_health(deployment, pods)
 
     # -- teardown ----------------------------------------------------------------------------
 

@@ -1,0 +1,105 @@
+"""Deployment health: ready means pods available, and every shortfall names its cause."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from annostack.domain.workloads import deployment_health, needs_pod_details
+
+
+def deployment(
+    desired: int, available: int = 0, *, generation: int = 1, observed: int = 1, **conditions: Any
+) -> dict[str, Any]:
+    return {
+        "metadata": {"generation": generation},
+        "spec": {"replicas": desired},
+        "status": {
+            "observedGeneration": observed,
+            "availableReplicas": available,
+            "unavailableReplicas": max(desired - available, 0),
+            "conditions": [
+                {"type": kind, "status": status, "reason": reason, "message": message}
+                for kind, (status, reason, message) in conditions.items()
+            ],
+        },
+    }
+
+
+def waiting_pod(reason: str, message: str = "") -> dict[str, Any]:
+    state = {"waiting": {"reason": reason, "message": message}}
+    return {
+        "metadata": {"name": "w-1"},
+        "status": {"containerStatuses": [{"name": "worker", "state": state}]},
+    }
+
+
+def test_zero_replicas_is_healthy() -> None:
+    health = deployment_health(deployment(0), [])
+    assert (health.ready, health.reason) == (True, "ScaledToZero")
+
+
+def test_available_pods_are_ready_and_counted() -> None:
+    health = deployment_health(
+        deployment(2, 2, Available=("True", "MinimumReplicasAvailable", "")), []
+    )
+    assert (health.ready, health.reason, health.message) == (
+        True,
+        "PodsAvailable",
+        "2/2 pods available",
+    )
+
+
+def test_pods_still_starting_are_not_ready() -> None:
+    health = deployment_health(
+        deployment(1, 0, Available=("False", "MinimumReplicasUnavailable", "")), []
+    )
+    assert (health.ready, health.reason) == (False, "PodsStarting")
+
+
+def test_a_missing_image_is_named() -> None:
+    pod = waiting_pod("ErrImageNeverPull", 'Container image "x:1" is not present with pull policy')
+    health = deployment_health(deployment(1), [pod])
+    assert (health.ready, health.reason) == (False, "ImageMissing")
+    assert 'image "x:1" is not present' in health.message and "0/1 pods" in health.message
+
+
+def test_a_crash_loop_is_named() -> None:
+    health = deployment_health(deployment(2, 1), [waiting_pod("CrashLoopBackOff", "back-off 10s")])
+    assert health.reason == "CrashLoopBackOff" and "1/2 pods" in health.message
+
+
+def test_pods_refused_by_quota_are_named_before_anything_else() -> None:
+    quota = 'pods "w-2" is forbidden: exceeded quota: tenant-quota, requested: pods=1'
+    failing = deployment(3, 1, ReplicaFailure=("True", "FailedCreate", quota))
+    health = deployment_health(failing, [waiting_pod("CrashLoopBackOff")])
+    assert (health.reason, health.message) == ("PodsRejected", f"1/3 pods available: {quota}")
+
+
+def test_unschedulable_pods_are_named() -> None:
+    pod = {
+        "status": {
+            "conditions": [
+                {"type": "PodScheduled", "status": "False", "message": "0/1 nodes are available"}
+            ]
+        }
+    }
+    health = deployment_health(deployment(1), [pod])
+    assert (health.reason, health.message) == (
+        "Unschedulable",
+        "0/1 pods available: 0/1 nodes are available",
+    )
+
+
+def test_a_rollout_not_yet_observed_is_not_ready() -> None:
+    health = deployment_health(deployment(1, 1, generation=3, observed=2), [])
+    assert (health.ready, health.reason) == (False, "Progressing")
+
+
+def test_a_missing_deployment_is_not_ready() -> None:
+    assert deployment_health(None, []).reason == "DeploymentMissing"
+
+
+def test_pods_are_read_only_when_some_are_short() -> None:
+    assert not needs_pod_details(deployment(2, 2))
+    assert needs_pod_details(deployment(2, 1))
+    assert not needs_pod_details(deployment(0))
