@@ -97,7 +97,10 @@ def _scaled(quantity: str, factor: int) -> str:
 
 
 def resource_quota(names: TenantNames, spec: TenantSpec) -> Manifest:
-    replicas = spec.workers.max_replicas
+    # Room for a rolling update's surge pod on top of the maximum, in pods and in resources:
+    # without the surge's CPU and memory, a rollout at the maximum (or one replacing pods that
+    # never started) is refused by the quota and never finishes (seen on the local node).
+    pods = spec.workers.max_replicas + 1
     cpu, memory = spec.plan.worker_cpu, spec.plan.worker_memory
     return {
         "apiVersion": "v1",
@@ -105,12 +108,11 @@ def resource_quota(names: TenantNames, spec: TenantSpec) -> Manifest:
         "metadata": _meta("tenant-quota", names),
         "spec": {
             "hard": {
-                "requests.cpu": _scaled(cpu, replicas),
-                "limits.cpu": _scaled(cpu, replicas),
-                "requests.memory": _scaled(memory, replicas),
-                "limits.memory": _scaled(memory, replicas),
-                # Room for a rolling update's surge pod on top of the maximum.
-                "pods": str(replicas + 1),
+                "requests.cpu": _scaled(cpu, pods),
+                "limits.cpu": _scaled(cpu, pods),
+                "requests.memory": _scaled(memory, pods),
+                "limits.memory": _scaled(memory, pods),
+                "pods": str(pods),
             }
         },
     }
