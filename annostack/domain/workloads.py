@@ -71,6 +71,9 @@ def deployment_health(deployment: Obj | None, pods: Sequence[Obj]) -> Deployment
         return DeploymentHealth(False, reason, f"{counts}: {detail}", desired, available)
     if desired == 0:
         return DeploymentHealth(True, "ScaledToZero", "0 replicas wanted", 0, available)
+    if int(status.get("updatedReplicas") or 0) < desired:
+        detail = f"{counts}; rollout in progress"
+        return DeploymentHealth(False, "Progressing", detail, desired, available)
     available_condition = _condition(deployment, "Available")
     if available_condition is not None and available_condition.get("status") == "True":
         return DeploymentHealth(True, "PodsAvailable", counts, desired, available)

@@ -8,7 +8,13 @@ from annostack.domain.workloads import deployment_health, needs_pod_details
 
 
 def deployment(
-    desired: int, available: int = 0, *, generation: int = 1, observed: int = 1, **conditions: Any
+    desired: int,
+    available: int = 0,
+    *,
+    generation: int = 1,
+    observed: int = 1,
+    updated: int | None = None,
+    **conditions: Any,
 ) -> dict[str, Any]:
     return {
         "metadata": {"generation": generation},
@@ -17,6 +23,7 @@ def deployment(
             "observedGeneration": observed,
             "availableReplicas": available,
             "unavailableReplicas": max(desired - available, 0),
+            "updatedReplicas": updated if updated is not None else desired,
             "conditions": [
                 {"type": kind, "status": status, "reason": reason, "message": message}
                 for kind, (status, reason, message) in conditions.items()
@@ -103,3 +110,10 @@ def test_pods_are_read_only_when_some_are_short() -> None:
     assert not needs_pod_details(deployment(2, 2))
     assert needs_pod_details(deployment(2, 1))
     assert not needs_pod_details(deployment(0))
+
+
+def test_a_rollout_still_replacing_pods_is_not_ready() -> None:
+    rolling = deployment(2, 2, updated=1, Available=("True", "MinimumReplicasAvailable", ""))
+    health = deployment_health(rolling, [])
+    assert (health.ready, health.reason) == (False, "Progressing")
+    assert "rollout in progress" in health.message
