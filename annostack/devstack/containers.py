@@ -24,6 +24,8 @@ import resource
 import shutil
 import subprocess
 import tarfile
+import time
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,12 +43,16 @@ TOOL_PACKAGES = {
     "ctr": "containerd",
 }
 RUNC = "/usr/sbin/runc"
+REPOSITORY = "localhost/annostack"  # every image built here is named below it
 CONTAINERD_NAMESPACE = "k8s.io"  # the namespace kubelet's CRI plugin reads images from
 # buildah's process tree runs with a lower NPROC hard limit than the shell reports: 65536
 # fails with "error setting rlimit type 6", 4096 works everywhere we tried.
 NPROC_LIMIT = 4096
 NOFILE_CEILING = 1048576
 BIND_OPTIONS = ("ro", "rw")
+STATE_FORMAT = "{{.State.Status}} {{.State.ExitCode}}"
+STOPPED = frozenset({"stopped", "exited"})
+POLL_SECONDS = 0.2
 
 
 def build_ulimits() -> dict[str, int]:
@@ -224,18 +230,67 @@ class ContainerTools:
         ref: str,
         args: Sequence[str],
         *,
+        name: str,
         entrypoint: str | None = None,
-        name: str | None = None,
     ) -> list[str]:
-        """`podman run` argv for one throwaway container without network (tests, debugging)."""
-        argv = ["podman", "run", "--rm", "--network", "none"]
+        """`podman run --detach` argv for one throwaway container without network."""
+        argv = ["podman", "run", "--detach", "--name", name, "--network", "none"]
         for limit, value in build_ulimits().items():
             argv += ["--ulimit", f"{limit}={value}:{value}"]
         if entrypoint is not None:
             argv += ["--entrypoint", entrypoint]
-        if name is not None:
-            argv += ["--name", name]
         return [*argv, ref, *args]
+
+    def state(self, name: str) -> tuple[str, int]:
+        """A container's status (running, stopped, exited, ...) and exit code."""
+        inspect = ["podman", "container", "inspect", "--format", STATE_FORMAT, name]
+        status, code = self.output(inspect).split()
+        return status, int(code)
+
+    def wait(self, name: str, timeout: float) -> int:
+        """Poll until the container has stopped; its exit code.
+
+        Not `podman wait` or an attached `podman run`: where PID 1 reaps orphans late (as
+        on the sandboxed VMs we develop on) they wait 20 s for conmon to vanish after every
+        container; the state podman inspects is right at once.
+        """
+        deadline = time.monotonic() + timeout
+        while (state := self.state(name))[0] not in STOPPED:
+            if time.monotonic() > deadline:
+                raise CommandFailed(f"container {name} still {state[0]} after {timeout:.0f}s")
+            time.sleep(POLL_SECONDS)
+        return state[1]
+
+    def run(
+        self,
+        ref: str,
+        args: Sequence[str],
+        *,
+        entrypoint: str | None = None,
+        timeout: float = 120.0,
+    ) -> RunResult:
+        """Run one throwaway container (no network) to completion: exit code and output."""
+        name = f"annostack-run-{uuid.uuid4().hex[:12]}"
+        self.output(self.run_argv(ref, args, name=name, entrypoint=entrypoint))
+        try:
+            code = self.wait(name, timeout)
+            logs = subprocess.run(
+                ["podman", "logs", name], capture_output=True, text=True, env=self.env()
+            )
+            return RunResult(code, logs.stdout, logs.stderr)
+        finally:
+            self.remove_container(name)
+
+    def remove_container(self, name: str) -> None:
+        remove = ["podman", "rm", "--force", "--ignore", name]
+        subprocess.run(remove, capture_output=True, env=self.env())
+
+
+@dataclass(frozen=True)
+class RunResult:
+    exit_code: int
+    stdout: str
+    stderr: str
 
 
 @dataclass(frozen=True)

@@ -55,9 +55,8 @@ def tools(built: ImageSet, settings: DevStackSettings) -> ContainerTools:
 
 
 def podman(tools: ContainerTools, ref: str, *args: str, entrypoint: str | None = None) -> str:
-    argv = tools.run_argv(ref, args, entrypoint=entrypoint)
-    result = subprocess.run(argv, capture_output=True, text=True, env=tools.env(), timeout=120)
-    assert result.returncode == 0, result.stdout + result.stderr
+    result = tools.run(ref, args, entrypoint=entrypoint)
+    assert result.exit_code == 0, result.stdout + result.stderr
     return result.stdout
 
 
@@ -103,15 +102,13 @@ def test_the_pause_image_is_unprivileged_and_stops_on_sigterm(
     inspect = ["podman", "image", "inspect", "--format", "{{.Config.User}}", built.pause.ref]
     assert tools.output(inspect).strip() == "65535:65535"
     name = f"annostack-pause-test-{time.monotonic_ns()}"
-    argv = tools.run_argv(built.pause.ref, [], name=name)
-    with subprocess.Popen(argv, env=tools.env(), stderr=subprocess.PIPE, text=True) as container:
-        try:
-            running = ["podman", "ps", "--filter", f"name={name}", "--quiet"]
-            wait_for(lambda: bool(tools.output(running).strip()), 30, "the pause container runs")
-            tools.output(["podman", "kill", "--signal", "TERM", name])
-            assert container.wait(timeout=15) == 0, container.stderr
-        finally:
-            subprocess.run(["podman", "rm", "--force", name], env=tools.env(), capture_output=True)
+    tools.output(tools.run_argv(built.pause.ref, [], name=name))
+    try:
+        wait_for(lambda: tools.state(name)[0] == "running", 30, "the pause container runs")
+        tools.output(["podman", "kill", "--signal", "TERM", name])
+        assert tools.wait(name, timeout=10) == 0, "exits by itself, with 0"
+    finally:
+        tools.remove_container(name)
 
 
 @pytest.fixture(scope="module")

@@ -12,19 +12,18 @@ from pathlib import Path
 
 import pytest
 
-from annostack.devstack import images
+from annostack.devstack import debian_base, images
 from annostack.devstack.containers import BuildMount, bud_argv, listed_digest, read_archive
-from annostack.devstack.images import (
+from annostack.devstack.debian_base import (
     AptMirrors,
     DebianBase,
-    ProjectImage,
-    context_fingerprint,
     dpkg_excludes,
     host_mirrors,
     mirrors_for,
     parse_apt_sources,
     parse_dpkg_filters,
 )
+from annostack.devstack.images import ProjectImage, context_fingerprint
 
 ROOT = Path(__file__).parents[3]
 
@@ -123,8 +122,8 @@ def test_the_base_hash_follows_its_recipe(tmp_path: Path, monkeypatch: pytest.Mo
     assert reordered.fingerprint == base.fingerprint, "debootstrap does not care about order"
     original = base.fingerprint
     recipe = tmp_path / "base"
-    shutil.copytree(images.BASE_RECIPE, recipe)
-    monkeypatch.setattr(images, "BASE_RECIPE", recipe)
+    shutil.copytree(debian_base.BASE_RECIPE, recipe)
+    monkeypatch.setattr(debian_base, "BASE_RECIPE", recipe)
     assert DebianBase(mirrors=AptMirrors()).fingerprint == original
     (recipe / "Containerfile").write_text("FROM scratch\n")
     assert DebianBase(mirrors=AptMirrors()).fingerprint != original
@@ -237,7 +236,7 @@ def test_the_image_apt_sources_carry_updates_and_security() -> None:
 
 
 def test_the_slim_rules_drop_documentation_but_keep_licences() -> None:
-    rules = parse_dpkg_filters((images.BASE_RECIPE / "dpkg-slim.cfg").read_text())
+    rules = parse_dpkg_filters((debian_base.BASE_RECIPE / "dpkg-slim.cfg").read_text())
     assert dpkg_excludes("/usr/share/doc/python3/README.Debian", rules)
     assert not dpkg_excludes("/usr/share/doc/python3/copyright", rules)
     assert dpkg_excludes("/usr/share/man/man1/python3.1.gz", rules)
