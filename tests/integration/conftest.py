@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from kubernetes import client
 from annostack.adapters.kube import Kube
 from annostack.apps.testing import ApiProcess
 from annostack.apps.testing import api_process as run_api_process
+from annostack.domain.tenants import TenantSpec
 from annostack.services.tenancy import TenantDirectory
 from annostack.services.tenants import Backends, TenantProvisioner
 from annostack.settings import Settings
@@ -122,3 +124,14 @@ def api_process(
     env = {**os.environ, "ANNOSTACK_KUBERNETES__KUBECONFIG": kubeconfig}
     with run_api_process(env, tmp_path_factory.mktemp("api-process") / "api.log") as process:
         yield process
+
+
+def provision(provisioner: TenantProvisioner, name: str, spec: TenantSpec) -> None:
+    """Reconcile as the operator does, again until Ready: a freshly created worker Deployment
+    is only WorkersReady once its controller has observed it (a second or two)."""
+    deadline = time.monotonic() + 60
+    while not (report := provisioner.reconcile(name, spec)).ready:
+        temporary = all(failure.temporary for failure in report.failures)
+        if not temporary or time.monotonic() > deadline:
+            raise AssertionError(f"Tenant {name} not provisioned: {report.failures}")
+        time.sleep(0.5)

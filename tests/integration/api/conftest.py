@@ -15,6 +15,7 @@ from annostack.domain.tenants import DeletionPolicy, TenantSpec
 from annostack.services.tenancy import TenantContext, TenantDirectory, create_api_token
 from annostack.services.tenants import TenantProvisioner
 from annostack.settings import Settings
+from tests.integration.conftest import provision
 
 
 @dataclass(frozen=True)
@@ -30,8 +31,7 @@ class ApiTenant:
 
 def _tenant(provisioner: TenantProvisioner, directory: TenantDirectory) -> Iterator[ApiTenant]:
     name = f"api{uuid.uuid4().hex[:8]}"
-    report = provisioner.reconcile(name, TenantSpec(display_name=name))
-    assert report.ready, report.failures
+    provision(provisioner, name, TenantSpec(display_name=name))
     context = directory.get(name)
     yield ApiTenant(name, create_api_token(context, "tests"), context)
     provisioner.teardown(name, DeletionPolicy.DELETE)

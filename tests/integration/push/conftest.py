@@ -26,6 +26,7 @@ from annostack.domain.tenants import DeletionPolicy, TenantSpec
 from annostack.services.tenancy import SessionTokens
 from annostack.services.tenants import TenantProvisioner
 from annostack.settings import Settings
+from tests.integration.conftest import provision
 
 JS_CLIENT = Path(__file__).parent / "js"
 NODE_CACHE = Path.home() / ".cache" / "annostack" / "node"
@@ -63,8 +64,7 @@ def replicas(stack_settings: Settings, push_settings: ApiSettings) -> Iterator[l
 @pytest.fixture(scope="session")
 def tenant(provisioner: TenantProvisioner) -> Iterator[str]:
     name = f"push{uuid.uuid4().hex[:8]}"
-    report = provisioner.reconcile(name, TenantSpec(display_name=name))
-    assert report.ready, report.failures
+    provision(provisioner, name, TenantSpec(display_name=name))
     yield name
     provisioner.teardown(name, DeletionPolicy.DELETE)
 

@@ -33,6 +33,7 @@ from annostack.services.tenancy import TenantDirectory, create_api_token
 from annostack.services.tenants import TenantProvisioner
 from annostack.services.uploads import UploadRequest, register_item
 from annostack.settings import Settings
+from tests.integration.conftest import provision
 from tests.integration.workloads import WorkerProcess, jpeg, small_cloud
 from tests.support import wait_for
 
@@ -44,7 +45,7 @@ def tenant(
     provisioner: TenantProvisioner, directory: TenantDirectory
 ) -> Iterator[TenantConnection]:
     name = f"wk{uuid.uuid4().hex[:8]}"
-    assert provisioner.reconcile(name, TenantSpec(display_name=name)).ready
+    provision(provisioner, name, TenantSpec(display_name=name))
     yield directory.get(name).connection
     provisioner.teardown(name, DeletionPolicy.DELETE)
 
