@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import shlex
+from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.table import Table
 
 from annostack.devstack.builds import MissingPrerequisite, ensure_kustomize
 from annostack.devstack.console import CommandFailed, console
+from annostack.devstack.images import ensure_images
 from annostack.devstack.platform import Platform
+from annostack.devstack.settings import DevStackSettings
 from annostack.devstack.stack import ComponentFailed, Stack, State
 from annostack.domain.errors import BackendError
 
@@ -36,33 +40,49 @@ def up() -> None:
 
 @app.command()
 def platform() -> None:
-    """Install the CRDs, start the operator, make examples/tenant.yaml Ready, start API + worker."""
+    """Build the images, deploy the operator and the API on the node, make the demo Tenant Ready."""
     stack = Stack()
     try:
         stack.up()
         annostack = Platform(stack)
-        annostack.install()
-        annostack.start_operator()
+        annostack.deploy(annostack.load_images())
         name = annostack.apply_demo()
-        api = annostack.start_api()
-        annostack.start_worker(name)
     except (ComponentFailed, CommandFailed, MissingPrerequisite, BackendError) as error:
         console.print(f"[red]dev platform failed:[/red] {error}")
         raise typer.Exit(1) from error
     _print_status(stack)
     console.print(
         f'Tenant [bold]{name}[/bold] is Ready. Try: eval "$(annostack dev env)"; '
-        f"kubectl get tenants; T=$(annostack api token {name}); "
-        f'curl -H "Authorization: Bearer $T" {api}/v1/datasets'
+        f"kubectl get tenants,pods -A; T=$(annostack api token {name}); "
+        f'curl -H "Authorization: Bearer $T" {annostack.api_url}/v1/datasets'
     )
 
 
 @app.command()
+def images(
+    load: Annotated[
+        Path | None,
+        typer.Option(help="A containerd socket to import the images into (namespace k8s.io)."),
+    ] = None,
+) -> None:
+    """Build the operator, API, worker and pause images here (cached by a hash of the inputs)."""
+    try:
+        built = ensure_images(DevStackSettings())
+        if load is not None:
+            built.load_into_containerd(load)
+    except (CommandFailed, MissingPrerequisite) as error:
+        console.print(f"[red]dev images failed:[/red] {error}")
+        raise typer.Exit(1) from error
+    # Plain lines, not a table: the refs and paths are meant to be copied whole.
+    for image in built:
+        size = image.archive.stat().st_size / 1e6
+        console.print(f"{image.name:<9} {image.ref}  {image.archive} ({size:.0f} MB)")
+
+
+@app.command()
 def down() -> None:
-    """Stop the processes `up` and `platform` started (data is kept for the next `up`)."""
-    stack = Stack()
-    Platform(stack).stop()
-    stack.down()
+    """Stop the stack and its node, pods included (data is kept for the next `up`)."""
+    Stack().down()
 
 
 @app.command()

@@ -1,183 +1,211 @@
-"""annostack itself on the local stack: CRDs, the operator, a demo tenant, the API, a worker.
+"""annostack itself on the local stack's node, as a platform team would run it.
 
-Used by `annostack dev platform` (the README's first command). The operator, the API (open
-gateway) and the demo tenant's worker run as plain background processes like the stack's
-servers (pid file, log, `dev down` stops them). The operator uses the admin kubeconfig,
-whereas the integration tests run it with its least-privilege ServiceAccount. The local stack
-has no nodes, so the worker Deployment's pods stay Pending; the demo worker is started here
-instead, with the environment the Deployment would give it (the tenant's Secret), so uploads
-are processed. Reads `crds/`, `manifests/` and `examples/` from the source checkout.
+Used by `annostack dev platform` (the README's first command) and the e2e tier. The images are
+built from the tree's Dockerfiles and loaded into the node (`images.py`); the `local` overlay
+(manifests/overlays/local) is rendered with kustomize, pointed at those images and applied with
+server-side apply, beside the objects it expects and this stack generates (the endpoints
+ConfigMap and the credential Secrets). The operator and the API then run as pods under their
+own ServiceAccounts and the base's least-privilege RBAC; the demo Tenant's workers are pods the
+operator scales. Nothing here starts a process on the host.
 """
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-import httpx
 import yaml
 
 from annostack.adapters.kube import Kube
-from annostack.devstack import processes
-from annostack.devstack.components import http_get
-from annostack.devstack.console import last_lines, say
+from annostack.devstack import builds
+from annostack.devstack.console import say
+from annostack.devstack.images import ImageSet, ensure_images
+from annostack.devstack.node import Containerd
 from annostack.devstack.stack import ComponentFailed, Stack
-from annostack.domain.tenants import API_GROUP, API_VERSION, TenantNames
+from annostack.domain.tenants import API_GROUP, API_VERSION
+from annostack.domain.workloads import DeploymentHealth, deployment_health, needs_pod_details
 from annostack.settings import KubernetesSettings
 
 ROOT = Path(__file__).resolve().parents[2]
-OPERATOR_MANIFESTS = ROOT / "manifests" / "base" / "operator"
+OVERLAY = ROOT / "manifests" / "overlays" / "local"
 DEMO_TENANT = ROOT / "examples" / "tenant.yaml"
-READY_TIMEOUT_SECONDS = 120.0
+NAMESPACE = "annostack-system"
+OPERATOR = "annostack-operator"
+API = "annostack-api"
+API_NODE_PORT = 30080  # the overlay's NodePort for the API Service
+PUBLISHED_IMAGES = "registry.gitlab.com/annostack/annostack/"
+READY_TIMEOUT_SECONDS = 180.0
+FIELD_MANAGER = "annostack-dev"
+
+# Which client settings of the stack go where in the cluster (keys are environment variables).
+ENDPOINT_KEYS = (
+    "ANNOSTACK_DB__HOST",
+    "ANNOSTACK_DB__PORT",
+    "ANNOSTACK_DB__TLS",
+    "ANNOSTACK_S3__ENDPOINT",
+    "ANNOSTACK_PULSAR__SERVICE_URL",
+    "ANNOSTACK_PULSAR__ADMIN_URL",
+    "ANNOSTACK_PULSAR__CLUSTER",
+)
+SECRET_KEYS = {
+    "annostack-tidb": ("ANNOSTACK_DB__ADMIN_USER", "ANNOSTACK_DB__ADMIN_PASSWORD"),
+    "annostack-s3": ("ANNOSTACK_S3__ACCESS_KEY", "ANNOSTACK_S3__SECRET_KEY"),
+    "annostack-redis": ("ANNOSTACK_REDIS__URL",),
+}
 
 
 def operator_command(health_port: int, metrics_port: int) -> list[str]:
-    """`annostack operator run` on loopback, as the local stack and the tests start it."""
+    """`annostack operator run` on loopback, as the integration tests start it."""
     return [
         sys.executable, "-m", "annostack", "operator", "run", "--bind-address", "127.0.0.1",
         "--health-port", str(health_port), "--metrics-port", str(metrics_port),
     ]  # fmt: skip
 
 
-def documents(path: Path) -> list[dict[str, Any]]:
-    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+def documents(text: str) -> list[dict[str, Any]]:
+    return [doc for doc in yaml.safe_load_all(text) if doc]
 
 
-def api_command(port: int) -> list[str]:
-    return [
-        sys.executable, "-m", "annostack", "api", "run",
-        "--host", "127.0.0.1", "--port", str(port), "--gateway", "open",
-    ]  # fmt: skip
+def with_images(objects: list[dict[str, Any]], refs: dict[str, str]) -> list[dict[str, Any]]:
+    """Point every container at the locally built image of the same name (operator, api)."""
+    for obj in objects:
+        pod = ((obj.get("spec") or {}).get("template") or {}).get("spec") or {}
+        for container in pod.get("containers", []):
+            name = container["image"].removeprefix(PUBLISHED_IMAGES).split(":")[0]
+            if container["image"].startswith(PUBLISHED_IMAGES) and name in refs:
+                container["image"] = refs[name]
+    return objects
 
 
-WORKER_COMMAND = [sys.executable, "-m", "annostack", "worker", "run"]
+def config_objects(env: dict[str, str], api_secrets: dict[str, str]) -> list[dict[str, Any]]:
+    """The endpoints ConfigMap and credential Secrets the local overlay expects."""
+    endpoints = {key: env[key] for key in ENDPOINT_KEYS}
+    endpoints["ANNOSTACK_ENVIRONMENT"] = "dev"
+    endpoints["ANNOSTACK_DEFAULT_WORKER_IMAGE"] = env["ANNOSTACK_DEFAULT_WORKER_IMAGE"]
+    meta = {"namespace": NAMESPACE, "labels": {"app.kubernetes.io/part-of": "annostack"}}
+    objects: list[dict[str, Any]] = [
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "annostack-endpoints", **meta},
+            "data": endpoints,
+        }
+    ]
+    secrets = {name: {key: env[key] for key in keys} for name, keys in SECRET_KEYS.items()}
+    secrets["annostack-api"] = api_secrets
+    for name, data in secrets.items():
+        objects.append(
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": name, **meta},
+                "type": "Opaque",
+                "stringData": data,
+            }
+        )
+    return objects
 
 
 class Platform:
     def __init__(self, stack: Stack) -> None:
         self.stack = stack
         self.kube = Kube(KubernetesSettings(kubeconfig=stack.ctx.kubeconfig))
-        state = stack.settings.state_dir
-        self.pid_path = state / "operator.pid"
-        self.log_path = state / "logs" / "operator.log"
-        self.health_port = stack.settings.ports.operator_health
-        self.api_pid_path = state / "api.pid"
-        self.api_log_path = state / "logs" / "api.log"
-        self.worker_pid_path = state / "demo-worker.pid"
-        self.worker_log_path = state / "logs" / "demo-worker.log"
-        self.api_port = stack.settings.ports.api
-        self.worker_port = stack.settings.ports.demo_worker
+        self._images: ImageSet | None = None
 
-    def install(self) -> None:
-        """CRDs (generated ones and kopf's peering CRD), then the objects that use them."""
-        crd_files = [
-            *sorted((ROOT / "crds").glob("*.yaml")),
-            OPERATOR_MANIFESTS / "kopf-peering-crd.yaml",
-        ]
-        later = []
-        for path in crd_files:
-            for doc in documents(path):
-                if doc["kind"] == "CustomResourceDefinition":
-                    self.kube.apply(doc)
-                else:
-                    later.append(doc)
+    @property
+    def images(self) -> ImageSet:
+        """The images `deploy` put on the node."""
+        if self._images is None:
+            raise ComponentFailed("the platform is not deployed yet (call deploy first)")
+        return self._images
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{self.stack.settings.node.address}:{API_NODE_PORT}"
+
+    def load_images(self) -> ImageSet:
+        """The images built from the tree (cached by their inputs), loaded into the node."""
+        built = ensure_images(self.stack.settings)
+        built.load_into_containerd(self.stack.ctx.data_dir(Containerd.name) / "containerd.sock")
+        say("  [green]✓[/green] images loaded into the node")
+        return built
+
+    def deploy(self, built: ImageSet) -> None:
+        """The local overlay, with the stack's endpoints and credentials, on the node."""
+        kustomize = builds.ensure_kustomize(self.stack.settings)
+        rendered = subprocess.run(
+            [str(kustomize), "build", str(OVERLAY)], capture_output=True, text=True, check=True
+        ).stdout
+        refs = {"operator": built.operator.ref, "api": built.api.ref}
+        objects = with_images(documents(rendered), refs)
+        crds = [o for o in objects if o["kind"] == "CustomResourceDefinition"]
+        self._apply(crds)
         self._wait(lambda: self.kube.has_api("kopf.dev/v1", "ClusterKopfPeering"), "CRDs served")
-        for doc in [*later, *documents(OPERATOR_MANIFESTS / "namespace.yaml")]:
-            self.kube.apply(doc)
-        say("  [green]✓[/green] CRDs installed (tenants, datasets, processingjobs)")
+        env = self.stack.client_env()
+        credentials = self.stack.ctx.credentials
+        api_secrets = {
+            "ANNOSTACK_API_SESSION_KEY": credentials.api_session_key,
+            "ANNOSTACK_API_ADMIN_TOKEN": credentials.api_admin_token,
+        }
+        rest = [o for o in objects if o["kind"] != "CustomResourceDefinition"]
+        namespaces = [o for o in rest if o["kind"] == "Namespace"]
+        self._apply([*namespaces, *config_objects(env, api_secrets)])
+        self._apply([o for o in rest if o["kind"] != "Namespace"])
+        self._images = built
+        for name in (OPERATOR, API):
+            self.wait_available(name)
+        say(f"  [green]✓[/green] operator and API running in {NAMESPACE} (API at {self.api_url})")
 
-    def start_operator(self, extra_env: dict[str, str] | None = None) -> int:
-        """Start the operator unless it runs; return its pid."""
-        if processes.running(self.pid_path) is None:
-            ports = self.stack.settings.ports
-            processes.spawn(
-                operator_command(ports.operator_health, ports.operator_metrics),
-                pid_path=self.pid_path,
-                log_path=self.log_path,
-                cwd=self.stack.settings.state_dir,
-                env={**self.stack.client_env(), **(extra_env or {})},
-            )
-        url = f"http://127.0.0.1:{self.health_port}"
-        self._wait(
-            lambda: self._healthy("operator", self.pid_path, self.log_path, url),
-            "operator /healthz",
-        )
-        say(f"  [green]✓[/green] operator running (log: {self.log_path})")
-        record = processes.running(self.pid_path)
-        assert record is not None
-        return record.pid
+    def _apply(self, objects: Iterable[dict[str, Any]]) -> None:
+        for obj in objects:
+            self.kube.apply(obj)
+
+    def deployment_health(self, name: str, namespace: str = NAMESPACE) -> DeploymentHealth:
+        found = self.kube.get("apps/v1", "Deployment", name, namespace)
+        deployment = found.to_dict() if found is not None else None
+        pods = []
+        if deployment is not None and needs_pod_details(deployment):
+            labels = deployment["spec"]["selector"]["matchLabels"]
+            selector = ",".join(f"{k}={v}" for k, v in labels.items())
+            pods = self.kube.list_objects("v1", "Pod", namespace, selector)
+        return deployment_health(deployment, pods)
+
+    def wait_available(self, name: str, namespace: str = NAMESPACE) -> None:
+        """Until the Deployment's pods are available; on timeout, the reason they are not."""
+        deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+        while not (health := self.deployment_health(name, namespace)).ready:
+            if time.monotonic() > deadline:
+                raise ComponentFailed(f"{namespace}/{name}: {health.reason}: {health.message}")
+            time.sleep(1.0)
 
     def apply_demo(self) -> str:
-        (tenant,) = documents(DEMO_TENANT)
+        (tenant,) = documents(DEMO_TENANT.read_text())
         self.kube.apply(tenant)
         name: str = tenant["metadata"]["name"]
-        self._wait(lambda: self._tenant_ready(name), f"Tenant {name} Ready", READY_TIMEOUT_SECONDS)
+        self._wait(lambda: self.tenant_ready(name), f"Tenant {name} Ready", READY_TIMEOUT_SECONDS)
         say(f"  [green]✓[/green] Tenant {name} Ready")
         return name
 
-    def _tenant_ready(self, name: str) -> bool:
+    def tenant_ready(self, name: str) -> bool:
         tenant = self.kube.get(f"{API_GROUP}/{API_VERSION}", "Tenant", name)
         conditions = (tenant.to_dict().get("status") or {}).get("conditions", []) if tenant else []
         return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
 
-    def start_api(self) -> str:
-        """The tenant API (open gateway: API tokens) on loopback; return its URL."""
-        port = self.api_port
-        url = f"http://127.0.0.1:{port}"
-        self._start(
-            api_command(port), self.api_pid_path, self.api_log_path, self.stack.client_env()
-        )
-        self._wait(lambda: self._healthy("API", self.api_pid_path, self.api_log_path, url), "API")
-        say(f"  [green]✓[/green] API at {url} (log: {self.api_log_path})")
-        return url
-
-    def start_worker(self, tenant: str) -> None:
-        """One worker for `tenant`, with the environment its Deployment would give it."""
-        names = TenantNames(tenant=tenant)
-        secret = self.kube.secret_data(names.namespace, names.secret)
-        if not secret:
-            raise ComponentFailed(f"Tenant {tenant} has no connection Secret yet")
-        port = self.worker_port
-        env = {
-            **secret,
-            "ANNOSTACK_WORKER_PORT": str(port),
-            "ANNOSTACK_WORKER_BIND_ADDRESS": "127.0.0.1",
-        }
-        self._start(WORKER_COMMAND, self.worker_pid_path, self.worker_log_path, env)
-        url = f"http://127.0.0.1:{port}"
-        self._wait(
-            lambda: self._healthy("worker", self.worker_pid_path, self.worker_log_path, url),
-            f"worker of {tenant}",
-        )
-        say(f"  [green]✓[/green] worker of {tenant} running (log: {self.worker_log_path})")
+    def scale_operator(self, replicas: int) -> int:
+        """Set the in-cluster operator's replicas; return the previous count (0 if absent)."""
+        found = self.kube.get("apps/v1", "Deployment", OPERATOR, NAMESPACE)
+        if found is None:
+            return 0
+        previous = int(found.spec.replicas or 0)
+        self.kube.scale_deployment(NAMESPACE, OPERATOR, replicas)
+        return previous
 
     @staticmethod
-    def _start(command: list[str], pid: Path, log: Path, env: dict[str, str]) -> None:
-        if processes.running(pid) is None:
-            processes.spawn(command, pid_path=pid, log_path=log, cwd=pid.parent, env=env)
-
-    @staticmethod
-    def _healthy(what: str, pid: Path, log: Path, url: str) -> bool:
-        if processes.running(pid) is None:
-            raise ComponentFailed(f"the {what} exited:\n{last_lines(log)}")
-        try:
-            return http_get(f"{url}/healthz").status_code == httpx.codes.OK
-        except httpx.HTTPError:
-            return False
-
-    def stop(self) -> None:
-        for what, pid in (
-            ("demo worker", self.worker_pid_path),
-            ("API", self.api_pid_path),
-            ("operator", self.pid_path),
-        ):
-            if processes.stop(pid):
-                say(f"  stopped {what}")
-
-    @staticmethod
-    def _wait(condition: Any, what: str, timeout: float = 60.0) -> None:
+    def _wait(condition: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
         while not condition():
             if time.monotonic() > deadline:

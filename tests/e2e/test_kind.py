@@ -27,7 +27,7 @@ from kubernetes.dynamic import DynamicClient
 
 from tests.support import wait_for
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.kind]
 
 ROOT = Path(__file__).parents[2]
 MONITORING_CRDS = sorted((ROOT / "tests/data/thirdparty-crds").glob("monitoring.coreos.com_*"))

@@ -94,9 +94,12 @@ def operator(
     operator_kubeconfig: Path,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[OperatorProcess]:
-    # A development operator (`annostack dev platform`) would share kopf's peering and pause
-    # both; the tests need theirs to be the only one.
-    Platform(local_stack).stop()
+    # The in-cluster operator (`make dev`, the e2e tier) would share kopf's peering and pause
+    # both: the tests need theirs to be the only one, and give it back afterwards.
+    platform = Platform(local_stack)
+    replicas = platform.scale_operator(0)
+    if replicas:
+        print(f"\npaused the in-cluster operator for the operator tests ({replicas} replica(s))")
     env = {**os.environ, **local_stack.client_env()}
     env.pop("KUBECONFIG", None)
     env["ANNOSTACK_KUBERNETES__KUBECONFIG"] = str(operator_kubeconfig)
@@ -118,6 +121,9 @@ def operator(
     process.start()
     yield process
     process.stop()
+    if replicas:
+        platform.scale_operator(replicas)
+        print(f"\nrestored the in-cluster operator ({replicas} replica(s))")
 
 
 class Tenants:

@@ -1,0 +1,133 @@
+"""The platform as pods: operator and API in-cluster, tenant workers on the node.
+
+Everything here goes through the cluster the way its users do: Tenants applied to the
+apiserver, logs and exec through the apiserver and kubelet, pods the operator must explain.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from kubernetes import client
+from kubernetes.stream import stream
+
+from annostack.devstack.platform import API, NAMESPACE, OPERATOR, Platform
+from tests.e2e.conftest import ClusterTenants
+from tests.support import wait_for
+
+pytestmark = [
+    pytest.mark.e2e,
+    # The Kubernetes client's exec websocket leaves its TLS socket to the garbage collector
+    # (kubernetes-client/python's WSClient); the ResourceWarning is the library's, not a leak of
+    # ours, and would otherwise surface as an error in whichever test runs next.
+    pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning"),
+]
+
+
+def pods(core: client.CoreV1Api, namespace: str, selector: str) -> list[client.V1Pod]:
+    return list(core.list_namespaced_pod(namespace, label_selector=selector).items)
+
+
+def running_ready(pod: client.V1Pod) -> bool:
+    conditions = pod.status.conditions or []
+    ready = any(c.type == "Ready" and c.status == "True" for c in conditions)
+    return bool(pod.status.phase == "Running" and ready and not pod.metadata.deletion_timestamp)
+
+
+def run_in(core: client.CoreV1Api, pod: str, namespace: str, code: str) -> str:
+    """`kubectl exec <pod> -- python -c <code>`: apiserver -> kubelet -> the container."""
+    session = stream(
+        core.connect_get_namespaced_pod_exec,
+        pod,
+        namespace,
+        command=["python", "-c", code],
+        stderr=True,
+        stdin=False,
+        stdout=True,
+        tty=False,
+        _preload_content=False,
+    )
+    try:
+        session.run_forever(timeout=60)
+        output: str = session.read_stdout() + session.read_stderr()
+    finally:
+        session.close()
+    return output
+
+
+def test_operator_and_api_run_as_pods_under_their_own_service_accounts(
+    platform: Platform, core: client.CoreV1Api
+) -> None:
+    serving: dict[str, client.V1Pod] = {}
+    for name in (OPERATOR, API):
+
+        def one_ready(name: str = name) -> bool:
+            ready = [p for p in pods(core, NAMESPACE, f"app.kubernetes.io/name={name}")]
+            ready = [p for p in ready if running_ready(p)]
+            if len(ready) == 1:
+                serving[name] = ready[0]
+            return len(ready) == 1
+
+        wait_for(one_ready, timeout=120, what=f"one {name} pod Running and Ready")
+        pod = serving[name]
+        assert pod.spec.service_account_name == name
+        assert pod.spec.containers[0].image == getattr(platform.images, name.split("-")[1]).ref
+        assert pod.spec.node_name == platform.stack.settings.node.name
+    # Logs and exec travel apiserver -> kubelet (its serving certificate, the apiserver's
+    # client certificate, kubelet's webhook authorisation).
+    operator = serving[OPERATOR]
+
+    def logged() -> bool:
+        log = core.read_namespaced_pod_log(operator.metadata.name, NAMESPACE)
+        return "kopf" in log.lower() or "annostack" in log.lower()
+
+    wait_for(logged, timeout=60, what="the operator's log read through kubelet")
+    api = serving[API]
+    assert (
+        run_in(core, api.metadata.name, NAMESPACE, "import os; print(os.getuid())").strip()
+        == "10001"
+    )
+
+
+def test_a_worker_image_that_cannot_start_is_reported_and_recovers(
+    platform: Platform, tenants: ClusterTenants
+) -> None:
+    # A plan small enough for a two-core node beside the operator and the API.
+    name = tenants.create(
+        plan={"workerCpu": "250m", "workerMemory": "512Mi"},
+        workers={"minReplicas": 1, "maxReplicas": 1},
+        workerImage="localhost/annostack/worker:missing",
+    )
+    tenants.wait_condition(name, "WorkersReady", "False", timeout=120)
+
+    def reason() -> str:
+        found = tenants.condition(name, "WorkersReady")
+        return str(found["reason"]) if found else ""
+
+    wait_for(
+        lambda: reason() == "ImageMissing", timeout=120, what="WorkersReady reason ImageMissing"
+    )
+    ready = tenants.condition(name, "Ready")
+    assert ready is not None and ready["status"] == "False"
+    assert "localhost/annostack/worker:missing" in ready["message"]
+    tenants.patch(name, {"workerImage": platform.images.worker.ref})
+    tenants.wait_condition(name, "WorkersReady", "True", timeout=180)
+    tenants.wait_condition(name, "Ready", "True")
+
+
+def test_the_operator_pod_deleted_mid_reconcile_is_replaced_and_converges_every_tenant(
+    core: client.CoreV1Api, tenants: ClusterTenants
+) -> None:
+    names = [tenants.create() for _ in range(3)]
+    time.sleep(0.5)  # let the operator start on them: the point is an interrupted reconcile
+    (operator,) = pods(core, NAMESPACE, f"app.kubernetes.io/name={OPERATOR}")
+    core.delete_namespaced_pod(operator.metadata.name, NAMESPACE, grace_period_seconds=0)
+
+    def replaced() -> bool:
+        current = pods(core, NAMESPACE, f"app.kubernetes.io/name={OPERATOR}")
+        return any(p.metadata.uid != operator.metadata.uid and running_ready(p) for p in current)
+
+    wait_for(replaced, timeout=120, what="a new operator pod Ready")
+    for name in names:
+        tenants.wait_condition(name, "Ready", "True", timeout=180)
