@@ -121,10 +121,6 @@ class PodNetwork:
             ["-o", bridge, "!", "-i", bridge, *comment, "-j", "DROP"],
         ]
 
-    def is_up(self) -> bool:
-        shown = run(["ip", "-4", "addr", "show", "dev", self.node.bridge], check=False)
-        return shown.returncode == 0 and f"inet {self.node.address}/" in shown.stdout
-
     def remove(self) -> None:
         for rule in self._firewall_rules():
             while run(["iptables", "-D", "FORWARD", *rule], check=False).returncode == 0:

@@ -46,7 +46,6 @@ NODE_PACKAGES = {
 }
 CNI_NETWORK = "annostack"
 CNI_CACHE = Path("/var/lib/cni")  # libcni's cache directory; containerd 1.6 cannot move it
-CRI_NAMESPACE = "k8s.io"  # containerd namespace the CRI plugin (kubelet's images) uses
 
 
 def client_kubeconfig(server: str, ca: Path, identity: KeyPair, user: str) -> dict[str, Any]:
