@@ -146,6 +146,10 @@ class DebianBase:
     def ref(self) -> str:
         return f"{REPOSITORY}/base:{self.suite}-{self.fingerprint}"
 
+    def packages_manifest(self, images_home: Path) -> Path:
+        """Where the package versions that went into this base are listed."""
+        return images_home / "base" / f"{self.suite}-{self.fingerprint}.packages"
+
     def debootstrap_argv(self, rootfs: Path) -> list[str]:
         return [
             "debootstrap", "--variant=minbase", "--force-check-gpg", f"--keyring={KEYRING}",
@@ -186,7 +190,7 @@ def ensure_base(tools: ContainerTools, base: DebianBase) -> None:
         },
     )  # fmt: skip
     _slim_rootfs(rootfs, base)
-    manifest = tools.home / "base" / f"{base.suite}-{base.fingerprint}.packages"
+    manifest = base.packages_manifest(tools.home)
     manifest.parent.mkdir(parents=True, exist_ok=True)
     manifest.write_text(_package_versions(rootfs))
     _check([

@@ -147,7 +147,7 @@ def ensure_images(settings: DevStackSettings) -> ImageSet:
         )
         if newly_built := [image for image in images if image.archive.stat().st_mtime > started]:
             say(f"  built {', '.join(image.name for image in newly_built)}")
-            _forget_replaced(tools, images, keep={base.ref, builder_ref})
+            _forget_replaced(tools, images, base, builder_ref)
     return images
 
 
@@ -247,19 +247,22 @@ def _ensure_project_images(
     return planned
 
 
-def _forget_replaced(tools: ContainerTools, images: ImageSet, keep: set[str]) -> None:
+def _forget_replaced(
+    tools: ContainerTools, images: ImageSet, base: DebianBase, builder_ref: str
+) -> None:
     """Delete the archives and tags of earlier builds: a changed uv.lock adds 1.5 GB of layers."""
-    current = {image.archive for image in images}
-    stale_archives = [a for a in (tools.home / "archives").glob("*.oci.tar") if a not in current]
-    for archive in stale_archives:
-        archive.unlink()
-    keep = keep | {image.ref for image in images}
+    current = {image.archive for image in images} | {base.packages_manifest(tools.home)}
+    candidates = [*(tools.home / "archives").glob("*.oci.tar"), *(tools.home / "base").glob("*")]
+    stale_files = [path for path in candidates if path not in current]
+    for path in stale_files:
+        path.unlink()
+    keep = {base.ref, builder_ref} | {image.ref for image in images}
     stale_refs = [ref for ref in tools.refs(REPOSITORY + "/") if ref not in keep]
     if stale_refs:
         tools.remove(stale_refs)
         tools.prune()
-    if stale_archives or stale_refs:
-        say(f"  removed {len(stale_archives)} old archives and {len(stale_refs)} old tags")
+    if stale_files or stale_refs:
+        say(f"  removed {len(stale_files)} files and {len(stale_refs)} tags of earlier builds")
 
 
 @contextmanager
