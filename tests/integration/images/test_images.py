@@ -7,6 +7,7 @@ so the node's containerd is never touched. A cold cache builds everything first 
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -96,6 +97,13 @@ def test_the_images_carry_no_build_tools_and_pip_is_usable_in_the_base(
     assert podman(tools, built.api.ref, "-c", marker, entrypoint="python").strip() == "False"
 
 
+def catches(pid: int, signum: int) -> bool:
+    """Whether the process has a handler for the signal (SigCgt in /proc/<pid>/status)."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    (caught,) = [line.split()[1] for line in status.splitlines() if line.startswith("SigCgt:")]
+    return bool(int(caught, 16) >> (signum - 1) & 1)
+
+
 def test_the_pause_image_is_unprivileged_and_stops_on_sigterm(
     built: ImageSet, tools: ContainerTools
 ) -> None:
@@ -105,6 +113,9 @@ def test_the_pause_image_is_unprivileged_and_stops_on_sigterm(
     tools.output(tools.run_argv(built.pause.ref, [], name=name))
     try:
         wait_for(lambda: tools.state(name)[0] == "running", 30, "the pause container runs")
+        pid = int(tools.output(["podman", "inspect", "--format", "{{.State.Pid}}", name]))
+        # PID 1 of a PID namespace drops signals it has no handler for: wait for pause's.
+        wait_for(lambda: catches(pid, signal.SIGTERM), 10, "pause handles SIGTERM")
         tools.output(["podman", "kill", "--signal", "TERM", name])
         assert tools.wait(name, timeout=10) == 0, "exits by itself, with 0"
     finally:
