@@ -71,11 +71,17 @@ def deployment_health(deployment: Obj | None, pods: Sequence[Obj]) -> Deployment
         return DeploymentHealth(False, reason, f"{counts}: {detail}", desired, available)
     if desired == 0:
         return DeploymentHealth(True, "ScaledToZero", "0 replicas wanted", 0, available)
-    if int(status.get("updatedReplicas") or 0) < desired:
+    updated = int(status.get("updatedReplicas") or 0)
+    if updated < desired:
         detail = f"{counts}; rollout in progress"
         return DeploymentHealth(False, "Progressing", detail, desired, available)
+    # As `kubectl rollout status`: with surge, Available holds while an old pod still serves.
+    if int(status.get("replicas") or 0) > updated:
+        detail = f"{counts}; old pods still terminating"
+        return DeploymentHealth(False, "Progressing", detail, desired, available)
     available_condition = _condition(deployment, "Available")
-    if available_condition is not None and available_condition.get("status") == "True":
+    condition_true = available_condition is not None and available_condition.get("status") == "True"
+    if condition_true and available >= updated:
         return DeploymentHealth(True, "PodsAvailable", counts, desired, available)
     return DeploymentHealth(False, "PodsStarting", f"{counts}; starting", desired, available)
 

@@ -14,6 +14,7 @@ def deployment(
     generation: int = 1,
     observed: int = 1,
     updated: int | None = None,
+    total: int | None = None,
     **conditions: Any,
 ) -> dict[str, Any]:
     return {
@@ -24,6 +25,7 @@ def deployment(
             "availableReplicas": available,
             "unavailableReplicas": max(desired - available, 0),
             "updatedReplicas": updated if updated is not None else desired,
+            "replicas": total if total is not None else desired,
             "conditions": [
                 {"type": kind, "status": status, "reason": reason, "message": message}
                 for kind, (status, reason, message) in conditions.items()
@@ -117,3 +119,18 @@ def test_a_rollout_still_replacing_pods_is_not_ready() -> None:
     health = deployment_health(rolling, [])
     assert (health.ready, health.reason) == (False, "Progressing")
     assert "rollout in progress" in health.message
+
+
+def test_a_rollout_whose_new_pod_is_not_yet_available_is_not_ready() -> None:
+    # maxSurge 1: the new pod exists (updated 1/1) but the old one is still the available one,
+    # so Available is True; the rollout is not done until the old pod is gone.
+    surging = deployment(1, 1, total=2, Available=("True", "MinimumReplicasAvailable", ""))
+    health = deployment_health(surging, [])
+    assert (health.ready, health.reason) == (False, "Progressing")
+    assert "old pods" in health.message
+
+
+def test_updated_pods_not_yet_available_are_starting() -> None:
+    replaced = deployment(2, 1, Available=("True", "MinimumReplicasAvailable", ""))
+    health = deployment_health(replaced, [])
+    assert (health.ready, health.reason) == (False, "PodsStarting")
