@@ -49,7 +49,9 @@ class AppState:
             api=api,
             directory=TenantDirectory(Kube(settings.kubernetes), settings.db),
             objects=ObjectIO(Presigner(settings.s3), http),
-            publisher=Publisher(settings.pulsar.service_url),
+            publisher=Publisher(
+                settings.pulsar.service_url, settings.pulsar.token.get_secret_value()
+            ),
             sessions=SessionTokens(api.session_key.get_secret_value(), api.session_max_age_seconds),
             http=http,
             coordination=coordination,

@@ -26,6 +26,7 @@ from annostack.operator import metrics
 from annostack.operator.specs import parse_spec
 from annostack.operator.status import tenant_status, with_condition
 from annostack.operator.timings import OperatorTimings
+from annostack.services.tenant_credentials import ROTATE_ANNOTATION
 from annostack.services.tenants import ReconcileReport, TenantProvisioner
 
 PLURAL = "tenants"
@@ -73,6 +74,23 @@ def reconcile_tenant(
     _reconcile(name, spec, meta, status, body, memo, logger, trigger="change")
 
 
+@kopf.on.update(
+    API_GROUP, API_VERSION, PLURAL, field=("metadata", "annotations", ROTATE_ANNOTATION)
+)
+def rotate_credentials(
+    name: str,
+    spec: kopf.Spec,
+    meta: kopf.Meta,
+    status: kopf.Status,
+    body: kopf.Body,
+    memo: kopf.Memo,
+    logger: kopf.Logger,
+    **_: Any,
+) -> None:
+    """A new rotate-credentials value starts a rotation now rather than at the next timer."""
+    _reconcile(name, spec, meta, status, body, memo, logger, trigger="change")
+
+
 @kopf.timer(
     API_GROUP,
     API_VERSION,
@@ -115,7 +133,8 @@ def _reconcile(
         return
     with tenant_locks[name]:
         started = time.monotonic()
-        report = _provisioner(memo).reconcile(name, tenant_spec)
+        rotation = meta.get("annotations", {}).get(ROTATE_ANNOTATION, "")
+        report = _provisioner(memo).reconcile(name, tenant_spec, rotation)
         metrics.STEP_SECONDS.labels("Tenant").observe(time.monotonic() - started)
     _report(name, body, meta, status, memo, logger, report, trigger)
 

@@ -126,9 +126,7 @@ class Platform:
         """The tenant API (open gateway: API tokens) on loopback; return its URL."""
         port = self.api_port
         url = f"http://127.0.0.1:{port}"
-        self._start(
-            api_command(port), self.api_pid_path, self.api_log_path, self.stack.client_env()
-        )
+        self._start(api_command(port), self.api_pid_path, self.api_log_path, self.stack.api_env())
         self._wait(lambda: self._healthy("API", self.api_pid_path, self.api_log_path, url), "API")
         say(f"  [green]✓[/green] API at {url} (log: {self.api_log_path})")
         return url

@@ -170,6 +170,22 @@ class TenantNames(CamelModel):
         return f"{self.pulsar_tenant}/processing"
 
     @property
+    def identity(self) -> str:
+        """The tenant's own user in the object store (IAM) and in Redis (ACL).
+
+        `tenant-` keeps it apart from the platform's own users (`annostack-*`): a tenant named
+        `api` must not become the API's Redis user.
+        """
+        return f"tenant-{self.tenant}"
+
+    def pulsar_role(self, generation: int) -> str:
+        """The tenant's Pulsar role; a credential rotation moves it to the next generation."""
+        return f"tenant-{self.tenant}.g{int(generation)}"
+
+    def is_pulsar_role(self, role: str) -> bool:
+        return role.startswith(f"tenant-{self.tenant}.g")
+
+    @property
     def secret(self) -> str:
         return "annostack-connection"
 

@@ -102,6 +102,10 @@ class TenantDirectory:
         if not data:
             raise UnknownTenant(tenant)
         connection = TenantConnection.from_env(data)
+        if (connection.tenant, connection.bucket) != (tenant, names.bucket):
+            # The platform identity signs for whatever bucket the context names: it must be
+            # the caller's own, whatever the Secret says.
+            raise UnknownTenant(tenant)
         if previous is not None and previous.connection == connection:
             return TenantContext(names, connection, previous.engine, time.monotonic())
         if previous is not None:

@@ -19,6 +19,7 @@ from annostack.domain.tenants import WORKER_SUBSCRIPTION
 from annostack.services.tenancy import create_api_token
 from annostack.settings import Settings
 from tests.integration.api.conftest import ApiTenant
+from tests.integration.conftest import pulsar_client
 
 pytestmark = pytest.mark.integration
 
@@ -67,7 +68,7 @@ def uploaded_item(api: httpx.Client, tenant: ApiTenant, dataset: int, payload: b
 def test_upload_through_a_presigned_url_registers_and_enqueues(
     api: httpx.Client, tenant_a: ApiTenant, stack_settings: Settings
 ) -> None:
-    client = pulsar.Client(stack_settings.pulsar.service_url)
+    client = pulsar_client(stack_settings)
     consumer = client.subscribe(
         tenant_a.context.names.topic("pointclouds"),
         WORKER_SUBSCRIPTION,

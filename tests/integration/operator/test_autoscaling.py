@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import httpx
 import orjson
-import pulsar
 import pytest
 from kubernetes import client
 
@@ -12,7 +10,8 @@ from annostack.adapters.kube import Kube
 from annostack.domain.scaling import scaled_object
 from annostack.domain.tenants import TenantNames, WorkerScaling
 from annostack.settings import Settings
-from tests.integration.conftest import ROOT, load_documents
+from tests.integration.conftest import ROOT, load_documents, pulsar_admin
+from tests.integration.conftest import pulsar_client as new_pulsar_client
 from tests.integration.operator.conftest import OperatorProcess, Tenants
 from tests.support import wait_for
 
@@ -33,7 +32,7 @@ def test_builtin_scaler_follows_a_real_backlog_up_and_down(
         return int(apps.read_namespaced_deployment("workers", names.namespace).spec.replicas)
 
     assert replicas() == 0, "idle tenants run no workers"
-    pulsar_client = pulsar.Client(stack_settings.pulsar.service_url)
+    pulsar_client = new_pulsar_client(stack_settings)
     try:
         producer = pulsar_client.create_producer(names.topic("thumbnails"))
         for item in range(35):  # no worker is running: the backlog stays
@@ -49,7 +48,8 @@ def test_builtin_scaler_follows_a_real_backlog_up_and_down(
     assert (tenants.get(name) or {})["status"]["backlog"] == 35
 
     path = f"/persistent/{names.pulsar_namespace}/thumbnails/subscription/workers/skip_all"
-    assert httpx.post(f"{stack_settings.pulsar.admin_url}/admin/v2{path}").status_code == 204
+    with pulsar_admin(stack_settings) as admin:
+        assert admin.post(path).status_code == 204
     wait_for(lambda: replicas() == 0, timeout=30, what="back to zero after the window")
 
 

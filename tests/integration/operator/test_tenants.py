@@ -7,7 +7,6 @@ import json
 import uuid
 from typing import Any
 
-import httpx
 import pytest
 import sqlalchemy as sa
 from kubernetes import client
@@ -20,7 +19,7 @@ from annostack.adapters.object_store import ObjectStoreAdmin
 from annostack.domain.tenant_stack import TenantConnection
 from annostack.domain.tenants import API_GROUP, API_VERSION, TenantNames
 from annostack.settings import Settings
-from tests.integration.conftest import ROOT, load_documents
+from tests.integration.conftest import ROOT, load_documents, pulsar_admin
 from tests.integration.operator.conftest import OperatorProcess, Tenants
 from tests.support import wait_for
 
@@ -40,10 +39,6 @@ def connection_of(kube: Kube, names: TenantNames) -> TenantConnection:
     data = kube.secret_data(names.namespace, names.secret)
     assert data is not None, "connection Secret missing"
     return TenantConnection.from_env(data)
-
-
-def pulsar_admin(settings: Settings) -> httpx.Client:
-    return httpx.Client(base_url=f"{settings.pulsar.admin_url}/admin/v2", timeout=10)
 
 
 def test_create_provisions_every_backend(

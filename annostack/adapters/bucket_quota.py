@@ -1,0 +1,69 @@
+"""Bucket quotas, which the S3 API has no call for: SeaweedFS through `weed shell`.
+
+SeaweedFS keeps a bucket's quota on its filer entry (`s3.bucket.quota -op=set -sizeMB=N`) and
+its S3 gateway enforces it by itself: about once a minute it compares each bucket's size with
+its quota and makes a bucket over quota read-only (then PUTs fail) until it is under again
+(verified on 4.48; `s3.bucket.quota.enforce` is the same check on demand). `weed shell` is the
+supported client for that entry (the filer's gRPC API is the alternative, with generated
+protobuf code). On MinIO the equivalent is `mc quota set`; stores without quotas get
+`NoQuotas`, and the tenant's condition says the quota is not enforced.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from typing import Protocol
+
+from annostack.domain.errors import Backend, BackendRejected, BackendUnavailable
+
+SHELL_TIMEOUT_SECONDS = 30
+QUOTA_LINE = re.compile(r"bucket quota:\s*(-?\d+)MiB")
+
+
+class BucketQuotas(Protocol):
+    enforced: bool
+
+    def ensure(self, bucket: str, size_bytes: int) -> bool:
+        """The bucket's quota is `size_bytes` (rounded up to MiB); True if it changed."""
+
+
+class NoQuotas:
+    enforced = False
+
+    def ensure(self, bucket: str, size_bytes: int) -> bool:
+        return False
+
+
+class SeaweedShellQuotas:
+    enforced = True
+
+    def __init__(self, weed: str, master: str, filer: str) -> None:
+        self.command = [weed, "shell", f"-master={master}", f"-filer={filer}"]
+
+    def _shell(self, line: str) -> str:
+        try:
+            done = subprocess.run(
+                self.command,
+                input=line + "\n",
+                capture_output=True,
+                text=True,
+                timeout=SHELL_TIMEOUT_SECONDS,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired) as error:
+            raise BackendUnavailable(Backend.OBJECT_STORE, f"weed shell: {error}") from error
+        output = done.stdout + done.stderr
+        if done.returncode != 0 or "error" in output.lower():
+            raise BackendUnavailable(Backend.OBJECT_STORE, f"weed shell: {output.strip()[-300:]}")
+        return output
+
+    def ensure(self, bucket: str, size_bytes: int) -> bool:
+        wanted = -(-size_bytes // 2**20)
+        found = QUOTA_LINE.search(self._shell(f"s3.bucket.quota -name={bucket} -op=get"))
+        if found is None:
+            raise BackendRejected(Backend.OBJECT_STORE, f"no quota reported for {bucket}")
+        if int(found.group(1)) == wanted:
+            return False
+        self._shell(f"s3.bucket.quota -name={bucket} -op=set -sizeMB={wanted}")
+        return True
