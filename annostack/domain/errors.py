@@ -9,6 +9,8 @@
     ├── TooLarge               413: over a documented size limit
     ├── Invalid                422: well-formed but not acceptable
     ├── RateLimited            429: over the tenant's request rate (Retry-After)
+    ├── QuotaExceeded          403: the tenant's plan does not allow more (maxDatasets)
+    │   └── InsufficientStorage    507: the tenant's storage quota (plan.storage) is used up
     └── BackendError           a backend call failed; `backend` names which
         ├── BackendUnavailable     cannot reach it, or it answered 5xx/timeout (temporary: retry)
         └── BackendRejected        it refused the request (permanent until something changes)
@@ -86,7 +88,17 @@ class RateLimited(AnnostackError):
         self.retry_after = retry_after
 
 
+class QuotaExceeded(AnnostackError):
+    """The tenant's plan allows no more of this; the message names the limit."""
+
+
+class InsufficientStorage(QuotaExceeded):
+    """The tenant's storage quota is used up; nothing was written."""
+
+
 _HTTP_STATUS: tuple[tuple[type[AnnostackError], int], ...] = (
+    (InsufficientStorage, 507),
+    (QuotaExceeded, 403),
     (NotFound, 404),
     (Conflict, 409),
     (PreconditionFailed, 412),

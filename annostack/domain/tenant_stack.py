@@ -177,6 +177,20 @@ def connection_secret(
     }
 
 
+def api_secret(names: TenantNames, password: str) -> Manifest:
+    """The API's own DB user for this tenant: readable by the API, never mounted by workers."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": _meta(names.api_secret, names),
+        "type": "Opaque",
+        "stringData": {
+            "ANNOSTACK_TENANT__DB_USER": names.api_db_user,
+            "ANNOSTACK_TENANT__DB_PASSWORD": password,
+        },
+    }
+
+
 def credentials_digest(connection: TenantConnection) -> str:
     """A hash of the Secret's values for the pod template: a new value rolls the workers."""
     env = connection.to_env()

@@ -158,6 +158,16 @@ class TenantNames(CamelModel):
         return "u_" + self.tenant.replace("-", "_")
 
     @property
+    def api_db_user(self) -> str:
+        """The API's user in the tenant's schema (it alone may touch `api_tokens`)."""
+        return "a_" + self.tenant.replace("-", "_")
+
+    @property
+    def api_secret(self) -> str:
+        """The API's DB credentials for this tenant; workers never mount it."""
+        return "annostack-api-connection"
+
+    @property
     def bucket(self) -> str:
         return f"annostack-{self.tenant}"
 

@@ -5,9 +5,10 @@ live: the DB password, the access key of its own object-store identity, the pass
 Redis ACL user and the token of its Pulsar role. Each pass of the operator starts from what
 the Secret holds (`plan`) and keeps it, repairing only what is missing.
 
-Rotation, on demand: set the annotation ``annostack.io/rotate-credentials`` on the Tenant to
-any new value (``kubectl annotate tenant acme annostack.io/rotate-credentials=$(date +%s)
---overwrite``). The operator then
+Rotation, on demand: set the annotation ``credentials.annostack.io/rotate`` on the Tenant to
+any new value (``kubectl annotate tenant acme credentials.annostack.io/rotate=$(date +%s)
+--overwrite``). Its own domain because kopf ignores changes to annotations under its storage
+prefix (``annostack.io/``), and the change must start the rotation at once. The operator then
 
 1. creates the new credentials next to the old ones: a second access key, a second Redis
    password, a new Pulsar role (``tenant-<name>.g<generation>``) granted on the namespace;
@@ -34,7 +35,7 @@ from urllib.parse import urlsplit
 from annostack.adapters.identities import AccessKey
 from annostack.domain.tenants import API_GROUP
 
-ROTATE_ANNOTATION = f"{API_GROUP}/rotate-credentials"
+ROTATE_ANNOTATION = f"credentials.{API_GROUP}/rotate"
 GENERATION_ANNOTATION = f"{API_GROUP}/credentials-generation"
 HANDLED_ANNOTATION = f"{API_GROUP}/rotation-handled"
 RETIRE_AFTER_ANNOTATION = f"{API_GROUP}/retire-old-credentials-after"
@@ -51,6 +52,7 @@ class StoredSecret:
 
     data: dict[str, str]
     annotations: dict[str, str]
+    api_data: dict[str, str] | None = None  # the API's Secret (its DB user), if written yet
 
 
 @dataclass
@@ -58,6 +60,7 @@ class CredentialPlan:
     """The credentials this pass establishes, and whether old ones are still honoured."""
 
     db_password: str
+    api_db_password: str
     s3: AccessKey | None  # None: the bucket step creates a key
     redis_password: str
     generation: int
@@ -102,6 +105,8 @@ def plan(
     retire_after = float(due) if due else None
     current = CredentialPlan(
         db_password=data.get(DB_PASSWORD_KEY) or secrets.token_urlsafe(24),
+        api_db_password=((stored.api_data or {}) if stored else {}).get(DB_PASSWORD_KEY)
+        or secrets.token_urlsafe(24),
         s3=s3,
         redis_password=_redis_password(data.get(REDIS_URL_KEY), redis_user)
         or secrets.token_urlsafe(24),

@@ -34,7 +34,7 @@ from annostack.adapters.object_store import ObjectStoreAdmin
 from annostack.adapters.pulsar_admin import NamespacePolicies, PulsarAdmin
 from annostack.adapters.pulsar_tokens import SecretKeyIssuer, TokenIssuer
 from annostack.adapters.redis_acl import RedisAcl, TenantAcl
-from annostack.adapters.tenant_tables import migrate
+from annostack.adapters.tenant_tables import API_PRIVILEGES, WORKER_PRIVILEGES, migrate
 from annostack.domain import tenant_stack
 from annostack.domain.conditions import ConditionType
 from annostack.domain.errors import Backend, BackendError, BackendRejected, BackendUnavailable
@@ -196,6 +196,7 @@ class TenantProvisioner:
         the Secret could be written again)."""
         try:
             secret = self.b.kube.get("v1", "Secret", names.secret, names.namespace)
+            api_secret = self.b.kube.get("v1", "Secret", names.api_secret, names.namespace)
             deployment = self.b.kube.get("apps/v1", "Deployment", names.workers, names.namespace)
         except BackendError:
             return None
@@ -205,6 +206,7 @@ class TenantProvisioner:
             stored = StoredSecret(
                 data=_decoded(raw.get("data") or {}),
                 annotations=dict((raw.get("metadata") or {}).get("annotations") or {}),
+                api_data=_decoded(api_secret.to_dict().get("data") or {}) if api_secret else None,
             )
         return plan(
             stored,
@@ -275,12 +277,17 @@ class TenantProvisioner:
         return changed
 
     def _database(self, run: TenantPass) -> Outcome:
-        names, password = run.names, run.known().db_password
+        names, creds = run.names, run.known()
         changed = []
         if self.b.db.ensure_schema(names.database):
             changed.append(f"schema/{names.database}")
-        if self.b.db.ensure_user(names.db_user, password, names.database):
-            changed.append(f"user/{names.db_user}")
+        users = (
+            (names.db_user, creds.db_password, WORKER_PRIVILEGES),
+            (names.api_db_user, creds.api_db_password, API_PRIVILEGES),
+        )
+        for user, password, _ in users:
+            if self.b.db.ensure_user(user, password, names.database):
+                changed.append(f"user/{user}")
         note = ""
         if not self.b.db.supports_resource_groups():
             note = NO_RESOURCE_GROUPS
@@ -288,15 +295,24 @@ class TenantProvisioner:
             names.db_user, run.spec.plan.request_units_per_second, names.db_user
         ):
             changed.append(f"resource-group/{names.db_user}")
-        # Migrations run as the tenant's own user: they can only ever touch its schema.
-        engine = engine_for(self.settings.db, names.db_user, password, names.database)
+        self._migrate(names)
+        # After the migrations: table-level grants need the tables.
+        for user, _, privileges in users:
+            if self.b.db.ensure_privileges(user, names.database, privileges):
+                changed.append(f"grants/{user}")
+        return changed, note
+
+    def _migrate(self, names: TenantNames) -> None:
+        """Migrations run as the operator, on the tenant's schema: the tenant's users have no
+        DDL rights."""
+        db = self.settings.db
+        engine = engine_for(db, db.admin_user, db.admin_password.get_secret_value(), names.database)
         try:
             migrate(engine)
         except Exception as error:  # alembic/DBAPI errors; the message carries no secrets
             raise BackendRejected(Backend.DATABASE, f"migration failed: {error}") from error
         finally:
             engine.dispose()
-        return changed, note
 
     def _bucket(self, run: TenantPass) -> Outcome:
         names, creds = run.names, run.known()
@@ -375,6 +391,7 @@ class TenantProvisioner:
         names, spec = run.names, run.spec
         connection = self.connection(run)
         secret = tenant_stack.connection_secret(names, connection, run.known().annotations())
+        api_secret = tenant_stack.api_secret(names, run.known().api_db_password)
         current = self.b.kube.get("apps/v1", "Deployment", names.workers, names.namespace)
         # The autoscaler owns the replica count; apply keeps it, clamped to the spec's bounds.
         replicas = spec.workers.min_replicas if current is None else current.spec.replicas
@@ -384,7 +401,7 @@ class TenantProvisioner:
         note = ""
         if run.known().additive:
             note = "credentials rotating: the old ones are removed once the workers rolled over"
-        return self._apply_all([secret, deployment]), note
+        return self._apply_all([secret, api_secret, deployment]), note
 
     # -- teardown ----------------------------------------------------------------------------
 
@@ -401,6 +418,7 @@ class TenantProvisioner:
             (f"redis-user/{names.identity}", lambda: self.b.redis.delete_user(names.identity)),
             (f"bucket/{names.bucket}", lambda: s3.delete_bucket(names.bucket)),
             (f"user/{names.db_user}", lambda: self.b.db.drop_user(names.db_user)),
+            (f"user/{names.api_db_user}", lambda: self.b.db.drop_user(names.api_db_user)),
             (f"schema/{names.database}", lambda: self.b.db.drop_schema(names.database)),
         ]
         for label, remove in data_steps:

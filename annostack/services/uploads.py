@@ -25,8 +25,8 @@ from annostack.adapters.kube import Kube
 from annostack.adapters.objects import ObjectIO
 from annostack.adapters.queue import Publisher
 from annostack.adapters.tenant_tables import data_items
-from annostack.domain.errors import Conflict, Invalid, NotFound, TooLarge
-from annostack.domain.models import CamelModel
+from annostack.domain.errors import Conflict, InsufficientStorage, Invalid, NotFound, TooLarge
+from annostack.domain.models import CamelModel, quantity_bytes
 from annostack.domain.processing import (
     DEFAULT_OPERATIONS,
     ProcessingJobSpec,
@@ -174,6 +174,7 @@ async def start(
 ) -> UploadTicket:
     if request.size > MAX_OBJECT_BYTES:
         raise TooLarge(f"{request.size} bytes is over the object size limit {MAX_OBJECT_BYTES}")
+    await ensure_room(ctx, io, request.size)
     item_id, key = await asyncio.to_thread(register_item, ctx, dataset_id, request)
     bucket = ctx.connection.bucket
     if request.size <= multipart_threshold:
@@ -190,6 +191,22 @@ async def start(
         item_id=item_id,
         multipart=MultipartTicket(upload_id=upload_id, part_size=size, parts=parts),
     )
+
+
+async def ensure_room(ctx: TenantContext, io: ObjectIO, size: int) -> None:
+    """Refuse an upload that would take the bucket over `plan.storage`, before anything is
+    registered or signed. The store enforces the quota too (SeaweedFS makes a full bucket
+    read-only), but only about once a minute and with a 5xx; this answer is immediate and says
+    why. Stores that do not report usage (AWS S3) are not checked here."""
+    used = await io.used_bytes(ctx.names.bucket)
+    if used is None:
+        return
+    quota = quantity_bytes(ctx.plan.storage)
+    if used + size > quota:
+        raise InsufficientStorage(
+            f"tenant {ctx.names.tenant} has used {used} of its {ctx.plan.storage} storage "
+            f"(plan.storage); this upload needs {size} bytes more; nothing was stored"
+        )
 
 
 def _set_upload_id(ctx: TenantContext, item_id: int, upload_id: str | None) -> None:

@@ -1,0 +1,117 @@
+"""Pure parts of tenant isolation: key patterns, credential rotation, request signing."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+from fnmatch import fnmatchcase
+from urllib.parse import urlsplit
+
+from minio.credentials import Credentials
+from minio.signer import sign_v4_s3
+
+from annostack.adapters.identities import AccessKey, bucket_policy, sign_v4
+from annostack.domain import keyspace
+from annostack.domain.keyspace import Family
+from annostack.domain.push import Destination
+from annostack.services.tenant_credentials import (
+    HANDLED_ANNOTATION,
+    RETIRE_AFTER_ANNOTATION,
+    S3_ACCESS_KEY,
+    S3_SECRET_KEY,
+    StoredSecret,
+    plan,
+)
+from annostack.services.tenants import rollout_finished
+
+
+def _reaches(tenant: str, key: str) -> bool:
+    # Redis ACL globs and fnmatch agree on `*` for names without `[`, `?` or `\\`.
+    return any(fnmatchcase(key, p) for p in keyspace.tenant_key_patterns(tenant))
+
+
+def test_a_tenants_patterns_cover_its_worker_keys_and_nothing_of_a_neighbours() -> None:
+    own = [
+        keyspace.key(Family.JOB, "a", "uid", "expected"),
+        keyspace.key(Family.PROCESSING, "a"),
+        keyspace.key(Family.PROCESSING, "a", "failures"),
+        keyspace.key(Family.ARCHIVE, "a", 7),
+    ]
+    assert all(_reaches("a", key) for key in own)
+    neighbours = [keyspace.key(family, "a-b", 1) for family in Family]
+    neighbours += [keyspace.key(family, "ab", 1) for family in Family]
+    assert not any(_reaches("a", key) for key in neighbours)
+    api_only = [keyspace.key(Family.LOCK, "a", 1), keyspace.key(Family.RATE, "a", 1)]
+    assert not any(_reaches("a", key) for key in api_only), "locks and rates are the API's"
+
+
+def test_a_tenants_channel_pattern_is_its_own_destinations_only() -> None:
+    (pattern,) = keyspace.tenant_channel_patterns("a")
+    own = keyspace.push_channel(str(Destination.user("a", "alice.smith")))
+    other = keyspace.push_channel(str(Destination.everyone("a-b")))
+    assert fnmatchcase(own, pattern) and not fnmatchcase(other, pattern)
+
+
+def test_the_bucket_policy_names_the_bucket_and_nothing_wider() -> None:
+    policy = bucket_policy("annostack-a")
+    assert "annostack-a" in policy and '"*"' not in policy and "iam:" not in policy
+
+
+def test_iam_requests_are_signed_as_the_minio_sdk_signs_s3_requests() -> None:
+    # Same algorithm; only the service in the scope differs, so compare with service "s3".
+    moment = datetime(2026, 12, 1, 12, 0, 0, tzinfo=UTC)
+    url, body = "http://127.0.0.1:8333/", b"Action=ListUsers&Version=2010-05-08"
+    digest = hashlib.sha256(body).hexdigest()
+    ours = sign_v4("POST", url, body, {}, ("AK", "SK"), "us-east-1", "s3", moment)
+    theirs = sign_v4_s3(
+        method="POST",
+        url=urlsplit(url),
+        region="us-east-1",
+        headers={"Host": "127.0.0.1:8333", "x-amz-date": "20261201T120000Z",
+                 "x-amz-content-sha256": digest},
+        credentials=Credentials("AK", "SK"),
+        content_sha256=digest,
+        date=moment,
+    )  # fmt: skip
+    assert ours["authorization"] == theirs["Authorization"]
+
+
+def _stored(**annotations: str) -> StoredSecret:
+    data = {S3_ACCESS_KEY: "AK1", S3_SECRET_KEY: "SK1"}
+    return StoredSecret(data=data, annotations={HANDLED_ANNOTATION: "", **annotations})
+
+
+def test_a_new_rotation_request_makes_new_credentials_and_keeps_the_old_for_a_while() -> None:
+    kept = plan(_stored(), "tenant-a", "", now=100, grace_seconds=60, rollout_finished=True)
+    assert kept.s3 == AccessKey("AK1", "SK1") and not kept.additive and kept.generation == 1
+    rotated = plan(_stored(), "tenant-a", "r1", now=100, grace_seconds=60, rollout_finished=True)
+    assert rotated.s3 is None and rotated.generation == 2 and rotated.rotating
+    assert rotated.additive and rotated.annotations()[RETIRE_AFTER_ANNOTATION] == "160"
+
+
+def test_old_credentials_go_only_after_the_grace_and_the_rollout() -> None:
+    rolling = _stored(**{HANDLED_ANNOTATION: "r1", RETIRE_AFTER_ANNOTATION: "160"})
+    early = plan(rolling, "tenant-a", "r1", now=150, grace_seconds=60, rollout_finished=True)
+    assert early.additive
+    waiting = plan(rolling, "tenant-a", "r1", now=200, grace_seconds=60, rollout_finished=False)
+    assert waiting.additive
+    done = plan(rolling, "tenant-a", "r1", now=200, grace_seconds=60, rollout_finished=True)
+    assert not done.additive and RETIRE_AFTER_ANNOTATION not in done.annotations()
+
+
+def test_a_fresh_tenant_does_not_rotate_on_a_preset_annotation() -> None:
+    fresh = plan(None, "tenant-a", "r1", now=0, grace_seconds=60, rollout_finished=True)
+    assert not fresh.rotating and fresh.handled == "r1" and fresh.s3 is None
+
+
+def test_a_rollout_is_finished_when_every_replica_runs_the_new_template() -> None:
+    def deployment(wanted: int, **status: int) -> dict[str, object]:
+        return {"metadata": {"generation": 2}, "spec": {"replicas": wanted},
+                "status": {"observedGeneration": 2, **status}}  # fmt: skip
+
+    assert rollout_finished(None)
+    assert rollout_finished(deployment(0))
+    assert not rollout_finished(deployment(0, replicas=1)), "an old pod still terminating"
+    assert rollout_finished(deployment(2, replicas=2, updatedReplicas=2, availableReplicas=2))
+    assert not rollout_finished(deployment(2, replicas=3, updatedReplicas=2, availableReplicas=2))
+    assert not rollout_finished({**deployment(0), "status": {"observedGeneration": 1}})
