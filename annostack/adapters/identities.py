@@ -91,6 +91,8 @@ class TenantIdentities(Protocol):
     def delete_user(self, user: str) -> bool:
         """Remove keys, policy and user; False if there was no such user."""
 
+    def close(self) -> None: ...
+
 
 def sign_v4(
     method: str,

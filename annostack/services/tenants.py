@@ -115,6 +115,7 @@ class Backends:
         self.redis = RedisAcl(settings.redis.url.get_secret_value())
 
     def close(self) -> None:
+        self.identities.close()
         self.redis.close()
         self.pulsar.close()
         self.db.close()

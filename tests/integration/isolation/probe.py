@@ -22,7 +22,7 @@ import os
 import sys
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import closing
+from contextlib import closing, contextmanager
 from dataclasses import asdict, dataclass
 from datetime import timedelta
 from urllib.parse import urlsplit
@@ -31,6 +31,7 @@ import httpx
 import pulsar
 import pymysql
 import redis
+import urllib3
 from minio import Minio
 from minio.error import S3Error
 
@@ -97,7 +98,7 @@ MYSQL_DENIED = {1044, 1045, 1142, 1143, 1227}
 # -- object storage ------------------------------------------------------------------------
 
 
-def _s3_client(c: TenantConnection) -> Minio:
+def _s3_client(c: TenantConnection, pool: urllib3.PoolManager) -> Minio:
     endpoint = urlsplit(c.s3_endpoint)
     return Minio(
         endpoint.netloc,
@@ -105,6 +106,7 @@ def _s3_client(c: TenantConnection) -> Minio:
         secret_key=c.s3_secret_key.get_secret_value(),
         secure=endpoint.scheme == "https",
         region=c.s3_region,
+        http_client=pool,
     )
 
 
@@ -154,7 +156,21 @@ def _listed_buckets(s3: Minio, bucket: str) -> list[str]:
 
 
 def _s3_attacks(c: TenantConnection, victim: TenantNames) -> Iterator[Attempt]:
-    s3, bucket, key = _s3_client(c), victim.bucket, "annotations/1/probe.json"
+    with _closing_s3(c) as s3:
+        yield from _s3_attacks_with(s3, c, victim)
+
+
+@contextmanager
+def _closing_s3(c: TenantConnection) -> Iterator[Minio]:
+    pool = urllib3.PoolManager(timeout=TIMEOUT_SECONDS, retries=False)
+    try:
+        yield _s3_client(c, pool)
+    finally:
+        pool.clear()
+
+
+def _s3_attacks_with(s3: Minio, c: TenantConnection, victim: TenantNames) -> Iterator[Attempt]:
+    bucket, key = victim.bucket, "annotations/1/probe.json"
     calls: list[tuple[str, Try]] = [
         ("list buckets shows the victim's", lambda: _listed_buckets(s3, bucket)),
         ("list the victim's objects", lambda: list(s3.list_objects(bucket, recursive=True))),
@@ -178,10 +194,16 @@ def _s3_attacks(c: TenantConnection, victim: TenantNames) -> Iterator[Attempt]:
         "mint an access key for the victim's identity (IAM)",
         lambda: _iam_refused(lambda: iam.create_key(victim.identity)),
     )
+    iam.close()
 
 
 def _s3_own(c: TenantConnection) -> Iterator[Attempt]:
-    s3, key = _s3_client(c), f"probe/{uuid.uuid4().hex}.json"
+    with _closing_s3(c) as s3:
+        yield from _s3_own_with(s3, c)
+
+
+def _s3_own_with(s3: Minio, c: TenantConnection) -> Iterator[Attempt]:
+    key = f"probe/{uuid.uuid4().hex}.json"
     calls: list[tuple[str, Try]] = [
         ("PUT an own object", lambda: s3.put_object(c.bucket, key, io.BytesIO(b"{}"), 2).etag),
         ("GET an own object", lambda: s3.get_object(c.bucket, key).read()),
@@ -317,6 +339,9 @@ def _redis_attacks(c: TenantConnection, victim: TenantNames) -> Iterator[Attempt
             (f"GET the victim's {what}", lambda key=key: client.get(key)),
             (f"HGETALL the victim's {what}", lambda key=key: client.hgetall(key)),
             (f"SET the victim's {what}", lambda key=key: client.set(key, "probe", ex=5)),
+            # Commands the tenant may run, on keys it may not touch: the key rule refuses.
+            (f"HSET the victim's {what}", lambda key=key: client.hset(key, "probe", "1")),
+            (f"SADD to the victim's {what}", lambda key=key: client.sadd(key, "probe")),
         ]
     calls += [
         ("PUBLISH to the victim's browsers", lambda: client.publish(channel, b"{}")),

@@ -7,8 +7,9 @@ import pytest
 from kubernetes import client
 
 from annostack.adapters.kube import Kube
-from annostack.domain.scaling import scaled_object
+from annostack.domain.scaling import scaled_object, trigger_authentication
 from annostack.domain.tenants import TenantNames, WorkerScaling
+from annostack.services.tenant_credentials import PULSAR_TOKEN_KEY
 from annostack.settings import Settings
 from tests.integration.conftest import ROOT, load_documents, pulsar_admin
 from tests.integration.conftest import pulsar_client as new_pulsar_client
@@ -58,22 +59,30 @@ def test_the_keda_scaled_object_is_accepted_by_the_real_schema(
 ) -> None:
     name = tenants.create({"displayName": "Keda"})
     tenants.wait_ready(name)
-    (crd,) = load_documents(
-        ROOT / "tests" / "data" / "thirdparty-crds" / "keda.sh_scaledobjects.yaml"
-    )
+    crds = [
+        doc
+        for kind in ("scaledobjects", "triggerauthentications")
+        for doc in load_documents(ROOT / "tests/data/thirdparty-crds" / f"keda.sh_{kind}.yaml")
+    ]
     extensions = client.ApiextensionsV1Api(admin_kube.api)
-    extensions.create_custom_resource_definition(crd)
+    for crd in crds:
+        extensions.create_custom_resource_definition(crd)
     try:
-        manifest = scaled_object(TenantNames(tenant=name), WorkerScaling(), "http://pulsar:8080")
+        names = TenantNames(tenant=name)
+        manifests = {
+            "scaledobjects": scaled_object(names, WorkerScaling(), "http://pulsar:8080", True),
+            "triggerauthentications": trigger_authentication(names, PULSAR_TOKEN_KEY),
+        }
         objects = client.CustomObjectsApi(admin_kube.api)
 
-        def accepted() -> bool:
+        def accepted(plural: str) -> bool:
+            manifest = manifests[plural]
             try:
                 objects.create_namespaced_custom_object(
                     "keda.sh",
                     "v1alpha1",
                     manifest["metadata"]["namespace"],
-                    "scaledobjects",
+                    plural,
                     manifest,
                     dry_run="All",
                 )
@@ -83,6 +92,8 @@ def test_the_keda_scaled_object_is_accepted_by_the_real_schema(
                 raise
             return True
 
-        wait_for(accepted, timeout=30, what="ScaledObject accepted")
+        for plural in manifests:
+            wait_for(lambda plural=plural: accepted(plural), timeout=30, what=f"{plural} accepted")
     finally:
-        extensions.delete_custom_resource_definition(crd["metadata"]["name"])
+        for crd in crds:
+            extensions.delete_custom_resource_definition(crd["metadata"]["name"])
