@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import uuid
 from collections.abc import Iterator
 
@@ -92,7 +93,12 @@ def test_a_bucket_at_its_quota_refuses_the_next_upload(
 
     # The store counts a write in its usage within a heartbeat of its volume server.
     capacity = ObjectStoreAdmin(s3).client.presigned_get_object(names.bucket, CAPACITY_KEY)
-    wait_for(lambda: b"<Used>0<" not in httpx.get(capacity).content, timeout=30, what="usage")
+
+    def used() -> int:
+        found = re.search(rb"<Used>(\d+)</Used>", httpx.get(capacity).content)
+        return int(found.group(1)) if found else -1
+
+    wait_for(lambda: used() >= len(first), timeout=30, what="the first upload counted")
     answer = api.post(
         f"/v1/datasets/{dataset}/uploads", json={"name": "b.jpg", "size": 200 * 1024},
         headers=auth,
