@@ -13,7 +13,9 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from sqlalchemy.exc import DBAPIError
 
+from annostack.adapters.bucket_quota import SeaweedShellQuotas
 from annostack.adapters.database import DatabaseAdmin, engine_for
+from annostack.adapters.identities import IamIdentities
 from annostack.adapters.kube import Kube
 from annostack.adapters.object_store import ObjectStoreAdmin
 from annostack.domain.tenant_stack import TenantConnection
@@ -52,7 +54,7 @@ def test_create_provisions_every_backend(
     conditions = {c["type"]: c["status"] for c in tenant["status"]["conditions"]}
     assert conditions == dict.fromkeys(HEALTHY, "True"), "no condition is False when healthy"
     messages = {c["type"]: c["message"] for c in tenant["status"]["conditions"]}
-    assert "quota not enforced" in messages["BucketReady"], "SeaweedFS has no S3 quota call"
+    assert messages["BucketReady"] == "", "SeaweedFS takes the quota: nothing to report"
     db = DatabaseAdmin(stack_settings.db)
     if not db.supports_resource_groups():  # MariaDB; on TiDB the group is created instead
         assert "no resource groups" in messages["DatabaseReady"]
@@ -120,6 +122,13 @@ def _assert_database_isolated(settings: Settings, names: TenantNames, password: 
 def _assert_bucket(settings: Settings, names: TenantNames) -> None:
     store = ObjectStoreAdmin(settings.s3)
     assert store.bucket_exists(names.bucket)
+    s3 = settings.s3
+    assert s3.seaweedfs_master and s3.seaweedfs_filer
+    quotas = SeaweedShellQuotas(s3.weed_binary, s3.seaweedfs_master, s3.seaweedfs_filer)
+    assert not quotas.ensure(names.bucket, 100 * 2**30), "plan.storage (100Gi) is the quota"
+    identities = IamIdentities(s3)
+    assert len(identities.access_keys(names.identity)) == 1, "one key: the Secret's"
+    identities.close()
     assert store.client.get_bucket_versioning(names.bucket).status == "Enabled"
     assert store.cors_origins(names.bucket) == ["*"]
     assert store.client.get_bucket_lifecycle(names.bucket) is not None
@@ -128,6 +137,11 @@ def _assert_bucket(settings: Settings, names: TenantNames) -> None:
 def _assert_messaging(settings: Settings, names: TenantNames, backlog_bytes: int) -> None:
     with pulsar_admin(settings) as http:
         assert names.pulsar_namespace in http.get(f"/namespaces/{names.pulsar_tenant}").json()
+        permissions = http.get(f"/namespaces/{names.pulsar_namespace}/permissions").json()
+        assert {role: sorted(actions) for role, actions in permissions.items()} == {
+            names.pulsar_role(1): ["consume", "produce"],
+            settings.pulsar.api_role: ["produce"],
+        }, "the tenant's role and the API's, nobody else"
         quota = http.get(f"/namespaces/{names.pulsar_namespace}/backlogQuotaMap").json()
         assert quota["destination_storage"]["limitSize"] == backlog_bytes
         for topic in ("thumbnails", "pointclouds", "archives", "dead-letter"):
