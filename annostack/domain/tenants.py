@@ -37,9 +37,17 @@ class Plan(CamelModel):
     """Quotas and sizes a tenant is entitled to."""
 
     storage: Quantity = Field(
-        default="100Gi", description="Object-storage quota of the tenant's bucket."
+        default="100Gi",
+        description=(
+            "Object-storage quota of the tenant's bucket: set on the store where it has quotas "
+            "(SeaweedFS), and checked by the API before every upload (507 above it)."
+        ),
     )
-    max_datasets: int = Field(default=100, ge=1, description="Datasets the tenant may create.")
+    max_datasets: int = Field(
+        default=100,
+        ge=1,
+        description="Datasets the tenant may have, through the API and as Dataset resources.",
+    )
     request_units_per_second: int = Field(
         default=2000,
         ge=1,

@@ -30,6 +30,7 @@ from annostack.adapters.tenant_tables import annotation_results
 from annostack.domain.annotations import MAX_DOCUMENT_BYTES, AnnotationDocument, valid_source
 from annostack.domain.errors import (
     AnnostackError,
+    BackendUnavailable,
     Invalid,
     NotFound,
     PreconditionRequired,
@@ -37,6 +38,7 @@ from annostack.domain.errors import (
     http_status,
 )
 from annostack.services.datasets import existing_items
+from annostack.services.quotas import ensure_room
 from annostack.services.tenancy import TenantContext
 
 BATCH_LIMIT = 1000
@@ -86,7 +88,7 @@ async def load(ctx: TenantContext, io: ObjectIO, item_id: int, source: str) -> S
 
 async def _write(
     io: ObjectIO,
-    bucket: str,
+    ctx: TenantContext,
     item_id: int,
     source: str,
     body: bytes,
@@ -100,7 +102,13 @@ async def _write(
         raise PreconditionRequired(
             "send If-Match with the ETag you loaded, or If-None-Match: * for a first save"
         )
-    written = await io.put(bucket, key, body, if_match=if_match, if_none_match=if_none_match)
+    bucket = ctx.connection.bucket
+    try:
+        written = await io.put(bucket, key, body, if_match=if_match, if_none_match=if_none_match)
+    except BackendUnavailable:
+        # A full SeaweedFS bucket is read-only and answers 5xx: say it is the quota.
+        await ensure_room(ctx, io, len(body))
+        raise
     return written.etag, len(document.objects)
 
 
@@ -115,8 +123,7 @@ async def save(
 ) -> Saved:
     document_key(item_id, source)
     await _require_item(ctx, item_id)
-    bucket = ctx.connection.bucket
-    etag, count = await _write(io, bucket, item_id, source, body, if_match, if_none_match)
+    etag, count = await _write(io, ctx, item_id, source, body, if_match, if_none_match)
     versions = await asyncio.to_thread(_record, ctx, source, [(item_id, etag, count)])
     return Saved(item_id, etag, versions[item_id], count)
 
@@ -211,7 +218,6 @@ async def save_batch(
     document_key(0, source)
     known = await asyncio.to_thread(existing_items, ctx, [e.item_id for e in entries])
     limit = asyncio.Semaphore(CONCURRENCY)
-    bucket = ctx.connection.bucket
 
     async def one(entry: BatchEntry) -> dict[str, object]:
         item = entry.item_id
@@ -226,7 +232,7 @@ async def save_batch(
         async with limit:
             try:
                 etag, count = await _write(
-                    io, bucket, item, source, entry.body, entry.if_match, entry.if_none_match
+                    io, ctx, item, source, entry.body, entry.if_match, entry.if_none_match
                 )
             except AnnostackError as error:
                 return {"itemId": item, "status": http_status(error), "error": str(error)}

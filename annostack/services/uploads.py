@@ -25,14 +25,15 @@ from annostack.adapters.kube import Kube
 from annostack.adapters.objects import ObjectIO
 from annostack.adapters.queue import Publisher
 from annostack.adapters.tenant_tables import data_items
-from annostack.domain.errors import Conflict, InsufficientStorage, Invalid, NotFound, TooLarge
-from annostack.domain.models import CamelModel, quantity_bytes
+from annostack.domain.errors import Conflict, Invalid, NotFound, TooLarge
+from annostack.domain.models import CamelModel
 from annostack.domain.processing import (
     DEFAULT_OPERATIONS,
     ProcessingJobSpec,
     processing_job_manifest,
 )
 from annostack.services.datasets import ItemPublic, get_dataset, get_item
+from annostack.services.quotas import ensure_room
 from annostack.services.tenancy import TenantContext
 
 EXTENSION = re.compile(r"^\.[a-z0-9]{1,8}$")
@@ -191,22 +192,6 @@ async def start(
         item_id=item_id,
         multipart=MultipartTicket(upload_id=upload_id, part_size=size, parts=parts),
     )
-
-
-async def ensure_room(ctx: TenantContext, io: ObjectIO, size: int) -> None:
-    """Refuse an upload that would take the bucket over `plan.storage`, before anything is
-    registered or signed. The store enforces the quota too (SeaweedFS makes a full bucket
-    read-only), but only about once a minute and with a 5xx; this answer is immediate and says
-    why. Stores that do not report usage (AWS S3) are not checked here."""
-    used = await io.used_bytes(ctx.names.bucket)
-    if used is None:
-        return
-    quota = quantity_bytes(ctx.plan.storage)
-    if used + size > quota:
-        raise InsufficientStorage(
-            f"tenant {ctx.names.tenant} has used {used} of its {ctx.plan.storage} storage "
-            f"(plan.storage); this upload needs {size} bytes more; nothing was stored"
-        )
 
 
 def _set_upload_id(ctx: TenantContext, item_id: int, upload_id: str | None) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import uuid
@@ -107,3 +108,18 @@ def test_a_bucket_at_its_quota_refuses_the_next_upload(
     assert "plan.storage" in answer.json()["detail"] and "1Mi" in answer.json()["detail"]
     items = api.get(f"/v1/datasets/{dataset}", headers=auth).json()
     assert items["itemCount"] == 1, "the refused upload left no item behind"
+
+    # The store enforces the quota too: about once a minute SeaweedFS makes a bucket over its
+    # quota read-only, and a save through the API then gets the same reason.
+    saves = itertools.count()
+
+    def save_refused() -> bool:
+        response = api.put(
+            f"/v1/items/{item}/annotations/s{next(saves)}",
+            json={"objects": []},
+            headers={**auth, "If-None-Match": "*"},
+        )
+        assert response.status_code in (200, 507), response.text
+        return response.status_code == 507 and "plan.storage" in response.json()["detail"]
+
+    wait_for(save_refused, timeout=150, what="the read-only bucket's refusal explained")
