@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import re
 import subprocess
+import time
 from typing import Protocol
 
 from annostack.domain.errors import Backend, BackendRejected, BackendUnavailable
 
 SHELL_TIMEOUT_SECONDS = 30
+RECHECK_SECONDS = 600.0
 QUOTA_LINE = re.compile(r"bucket quota:\s*(-?\d+)MiB")
 
 
@@ -27,6 +29,8 @@ class BucketQuotas(Protocol):
     def ensure(self, bucket: str, size_bytes: int) -> bool:
         """The bucket's quota is `size_bytes` (rounded up to MiB); True if it changed."""
 
+    def forget(self, bucket: str) -> None: ...
+
 
 class NoQuotas:
     enforced = False
@@ -34,12 +38,19 @@ class NoQuotas:
     def ensure(self, bucket: str, size_bytes: int) -> bool:
         return False
 
+    def forget(self, bucket: str) -> None:
+        pass
+
 
 class SeaweedShellQuotas:
     enforced = True
 
     def __init__(self, weed: str, master: str, filer: str) -> None:
         self.command = [weed, "shell", f"-master={master}", f"-filer={filer}"]
+        # bucket -> (MiB, when it was last read): a `weed shell` costs ~0.3 s of CPU, and the
+        # drift pass visits every tenant every minute, so a known quota is re-read only now
+        # and then (someone changing it by hand is repaired within RECHECK_SECONDS).
+        self._known: dict[str, tuple[int, float]] = {}
 
     def _shell(self, line: str) -> str:
         try:
@@ -60,10 +71,18 @@ class SeaweedShellQuotas:
 
     def ensure(self, bucket: str, size_bytes: int) -> bool:
         wanted = -(-size_bytes // 2**20)
+        known = self._known.get(bucket)
+        if known and known[0] == wanted and time.monotonic() - known[1] < RECHECK_SECONDS:
+            return False
         found = QUOTA_LINE.search(self._shell(f"s3.bucket.quota -name={bucket} -op=get"))
         if found is None:
             raise BackendRejected(Backend.OBJECT_STORE, f"no quota reported for {bucket}")
-        if int(found.group(1)) == wanted:
-            return False
-        self._shell(f"s3.bucket.quota -name={bucket} -op=set -sizeMB={wanted}")
-        return True
+        changed = int(found.group(1)) != wanted
+        if changed:
+            self._shell(f"s3.bucket.quota -name={bucket} -op=set -sizeMB={wanted}")
+        self._known[bucket] = (wanted, time.monotonic())
+        return changed
+
+    def forget(self, bucket: str) -> None:
+        """The bucket is gone (or re-created): read its quota again next time."""
+        self._known.pop(bucket, None)

@@ -319,6 +319,8 @@ class TenantProvisioner:
         names, creds = run.names, run.known()
         ensured = self.b.s3.ensure_bucket(names.bucket)
         changed = [f"bucket/{names.bucket}"] if ensured.changed else []
+        if ensured.changed:
+            self.b.quotas.forget(names.bucket)  # a re-created bucket has no quota yet
         if self.b.quotas.ensure(names.bucket, quantity_bytes(run.spec.plan.storage)):
             changed.append(f"bucket-quota/{names.bucket}")
         changed += self._identity(names, creds)
