@@ -31,6 +31,9 @@ class BucketQuotas(Protocol):
 
     def forget(self, bucket: str) -> None: ...
 
+    def remove(self, bucket: str) -> None:
+        """No quota (and writable again): before the bucket's objects are deleted."""
+
 
 class NoQuotas:
     enforced = False
@@ -39,6 +42,9 @@ class NoQuotas:
         return False
 
     def forget(self, bucket: str) -> None:
+        pass
+
+    def remove(self, bucket: str) -> None:
         pass
 
 
@@ -86,3 +92,9 @@ class SeaweedShellQuotas:
     def forget(self, bucket: str) -> None:
         """The bucket is gone (or re-created): read its quota again next time."""
         self._known.pop(bucket, None)
+
+    def remove(self, bucket: str) -> None:
+        # A bucket over its quota is read-only, deletes included: lift it before emptying it.
+        # `-op=remove` also clears the read-only flag the enforcement set.
+        self.forget(bucket)
+        self._shell(f"s3.bucket.quota -name={bucket} -op=remove")

@@ -213,6 +213,18 @@ class ObjectIO:
             return None
         return int(_xml_text(reply.body, "Used") or 0)
 
+    async def remove(self, bucket: str, key: str) -> None:
+        """Delete the object's current version outright (not a delete marker on a versioned
+        bucket, which would leave the bytes counted against the quota)."""
+        reply = await self._send("HEAD", self.presigner.presign_head(bucket, key))
+        if reply.status == 404:
+            return
+        self._expect(reply, 200)
+        version = reply.headers.get("x-amz-version-id", "")
+        params = {"versionId": version} if version and version != "null" else None
+        url = self.presigner.presign("DELETE", bucket, key, params=params)
+        self._expect(await self._send("DELETE", url), 204)
+
     async def create_multipart(self, bucket: str, key: str, content_type: str) -> str:
         """Start a multipart upload; its id."""
         url = self.presigner.presign("POST", bucket, key, params={"uploads": ""})

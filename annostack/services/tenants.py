@@ -419,7 +419,7 @@ class TenantProvisioner:
             ),
             (f"s3-user/{names.identity}", lambda: self.b.identities.delete_user(names.identity)),
             (f"redis-user/{names.identity}", lambda: self.b.redis.delete_user(names.identity)),
-            (f"bucket/{names.bucket}", lambda: s3.delete_bucket(names.bucket)),
+            (f"bucket/{names.bucket}", lambda: self._delete_bucket(names.bucket)),
             (f"user/{names.db_user}", lambda: self.b.db.drop_user(names.db_user)),
             (f"user/{names.api_db_user}", lambda: self.b.db.drop_user(names.api_db_user)),
             (f"schema/{names.database}", lambda: self.b.db.drop_schema(names.database)),
@@ -435,6 +435,12 @@ class TenantProvisioner:
             report,
         )
         return report
+
+    def _delete_bucket(self, bucket: str) -> bool:
+        if not self.b.s3.bucket_exists(bucket):
+            return False
+        self.b.quotas.remove(bucket)
+        return self.b.s3.delete_bucket(bucket)
 
     @staticmethod
     def _attempt(label: str, remove: Callable[[], bool], report: TeardownReport) -> None:

@@ -248,7 +248,10 @@ async def complete(
         raise NotFound(f"nothing was uploaded for item {item_id}")
     size, etag = found
     if size != item.size:
-        raise Invalid(f"uploaded {size} bytes, announced {item.size}; upload again")
+        # A pre-signed PUT does not bind the length: whatever else arrived is removed, so it
+        # neither stays in the bucket nor counts against the quota.
+        await io.remove(ctx.connection.bucket, key)
+        raise Invalid(f"uploaded {size} bytes, announced {item.size}; removed, upload again")
     # Enqueue before marking uploaded: a crash in between leaves the item `uploading` and the
     # client's retry of `complete` enqueues again, which the workers' deterministic output
     # keys (and the job's fixed name) make harmless. The reverse order could lose the work.

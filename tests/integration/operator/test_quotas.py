@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import itertools
 import os
 import re
@@ -10,6 +11,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from minio import Minio
 
 from annostack.adapters.bucket_quota import SeaweedShellQuotas
 from annostack.adapters.kube import Kube
@@ -17,6 +19,7 @@ from annostack.adapters.object_store import ObjectStoreAdmin
 from annostack.adapters.objects import CAPACITY_KEY
 from annostack.apps.main import create_app
 from annostack.apps.testing import serve
+from annostack.domain.tenant_stack import TenantConnection
 from annostack.domain.tenants import TenantNames
 from annostack.services.tenancy import TenantDirectory, create_api_token
 from annostack.settings import Settings
@@ -69,6 +72,7 @@ def test_max_datasets_plus_one_is_refused_by_the_api_and_the_controller(
 
 def test_a_bucket_at_its_quota_refuses_the_next_upload(
     tenants: Tenants,
+    admin_kube: Kube,
     directory: TenantDirectory,
     api: httpx.Client,
     stack_settings: Settings,
@@ -109,8 +113,19 @@ def test_a_bucket_at_its_quota_refuses_the_next_upload(
     items = api.get(f"/v1/datasets/{dataset}", headers=auth).json()
     assert items["itemCount"] == 1, "the refused upload left no item behind"
 
-    # The store enforces the quota too: about once a minute SeaweedFS makes a bucket over its
-    # quota read-only, and a save through the API then gets the same reason.
+    # The store enforces the quota too, whoever writes: the tenant's workers (here with the
+    # Secret's key) take the bucket over its quota, SeaweedFS makes it read-only within about a
+    # minute, and a save through the API then gets the same reason.
+    secret = TenantConnection.from_env(admin_kube.secret_data(names.namespace, names.secret) or {})
+    worker_s3 = Minio(
+        secret.s3_endpoint.removeprefix("http://"),
+        secret.s3_access_key.get_secret_value(),
+        secret.s3_secret_key.get_secret_value(),
+        secure=False,
+        region=secret.s3_region,
+    )
+    outputs = os.urandom(600 * 1024)
+    worker_s3.put_object(names.bucket, "derived/1/big.bin", io.BytesIO(outputs), len(outputs))
     saves = itertools.count()
 
     def save_refused() -> bool:
