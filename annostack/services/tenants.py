@@ -411,7 +411,7 @@ class TenantProvisioner:
     def teardown(self, tenant: str, policy: DeletionPolicy) -> TeardownReport:
         names = TenantNames(tenant=tenant)
         report = TeardownReport()
-        pulsar, s3 = self.b.pulsar, self.b.s3
+        pulsar = self.b.pulsar
         data_steps: list[tuple[str, Callable[[], bool]]] = [
             (
                 f"pulsar-tenant/{names.pulsar_tenant}",
