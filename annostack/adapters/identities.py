@@ -188,7 +188,7 @@ class IamIdentities:
     def _rejected(self, action: str, error: IamError) -> BackendRejected:
         return BackendRejected(Backend.OBJECT_STORE, f"IAM {action}: {error}")
 
-    def _user_exists(self, user: str) -> bool:
+    def user_exists(self, user: str) -> bool:
         try:
             self._call("GetUser", UserName=user)
         except IamError as error:
@@ -201,7 +201,7 @@ class IamIdentities:
         changed = False
         wanted = _canonical(json.loads(bucket_policy(bucket)))
         try:
-            if not self._user_exists(user):
+            if not self.user_exists(user):
                 self._call("CreateUser", UserName=user)
                 changed = True
             if self._policy(user) != wanted:
@@ -254,7 +254,7 @@ class IamIdentities:
                 raise self._rejected("DeleteAccessKey", error) from error
 
     def delete_user(self, user: str) -> bool:
-        if not self._user_exists(user):
+        if not self.user_exists(user):
             return False
         for key in self.access_keys(user):
             self.delete_key(user, key)

@@ -18,6 +18,7 @@ from annostack.adapters.database import DatabaseAdmin, engine_for
 from annostack.adapters.identities import IamIdentities
 from annostack.adapters.kube import Kube
 from annostack.adapters.object_store import ObjectStoreAdmin
+from annostack.adapters.redis_acl import RedisAcl
 from annostack.domain.tenant_stack import TenantConnection
 from annostack.domain.tenants import API_GROUP, API_VERSION, TenantNames
 from annostack.settings import Settings
@@ -256,21 +257,31 @@ def test_deletion_honours_the_policy(
     wait_for(lambda: not _namespace_exists(core, names.namespace), timeout=90, what="ns gone")
     with pulsar_admin(stack_settings) as http:
         pulsar_kept = http.get(f"/tenants/{names.pulsar_tenant}").status_code == 200
+    identities = IamIdentities(stack_settings.s3)
+    redis_acl = RedisAcl(stack_settings.redis.url.get_secret_value())
     kept = {
         "bucket": store.bucket_exists(names.bucket),
         "user": db.user_exists(names.db_user),
+        "api user": db.user_exists(names.api_db_user),
         "schema": _schema_exists(db, names.database),
         "pulsar": pulsar_kept,
+        "s3 identity": identities.user_exists(names.identity),
+        "redis user": redis_acl.user(names.identity) is not None,
     }
     expected = policy == "Retain"
     assert kept == dict.fromkeys(kept, expected)
     if expected:  # clean up what Retain left behind
         store.delete_bucket(names.bucket)
+        identities.delete_user(names.identity)
+        redis_acl.delete_user(names.identity)
+        db.drop_user(names.api_db_user)
         db.drop_user(names.db_user)
         db.drop_schema(names.database)
         with pulsar_admin(stack_settings) as http:
             http.delete(f"/tenants/{names.pulsar_tenant}", params={"force": "true"})
     db.close()
+    identities.close()
+    redis_acl.close()
 
 
 def _namespace_exists(core: client.CoreV1Api, namespace: str) -> bool:
