@@ -6,12 +6,15 @@ that tenant's bucket, topics, Redis keys and channels and database schema with n
 and returns one `Attempt` per try. `own_access(secret)` does the same on the tenant's own
 backends, where everything must work (so a denial above is a real fence, not a broken key).
 
-Nothing here needs pytest or the local stack, so the same probe runs inside a worker pod:
+Nothing here needs pytest, the tests package or the local stack — only annostack itself and
+its dependencies, which the worker image has — so the same probe runs inside a worker pod,
+copied in as a file (the environment being the tenant's Secret, as `envFrom` gives it):
 
-    python -m tests.integration.isolation.probe <victim-tenant>   # env = the tenant's Secret
+    ANNOSTACK_PROBE_PULSAR_ADMIN_URL=http://pulsar:8080 python probe.py <victim-tenant>
 
-prints the attempts as JSON lines and exits 1 if any attack was allowed or any own access
-failed.
+It prints the attempts as JSON lines and exits 1 if any attack was allowed or any own access
+failed. (Run it as a file, not with `-m` from a checkout: the checkout's `operator/` package
+would shadow the standard library's `operator`.)
 """
 
 from __future__ import annotations
