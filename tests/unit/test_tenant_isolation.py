@@ -5,15 +5,21 @@ from __future__ import annotations
 import hashlib
 from datetime import UTC, datetime
 from fnmatch import fnmatchcase
+from unittest.mock import MagicMock
 from urllib.parse import urlsplit
 
+import pytest
 from minio.credentials import Credentials
+from minio.error import S3Error
 from minio.signer import sign_v4_s3
 
 from annostack.adapters.identities import AccessKey, bucket_policy, sign_v4
+from annostack.adapters.object_store import ObjectStoreAdmin
 from annostack.domain import keyspace
 from annostack.domain.keyspace import Family
 from annostack.domain.push import Destination
+from annostack.domain.tenant_stack import TenantConnection
+from annostack.services.tenancy import TenantDirectory, UnknownTenant
 from annostack.services.tenant_credentials import (
     HANDLED_ANNOTATION,
     RETIRE_AFTER_ANNOTATION,
@@ -23,6 +29,7 @@ from annostack.services.tenant_credentials import (
     plan,
 )
 from annostack.services.tenants import rollout_finished
+from annostack.settings import DatabaseSettings
 
 
 def _reaches(tenant: str, key: str) -> bool:
@@ -115,3 +122,31 @@ def test_a_rollout_is_finished_when_every_replica_runs_the_new_template() -> Non
     assert rollout_finished(deployment(2, replicas=2, updatedReplicas=2, availableReplicas=2))
     assert not rollout_finished(deployment(2, replicas=3, updatedReplicas=2, availableReplicas=2))
     assert not rollout_finished({**deployment(0), "status": {"observedGeneration": 1}})
+
+
+def test_a_store_without_bucket_cors_leaves_the_bucket_usable_and_says_so() -> None:
+    store = ObjectStoreAdmin.__new__(ObjectStoreAdmin)
+    refused = S3Error(
+        MagicMock(), "NotImplemented", "A header you provided implies functionality that is "
+        "not implemented", "/annostack-a", "req", "host",
+    )  # fmt: skip
+    store.client = MagicMock(
+        **{"bucket_exists.return_value": True, "_execute.side_effect": refused}
+    )
+    store.client.get_bucket_versioning.return_value.status = "Enabled"
+    ensured = store.ensure_bucket("annostack-a")
+    assert ensured.unsupported == ["bucket CORS"]
+
+
+def test_the_directory_refuses_a_secret_that_names_another_tenants_bucket() -> None:
+    connection = TenantConnection(
+        tenant="a", db_host="h", db_port=1, db_user="u_a", db_password="p", db_tls="disabled",
+        database="t_a", s3_endpoint="http://s3", s3_region="r", s3_access_key="k",
+        s3_secret_key="s", bucket="annostack-b", pulsar_service_url="pulsar://p",
+        pulsar_namespace="annostack-a/processing", redis_url="redis://r",
+    )  # fmt: skip
+    secrets = {"annostack-connection": connection.to_env(), "annostack-api-connection": {}}
+    secrets["annostack-api-connection"] = {"ANNOSTACK_TENANT__DB_USER": "a_a"}
+    kube = MagicMock(**{"secret_data.side_effect": lambda _ns, name: secrets[name]})
+    with pytest.raises(UnknownTenant):
+        TenantDirectory(kube, DatabaseSettings()).get("a")
