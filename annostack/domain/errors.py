@@ -10,7 +10,7 @@
     ├── Invalid                422: well-formed but not acceptable
     ├── RateLimited            429: over the tenant's request rate (Retry-After)
     ├── QuotaExceeded          403: the tenant's plan does not allow more (maxDatasets)
-    │   └── InsufficientStorage    507: the tenant's storage quota (plan.storage) is used up
+    │   └── InsufficientStorage    403: the tenant's storage quota (plan.storage) is used up
     └── BackendError           a backend call failed; `backend` names which
         ├── BackendUnavailable     cannot reach it, or it answered 5xx/timeout (temporary: retry)
         └── BackendRejected        it refused the request (permanent until something changes)
@@ -93,11 +93,14 @@ class QuotaExceeded(AnnostackError):
 
 
 class InsufficientStorage(QuotaExceeded):
-    """The tenant's storage quota is used up; nothing was written."""
+    """The tenant's storage quota is used up; nothing was written.
+
+    403, not 507: the client (its tenant's usage) caused it and can act on it (delete data,
+    raise the plan), and 5xx stays reserved for the platform failing.
+    """
 
 
 _HTTP_STATUS: tuple[tuple[type[AnnostackError], int], ...] = (
-    (InsufficientStorage, 507),
     (QuotaExceeded, 403),
     (NotFound, 404),
     (Conflict, 409),

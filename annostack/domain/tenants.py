@@ -40,7 +40,7 @@ class Plan(CamelModel):
         default="100Gi",
         description=(
             "Object-storage quota of the tenant's bucket: set on the store where it has quotas "
-            "(SeaweedFS), and checked by the API before every upload (507 above it)."
+            "(SeaweedFS), and checked by the API before every upload (403 above it)."
         ),
     )
     max_datasets: int = Field(
