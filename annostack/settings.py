@@ -92,6 +92,29 @@ class ObjectStoreSettings(BaseModel):
     region: str = Field(default="us-east-1", description="Region used to sign requests.")
     access_key: SecretStr = Field(default=SecretStr(""), description="Admin access key.")
     secret_key: SecretStr = Field(default=SecretStr(""), description="Admin secret key.")
+    iam_endpoint: str | None = Field(
+        default=None,
+        description=(
+            "AWS IAM API (CreateUser, CreateAccessKey, PutUserPolicy) that gives each tenant its "
+            "own identity; unset means the S3 endpoint itself (SeaweedFS serves IAM there, "
+            "with `-s3.iam.readOnly=false`). On AWS: https://iam.amazonaws.com."
+        ),
+    )
+    quota: Literal["seaweedfs", "none"] = Field(
+        default="none",
+        description=(
+            "How bucket quotas (plan.storage) are set: `seaweedfs` runs `weed shell "
+            "s3.bucket.quota` against `seaweedfs_master`; `none` for stores without quotas "
+            "(the tenant's BucketReady condition then says the quota is not enforced)."
+        ),
+    )
+    seaweedfs_master: str | None = Field(
+        default=None, description="SeaweedFS master host:port, for `quota: seaweedfs`."
+    )
+    seaweedfs_filer: str | None = Field(
+        default=None, description="SeaweedFS filer host:port, for `quota: seaweedfs`."
+    )
+    weed_binary: str = Field(default="weed", description="The `weed` command, for quotas.")
 
 
 class PulsarSettings(BaseModel):
@@ -100,6 +123,24 @@ class PulsarSettings(BaseModel):
     service_url: str = Field(default="pulsar://127.0.0.1:6650", description="Broker URL.")
     admin_url: str = Field(default="http://127.0.0.1:8080", description="Admin REST URL.")
     cluster: str = Field(default="standalone", description="Cluster tenants are allowed on.")
+    token: SecretStr = Field(
+        default=SecretStr(""),
+        description=(
+            "This process's JWT for the broker and the admin API (AuthenticationProviderToken); "
+            "the operator's must belong to a superuser role. Empty: no authentication."
+        ),
+    )
+    token_signing_key: SecretStr = Field(
+        default=SecretStr(""),
+        description=(
+            "Operator only: the broker's HS256 `tokenSecretKey` (base64), to issue each "
+            "tenant's token. Empty: tenants get no token (a broker without authentication)."
+        ),
+    )
+    api_role: str = Field(
+        default="annostack-api",
+        description="The API's role; the operator grants it `produce` on every tenant namespace.",
+    )
 
 
 class RedisSettings(BaseModel):
@@ -107,7 +148,18 @@ class RedisSettings(BaseModel):
 
     url: SecretStr = Field(
         default=SecretStr("redis://127.0.0.1:6379/0"),
-        description="redis:// URL; secret because it may carry a password.",
+        description=(
+            "redis:// URL with this process's own ACL user (redis://user:password@host:port/0); "
+            "secret because it carries the password. The operator's user also manages the "
+            "tenants' ACL users (ACL SETUSER/DELUSER)."
+        ),
+    )
+    tenant_url: str | None = Field(
+        default=None,
+        description=(
+            "Operator only: host:port part tenants' workers use (redis://<user>:<pw>@HERE/0); "
+            "unset means the host and port of `url`."
+        ),
     )
 
 

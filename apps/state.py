@@ -55,7 +55,9 @@ class AppState:
                 Kube(settings.kubernetes), settings.db, remember_missing=NEGATIVE_TTL_SECONDS
             ),
             objects=ObjectIO(Presigner(settings.s3), http),
-            publisher=Publisher(settings.pulsar.service_url),
+            publisher=Publisher(
+                settings.pulsar.service_url, settings.pulsar.token.get_secret_value()
+            ),
             sessions=SessionTokens(api.session_key.get_secret_value(), api.session_max_age_seconds),
             http=http,
             coordination=coordination,

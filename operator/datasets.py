@@ -14,7 +14,7 @@ import kopf
 
 from annostack.adapters.kube import Kube
 from annostack.domain.conditions import ConditionType, set_condition
-from annostack.domain.errors import BackendUnavailable, Invalid
+from annostack.domain.errors import BackendUnavailable, Invalid, QuotaExceeded
 from annostack.domain.processing import (
     DatasetSpec,
     DatasetStatus,
@@ -76,6 +76,9 @@ def reconcile_dataset(
         current = _counted(ctx, current)
     except Invalid as error:
         patch.status.update(_dump(_failed(current, "InvalidSource", str(error))))
+        return
+    except QuotaExceeded as error:
+        patch.status.update(_dump(_failed(current, "DatasetLimitReached", str(error))))
         return
     except (BackendUnavailable, UnknownTenant) as error:
         raise kopf.TemporaryError(str(error), delay=TIMINGS.retry_delay_seconds) from error

@@ -79,7 +79,7 @@ def run(options: OperatorOptions) -> None:
     start_http_server(options.metrics_port, addr=options.bind_address)
     backends = Backends(settings)
     memo = kopf.Memo(
-        provisioner=TenantProvisioner(backends),
+        provisioner=TenantProvisioner(backends, tenants.TIMINGS.rotation_grace_seconds),
         scaler=QueueScaler(backends, tenants.TIMINGS.dead_letter_interval_seconds),
         directory=TenantDirectory(backends.kube, settings.db),
         jobs=JobRunner.for_settings(settings),

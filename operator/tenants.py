@@ -26,6 +26,7 @@ from annostack.operator import metrics
 from annostack.operator.specs import parse_spec
 from annostack.operator.status import tenant_status, with_condition
 from annostack.operator.timings import OperatorTimings
+from annostack.services.tenant_credentials import ROTATE_ANNOTATION
 from annostack.services.tenants import ReconcileReport, TenantProvisioner
 
 PLURAL = "tenants"
@@ -73,6 +74,23 @@ def reconcile_tenant(
     _reconcile(name, spec, meta, status, body, memo, logger, trigger="change")
 
 
+@kopf.on.update(
+    API_GROUP, API_VERSION, PLURAL, field=("metadata", "annotations", ROTATE_ANNOTATION)
+)
+def rotate_credentials(
+    name: str,
+    spec: kopf.Spec,
+    meta: kopf.Meta,
+    status: kopf.Status,
+    body: kopf.Body,
+    memo: kopf.Memo,
+    logger: kopf.Logger,
+    **_: Any,
+) -> None:
+    """A new rotate-credentials value starts a rotation now rather than at the next timer."""
+    _reconcile(name, spec, meta, status, body, memo, logger, trigger="change")
+
+
 @kopf.timer(
     API_GROUP,
     API_VERSION,
@@ -106,18 +124,34 @@ def _reconcile(
     trigger: str,
 ) -> None:
     tenant_spec = parse_spec(TenantSpec, spec, "Tenant")
-    if _paused(tenant_spec, meta):
-        paused = with_condition(
-            dict(status), ConditionType.RECONCILING, False, "", "", phase="Paused"
-        )
-        write_status(memo, name, paused, status)
-        logger.debug("paused: no backend is changed")
-        return
+    # Under the tenant's lock, the pause too: "Paused" is written only once no pass that began
+    # before the pause is still changing backends.
     with tenant_locks[name]:
+        if trigger == "timer" and _superseded(memo, name, meta):
+            logger.debug("drift pass skipped: the Tenant changed while it waited")
+            return
+        if _paused(tenant_spec, meta):
+            paused = with_condition(
+                dict(status), ConditionType.RECONCILING, False, "", "", phase="Paused"
+            )
+            write_status(memo, name, paused, status)
+            logger.debug("paused: no backend is changed")
+            return
         started = time.monotonic()
-        report = _provisioner(memo).reconcile(name, tenant_spec)
+        rotation = meta.get("annotations", {}).get(ROTATE_ANNOTATION, "")
+        report = _provisioner(memo).reconcile(name, tenant_spec, rotation)
         metrics.STEP_SECONDS.labels("Tenant").observe(time.monotonic() - started)
     _report(name, body, meta, status, memo, logger, report, trigger)
+
+
+def _superseded(memo: kopf.Memo, name: str, meta: kopf.Meta) -> bool:
+    """A timer's body is the Tenant as it was when the timer fired; if a change handler ran
+    while this pass waited for the lock, applying the older spec would undo that change (a
+    lowered replica count, a re-created bucket of a tenant paused meanwhile)."""
+    live = _provisioner(memo).b.kube.get(API_GROUP + "/" + API_VERSION, "Tenant", name)
+    if live is None:
+        return True
+    return int(live.metadata.generation or 0) != int(meta.get("generation", 0))
 
 
 def _report(

@@ -36,6 +36,14 @@ class OperatorTimings(BaseSettings):
     job_fan_out_batch: int = Field(
         default=500, ge=1, le=10_000, description="Items read and published per fan-out batch."
     )
+    rotation_grace_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        description=(
+            "After a credential rotation, the old credentials keep working at least this long "
+            "(and until the workers rolled over to the new Secret)."
+        ),
+    )
     dataset_interval_seconds: float = Field(
         default=15.0, gt=0, description="How often a Dataset's item counts are refreshed."
     )

@@ -23,6 +23,8 @@ from sqlalchemy.exc import IntegrityError
 from annostack.adapters.job_progress import JobProgress
 from annostack.adapters.objects import Presigner
 from annostack.adapters.tenant_tables import data_items
+from annostack.domain import keyspace
+from annostack.domain.keyspace import Family
 from annostack.domain.processing import wanted_on
 from annostack.domain.push import Event, UploadProgress
 from annostack.services.archives import (
@@ -101,7 +103,7 @@ class ArchiveImporter:
         total: int | None,
     ) -> int:
         done = 0
-        progress = f"annostack:archive:{self.ctx.names.tenant}:{task.item_id}"
+        progress = keyspace.key(Family.ARCHIVE, self.ctx.names.tenant, task.item_id)
         for entry, data in entries:
             item_id = self._register(dataset_id, entry)
             key = object_key(dataset_id, item_id, entry.name)
@@ -196,5 +198,5 @@ class ArchiveImporter:
 
 
 def progress_of(client: redis.Redis, tenant: str, item_id: int) -> dict[str, str]:
-    raw = client.hgetall(f"annostack:archive:{tenant}:{item_id}")
+    raw = client.hgetall(keyspace.key(Family.ARCHIVE, tenant, item_id))
     return {k.decode(): v.decode() for k, v in raw.items()}  # type: ignore[union-attr]

@@ -33,9 +33,12 @@ from prometheus_client import Counter, Histogram
 from annostack.adapters.database import engine_for
 from annostack.adapters.job_progress import ImportState, JobProgress
 from annostack.adapters.objects import Presigner
+from annostack.adapters.pulsar_tokens import client_authentication
 from annostack.adapters.push import PushPublisher
 from annostack.adapters.tenant_tables import data_items
+from annostack.domain import keyspace
 from annostack.domain.images import ImageError
+from annostack.domain.keyspace import Family
 from annostack.domain.pointclouds import PointCloudError
 from annostack.domain.push import Destination, Event, ProcessingProgress
 from annostack.domain.tenant_stack import TenantConnection
@@ -93,7 +96,11 @@ class Worker:
     # -- lifecycle ---------------------------------------------------------------------------
 
     def run(self) -> None:
-        client = pulsar.Client(self.connection.pulsar_service_url, operation_timeout_seconds=30)
+        client = pulsar.Client(
+            self.connection.pulsar_service_url,
+            operation_timeout_seconds=30,
+            authentication=client_authentication(self.connection.pulsar_token.get_secret_value()),
+        )
         topics = [self.names.topic(t) for t in self.settings.topics]
         consumer = client.subscribe(
             topics,
@@ -256,12 +263,13 @@ class Worker:
         log.error("dead-lettered (%s): %s", kind, reason)
         self._count("failed")
         failure = orjson.dumps({"topic": message.topic_name(), "reason": reason[:1000]})
-        key = f"annostack:processing:{self.connection.tenant}:failures"
+        key = keyspace.key(Family.PROCESSING, self.connection.tenant, "failures")
         self.redis.lpush(key, failure)
         self.redis.ltrim(key, 0, FAILURES_KEPT - 1)
 
     def _count(self, field: str) -> int:
-        return int(self.redis.hincrby(f"annostack:processing:{self.connection.tenant}", field, 1))
+        counters = keyspace.key(Family.PROCESSING, self.connection.tenant)
+        return int(self.redis.hincrby(counters, field, 1))
 
     def _announce(
         self, task: Task | None, result: Literal["ok", "failed"], processed: int | None = None

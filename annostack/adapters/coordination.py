@@ -14,6 +14,7 @@ import time
 
 import redis.asyncio as redis
 
+from annostack.domain import keyspace
 from annostack.domain.errors import Backend, BackendUnavailable
 
 RELEASE_IF_HOLDER = """
@@ -36,7 +37,7 @@ class Coordination:
     async def within_rate(self, tenant: str, per_second: int) -> float | None:
         """None if the request may go on, else seconds until the window resets."""
         window = int(time.time())
-        key = f"annostack:rate:{tenant}:{window}"
+        key = keyspace.key(keyspace.Family.RATE, tenant, window)
         try:
             async with self.redis.pipeline(transaction=True) as pipe:
                 pipe.incr(key)
@@ -61,7 +62,7 @@ class Coordination:
 
     @staticmethod
     def _lock_key(tenant: str, item_id: int) -> str:
-        return f"annostack:lock:{tenant}:{int(item_id)}"
+        return keyspace.key(keyspace.Family.LOCK, tenant, int(item_id))
 
     async def acquire(
         self, tenant: str, item_id: int, holder: str, ttl_ms: int

@@ -29,6 +29,15 @@ ACCESS_DENIED_CODES = {1045, 1044, 1049}
 CONNECT_TIMEOUT_SECONDS = 5
 
 
+PRIVILEGES = {"SELECT", "INSERT", "UPDATE", "DELETE"}
+
+
+def _privilege(name: str) -> str:
+    if name not in PRIVILEGES:
+        raise BackendRejected(Backend.DATABASE, f"refusing unknown privilege {name!r}")
+    return name
+
+
 def _identifier(name: str) -> str:
     if not IDENTIFIER.fullmatch(name):  # `match` would let a trailing newline in
         raise BackendRejected(Backend.DATABASE, f"refusing unsafe identifier {name!r}")
@@ -132,22 +141,61 @@ class DatabaseAdmin:
         return True
 
     def ensure_user(self, user: str, password: str, schema: str) -> bool:
-        """The user exists, has this password, and is granted exactly its own schema."""
+        """The user exists and has this password (its privileges: `ensure_privileges`)."""
         if self.user_exists(user) and self.can_log_in(user, password, schema):
-            self._grant(user, schema)
             return False
         account = f"'{_identifier(user)}'@'%'"
         with self._transaction() as conn:
             secret = {"pw": password}
             conn.execute(sa.text(f"CREATE USER IF NOT EXISTS {account} IDENTIFIED BY :pw"), secret)
             conn.execute(sa.text(f"ALTER USER {account} IDENTIFIED BY :pw"), secret)
-        self._grant(user, schema)
         return True
 
-    def _grant(self, user: str, schema: str) -> None:
+    def privileges(self, user: str, schema: str) -> dict[str, frozenset[str]]:
+        """What `user` holds in `schema`: table name -> privileges; `*` for the whole schema."""
+        grantee = {"g": f"'{_identifier(user)}'@'%'", "s": schema}
+        held: dict[str, set[str]] = {}
         with self._transaction() as conn:
-            on, to = f"`{_identifier(schema)}`.*", f"'{_identifier(user)}'@'%'"
-            conn.execute(sa.text(f"GRANT ALL PRIVILEGES ON {on} TO {to}"))
+            for row in conn.execute(
+                sa.text(
+                    "SELECT PRIVILEGE_TYPE FROM information_schema.SCHEMA_PRIVILEGES "
+                    "WHERE GRANTEE = :g AND TABLE_SCHEMA = :s"
+                ),
+                grantee,
+            ):
+                held.setdefault("*", set()).add(str(row[0]))
+            for row in conn.execute(
+                sa.text(
+                    "SELECT TABLE_NAME, PRIVILEGE_TYPE FROM information_schema.TABLE_PRIVILEGES "
+                    "WHERE GRANTEE = :g AND TABLE_SCHEMA = :s"
+                ),
+                grantee,
+            ):
+                held.setdefault(str(row[0]), set()).add(str(row[1]))
+        return {table: frozenset(privileges) for table, privileges in held.items()}
+
+    def ensure_privileges(self, user: str, schema: str, wanted: dict[str, frozenset[str]]) -> bool:
+        """Exactly these table privileges, nothing schema-wide; True if anything changed.
+
+        Table-level grants need the tables: call after the migrations.
+        """
+        held = self.privileges(user, schema)
+        if held == wanted:
+            return False
+        to, db = f"'{_identifier(user)}'@'%'", f"`{_identifier(schema)}`"
+        with self._transaction() as conn:
+            if "*" in held:
+                conn.execute(sa.text(f"REVOKE ALL PRIVILEGES ON {db}.* FROM {to}"))
+            for table in set(held) - {"*"}:
+                if held[table] != wanted.get(table):
+                    conn.execute(
+                        sa.text(f"REVOKE ALL PRIVILEGES ON {db}.`{_identifier(table)}` FROM {to}")
+                    )
+            for table, privileges in wanted.items():
+                if held.get(table) != privileges:
+                    granted = ", ".join(sorted(_privilege(p) for p in privileges))
+                    conn.execute(sa.text(f"GRANT {granted} ON {db}.`{_identifier(table)}` TO {to}"))
+        return True
 
     def supports_resource_groups(self) -> bool:
         """TiDB only; asked once per process (a server does not change kind under us)."""

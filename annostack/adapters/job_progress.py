@@ -24,6 +24,7 @@ from enum import StrEnum
 
 import redis
 
+from annostack.domain import keyspace
 from annostack.domain.errors import Backend, BackendUnavailable
 
 RETENTION_SECONDS = 30 * 86400
@@ -56,7 +57,7 @@ class JobProgress:
 
     @staticmethod
     def _key(tenant: str, job: str, part: str) -> str:
-        return f"annostack:job:{tenant}:{job}:{part}"
+        return keyspace.key(keyspace.Family.JOB, tenant, job, part)
 
     def _add(self, tenant: str, job: str, part: str, item_ids: Iterable[int]) -> None:
         members = [str(int(item)) for item in item_ids]

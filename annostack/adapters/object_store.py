@@ -68,6 +68,12 @@ def translated_errors() -> Iterator[None]:
         raise BackendUnavailable(Backend.OBJECT_STORE, type(error).__name__) from error
 
 
+@dataclass(frozen=True)
+class EnsuredBucket:
+    changed: bool
+    unsupported: list[str]  # bucket features this store answered NotImplemented to
+
+
 class ObjectStoreAdmin:
     def __init__(self, settings: ObjectStoreSettings) -> None:
         self.client = minio_client(settings)
@@ -76,16 +82,30 @@ class ObjectStoreAdmin:
         with translated_errors():
             return self.client.bucket_exists(bucket)
 
-    def ensure_bucket(self, bucket: str) -> bool:
-        """Bucket with versioning, lifecycle and CORS; True if anything had to change."""
+    def ensure_bucket(self, bucket: str) -> EnsuredBucket:
+        """Bucket with versioning, lifecycle and CORS.
+
+        A store that answers NotImplemented to the lifecycle or CORS call (MinIO does for
+        bucket CORS: it has one server-wide setting) leaves the bucket usable; what it lacks
+        is reported, for the tenant's condition, instead of failing the tenant.
+        """
+        unsupported = []
         with translated_errors():
             created = not self.client.bucket_exists(bucket)
             if created:
                 self.client.make_bucket(bucket)
             changed = self._ensure_versioning(bucket)
-            self.client.set_bucket_lifecycle(bucket, _lifecycle())
-            self._put_cors(bucket)
-        return created or changed
+            for what, call in (
+                ("lifecycle rules", lambda: self.client.set_bucket_lifecycle(bucket, _lifecycle())),
+                ("bucket CORS", lambda: self._put_cors(bucket)),
+            ):
+                try:
+                    call()
+                except S3Error as error:
+                    if error.code != "NotImplemented":
+                        raise
+                    unsupported.append(what)
+        return EnsuredBucket(created or changed, unsupported)
 
     def _ensure_versioning(self, bucket: str) -> bool:
         if self.client.get_bucket_versioning(bucket).status == ENABLED:

@@ -33,6 +33,9 @@ from annostack.domain.errors import (
 from annostack.settings import ObjectStoreSettings
 
 URL_LIFETIME = timedelta(minutes=15)
+# The Smart Object Storage API's capacity document (SeaweedFS and MinIO serve it for every
+# bucket, from the same numbers their quota enforcement uses; AWS S3 answers 404).
+CAPACITY_KEY = ".system-d26a9498-cb7c-4a87-a44a-8ae204f5ba6c/capacity.xml"
 
 
 class ObjectMissing(Exception):
@@ -201,6 +204,26 @@ class ObjectIO:
             raise PreconditionFailed(key)  # the version the writer had no longer exists
         self._expect(reply, 200)
         return WriteResult(reply.etag)
+
+    async def used_bytes(self, bucket: str) -> int | None:
+        """The bucket's size as the store counts it against its quota (SOSAPI capacity.xml),
+        or None where the store does not say."""
+        reply = await self._send("GET", self.presigner.presign_get(bucket, CAPACITY_KEY))
+        if reply.status != 200 or b"<CapacityInfo" not in reply.body:
+            return None
+        return int(_xml_text(reply.body, "Used") or 0)
+
+    async def remove(self, bucket: str, key: str) -> None:
+        """Delete the object's current version outright (not a delete marker on a versioned
+        bucket, which would leave the bytes counted against the quota)."""
+        reply = await self._send("HEAD", self.presigner.presign_head(bucket, key))
+        if reply.status == 404:
+            return
+        self._expect(reply, 200)
+        version = reply.headers.get("x-amz-version-id", "")
+        params = {"versionId": version} if version and version != "null" else None
+        url = self.presigner.presign("DELETE", bucket, key, params=params)
+        self._expect(await self._send("DELETE", url), 204)
 
     async def create_multipart(self, bucket: str, key: str, content_type: str) -> str:
         """Start a multipart upload; its id."""

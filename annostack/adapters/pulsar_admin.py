@@ -33,8 +33,10 @@ class NamespacePolicies:
 class PulsarAdmin:
     def __init__(self, settings: PulsarSettings, client: httpx.Client | None = None) -> None:
         self.cluster = settings.cluster
+        token = settings.token.get_secret_value()
+        headers = {"Authorization": f"Bearer {token}"} if token else None
         self.http = client or httpx.Client(
-            base_url=f"{settings.admin_url.rstrip('/')}/admin/v2", timeout=TIMEOUT
+            base_url=f"{settings.admin_url.rstrip('/')}/admin/v2", timeout=TIMEOUT, headers=headers
         )
 
     def close(self) -> None:
@@ -118,6 +120,23 @@ class PulsarAdmin:
     def ensure_subscription(self, namespace: str, topic: str, subscription: str) -> bool:
         path = f"/persistent/{namespace}/{topic}/subscription/{subscription}"
         return self._create(path)
+
+    def permissions(self, namespace: str) -> dict[str, set[str]]:
+        """Roles granted on the namespace and their actions (produce, consume, ...)."""
+        response = self._expect(self._call("GET", f"/namespaces/{namespace}/permissions"), 200)
+        return {role: set(actions) for role, actions in (response.json() or {}).items()}
+
+    def grant(self, namespace: str, role: str, actions: set[str]) -> bool:
+        """`role` may do exactly `actions` on the namespace; True if that had to change."""
+        if self.permissions(namespace).get(role) == actions:
+            return False
+        path = f"/namespaces/{namespace}/permissions/{role}"
+        self._expect(self._call("POST", path, sorted(actions)), 204)
+        return True
+
+    def revoke(self, namespace: str, role: str) -> None:
+        path = f"/namespaces/{namespace}/permissions/{role}"
+        self._expect(self._call("DELETE", path), 204, 404)
 
     def subscriptions(self, namespace: str, topic: str) -> list[str]:
         response = self._call("GET", f"/persistent/{namespace}/{topic}/subscriptions")

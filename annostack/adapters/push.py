@@ -29,9 +29,10 @@ import redis
 import redis.asyncio as aioredis
 from redis.asyncio.client import PubSub
 
+from annostack.domain import keyspace
 from annostack.domain.push import Destination, Event
 
-CHANNEL_PREFIX = "annostack:push:"
+CHANNEL_PREFIX = keyspace.PUSH_CHANNEL_PREFIX
 CONTROL_CHANNEL = CHANNEL_PREFIX + "~relay"  # never published to; keeps the subscription open
 RECONNECT_SECONDS = (0.1, 0.5, 1.0, 2.0, 5.0)  # back-off after losing the subscription
 WATCH_TIMEOUT_SECONDS = 5.0  # then the client is answered anyway (at-most-once)
@@ -41,7 +42,7 @@ Deliver = Callable[[str, bytes], None]
 
 
 def channel_for(destination: str) -> str:
-    return CHANNEL_PREFIX + destination
+    return keyspace.push_channel(destination)
 
 
 def _body(event: Event) -> bytes:

@@ -7,6 +7,7 @@ import threading
 import orjson
 import pulsar
 
+from annostack.adapters.pulsar_tokens import client_authentication
 from annostack.domain.errors import Backend, BackendUnavailable
 
 SEND_TIMEOUT_MS = 10_000
@@ -15,8 +16,12 @@ SEND_TIMEOUT_MS = 10_000
 class Publisher:
     """One client per process; one producer per topic, created on first use."""
 
-    def __init__(self, service_url: str) -> None:
-        self.client = pulsar.Client(service_url, operation_timeout_seconds=10)
+    def __init__(self, service_url: str, token: str = "") -> None:
+        self.client = pulsar.Client(
+            service_url,
+            operation_timeout_seconds=10,
+            authentication=client_authentication(token),
+        )
         self._producers: dict[str, pulsar.Producer] = {}
         self._lock = threading.Lock()
 

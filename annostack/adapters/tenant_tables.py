@@ -73,6 +73,28 @@ api_tokens = sa.Table(
     sa.Column("revoked_at", sa.DateTime, nullable=True),
 )
 
+tenant_locks = sa.Table(
+    "tenant_locks",
+    metadata,
+    sa.Column("name", sa.String(32), primary_key=True),
+)
+
+# What each of a tenant's two DB users may do in its schema; nothing schema-wide, no DDL (the
+# migrations run as the operator). Workers (the Secret's user): the data tables. The API's
+# user additionally reads and writes `api_tokens` — so nothing that holds the workers' Secret
+# can mint itself an API token.
+_DATA = frozenset({"SELECT", "INSERT", "UPDATE", "DELETE"})
+WORKER_PRIVILEGES: dict[str, frozenset[str]] = {
+    "datasets": _DATA,
+    "data_items": _DATA,
+    "annotation_results": _DATA,
+    "tenant_locks": frozenset({"SELECT", "UPDATE"}),
+}
+API_PRIVILEGES: dict[str, frozenset[str]] = {
+    **WORKER_PRIVILEGES,
+    "api_tokens": frozenset({"SELECT", "INSERT", "UPDATE"}),
+}
+
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 

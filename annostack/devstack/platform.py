@@ -54,8 +54,16 @@ ENDPOINT_KEYS = (
 SECRET_KEYS = {
     "annostack-tidb": ("ANNOSTACK_DB__ADMIN_USER", "ANNOSTACK_DB__ADMIN_PASSWORD"),
     "annostack-s3": ("ANNOSTACK_S3__ACCESS_KEY", "ANNOSTACK_S3__SECRET_KEY"),
-    "annostack-redis": ("ANNOSTACK_REDIS__URL",),
 }
+# Each of the two gets its own Redis user and Pulsar role (manifests/base/config/endpoints.yaml);
+# only the operator holds the key that signs tenants' Pulsar tokens.
+OPERATOR_IDENTITY_KEYS = (
+    "ANNOSTACK_REDIS__URL",
+    "ANNOSTACK_PULSAR__TOKEN",
+    "ANNOSTACK_PULSAR__TOKEN_SIGNING_KEY",
+    "ANNOSTACK_PULSAR__API_ROLE",
+)
+API_IDENTITY_KEYS = ("ANNOSTACK_REDIS__URL", "ANNOSTACK_PULSAR__TOKEN")
 
 
 def operator_command(health_port: int, metrics_port: int) -> list[str]:
@@ -81,8 +89,13 @@ def with_images(objects: list[dict[str, Any]], refs: dict[str, str]) -> list[dic
     return objects
 
 
-def config_objects(env: dict[str, str], api_secrets: dict[str, str]) -> list[dict[str, Any]]:
-    """The endpoints ConfigMap and credential Secrets the local overlay expects."""
+def config_objects(
+    env: dict[str, str], api_env: dict[str, str], api_secrets: dict[str, str]
+) -> list[dict[str, Any]]:
+    """The endpoints ConfigMap and credential Secrets the local overlay expects.
+
+    `env` is the operator's settings (`Stack.client_env`), `api_env` the API's (`Stack.api_env`).
+    """
     endpoints = {key: env[key] for key in ENDPOINT_KEYS}
     endpoints["ANNOSTACK_ENVIRONMENT"] = "dev"
     endpoints["ANNOSTACK_DEFAULT_WORKER_IMAGE"] = env["ANNOSTACK_DEFAULT_WORKER_IMAGE"]
@@ -97,6 +110,8 @@ def config_objects(env: dict[str, str], api_secrets: dict[str, str]) -> list[dic
     ]
     secrets = {name: {key: env[key] for key in keys} for name, keys in SECRET_KEYS.items()}
     secrets["annostack-api"] = api_secrets
+    secrets["annostack-operator-identities"] = {key: env[key] for key in OPERATOR_IDENTITY_KEYS}
+    secrets["annostack-api-identities"] = {key: api_env[key] for key in API_IDENTITY_KEYS}
     for name, data in secrets.items():
         objects.append(
             {
@@ -153,7 +168,7 @@ class Platform:
         }
         rest = [o for o in objects if o["kind"] != "CustomResourceDefinition"]
         namespaces = [o for o in rest if o["kind"] == "Namespace"]
-        self._apply([*namespaces, *config_objects(env, api_secrets)])
+        self._apply([*namespaces, *config_objects(env, self.stack.api_env(), api_secrets)])
         self._apply([o for o in rest if o["kind"] != "Namespace"])
         self._images = built
         for name in (OPERATOR, API):

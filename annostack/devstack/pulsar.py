@@ -11,8 +11,15 @@ from pathlib import Path
 
 import httpx
 
+from annostack.adapters.pulsar_tokens import SecretKeyIssuer
 from annostack.devstack import builds
 from annostack.devstack.components import Component, http_get, port_open
+
+# Roles of the local stack's tokens. The broker's own internal client and the operator are
+# superusers; the API's role gets `produce` on each tenant namespace from the operator.
+BROKER_ROLE = "annostack-broker"
+OPERATOR_ROLE = "annostack-operator"
+API_ROLE = "annostack-api"
 
 JAVA_HOMES = (
     Path("/usr/lib/jvm/java-17-openjdk-amd64"),
@@ -62,7 +69,12 @@ class Pulsar(Component):
     def initialize(self) -> None:
         (self.data / "tmp").mkdir()
 
+    def token(self, role: str) -> str:
+        return SecretKeyIssuer(self.ctx.credentials.pulsar_token_key).issue(role)
+
     def before_start(self) -> None:
+        """standalone.conf with this stack's ports and keys, rewritten at every start (so a
+        stack made before authentication existed gets it)."""
         template = (builds.RECIPES / "pulsar" / "standalone.conf").read_text()
         ports = self.ports
         conf = render_properties(
@@ -75,9 +87,14 @@ class Pulsar(Component):
                 "brokerServicePort": str(ports.pulsar_broker),
                 "webServicePort": str(ports.pulsar_web),
                 "bookiePort": str(ports.pulsar_bookie),
+                "tokenSecretKey": f"data:;base64,{self.ctx.credentials.pulsar_token_key}",
+                "superUserRoles": f"{BROKER_ROLE},{OPERATOR_ROLE}",
+                "brokerClientAuthenticationParameters": f"token:{self.token(BROKER_ROLE)}",
             },
         )
-        (self.data / "standalone.conf").write_text(conf)
+        path = self.data / "standalone.conf"
+        path.touch(mode=0o600)
+        path.write_text(conf)
 
     def command(self) -> list[str]:
         recipe = builds.RECIPES / "pulsar"
@@ -119,9 +136,10 @@ class Pulsar(Component):
     def probe(self) -> bool:
         # `clusters` answers a moment before the starter has created public/default; wait for
         # the namespace too, so the first client never races the broker's own set-up.
+        auth = {"Authorization": f"Bearer {self.token(OPERATOR_ROLE)}"}
         try:
-            clusters = http_get(f"{self.admin_url}/admin/v2/clusters")
-            namespaces = http_get(f"{self.admin_url}/admin/v2/namespaces/public")
+            clusters = http_get(f"{self.admin_url}/admin/v2/clusters", headers=auth)
+            namespaces = http_get(f"{self.admin_url}/admin/v2/namespaces/public", headers=auth)
         except httpx.HTTPError:
             return False
         return (
@@ -137,14 +155,28 @@ class Pulsar(Component):
         return f"http://{self.ctx.node_address}:{self.ports.pulsar_web}"
 
     @property
+    def service_url(self) -> str:
+        return f"pulsar://{self.ctx.node_address}:{self.ports.pulsar_broker}"
+
+    @property
     def endpoint(self) -> str:
         return (
-            f"pulsar://{self.ctx.node_address}:{self.ports.pulsar_broker} (admin {self.admin_url})"
+            f"{self.service_url} (admin {self.admin_url})"
         )
 
     def client_env(self) -> dict[str, str]:
         return {
-            "ANNOSTACK_PULSAR__SERVICE_URL": f"pulsar://{self.ctx.node_address}:{self.ports.pulsar_broker}",
+            "ANNOSTACK_PULSAR__SERVICE_URL": self.service_url,
             "ANNOSTACK_PULSAR__ADMIN_URL": self.admin_url,
             "ANNOSTACK_PULSAR__CLUSTER": "standalone",
+            "ANNOSTACK_PULSAR__TOKEN": self.token(OPERATOR_ROLE),
+            "ANNOSTACK_PULSAR__TOKEN_SIGNING_KEY": self.ctx.credentials.pulsar_token_key,
+            "ANNOSTACK_PULSAR__API_ROLE": API_ROLE,
+        }
+
+    def api_env(self) -> dict[str, str]:
+        # The API signs nothing: it gets its own token, and no signing key.
+        return {
+            "ANNOSTACK_PULSAR__TOKEN": self.token(API_ROLE),
+            "ANNOSTACK_PULSAR__TOKEN_SIGNING_KEY": "",
         }

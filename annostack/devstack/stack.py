@@ -169,7 +169,18 @@ class Stack:
             )
 
     def client_env(self) -> dict[str, str]:
+        """Settings for the operator (and for people: `dev env`), with its identities."""
         env = {"ANNOSTACK_ENVIRONMENT": "dev"}
         for component in self.components:
             env.update(component.client_env())
         return env
+
+    def api_env(self) -> dict[str, str]:
+        """Settings for the tenant API: the same servers, the API's own identities."""
+        env = self.client_env()
+        for component in self.components:
+            env.update(component.api_env())
+        return env
+
+    def component(self, name: str) -> Component:
+        return next(c for c in self.components if c.name == name)

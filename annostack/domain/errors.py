@@ -12,6 +12,8 @@
     ├── RateLimited            429: over the tenant's request rate (Retry-After)
     ├── Overloaded             503: this replica cannot take the work right now (Retry-After)
     ├── WorkloadNotReady       pods that should run do not (yet); `reason` says why
+    ├── QuotaExceeded          403: the tenant's plan does not allow more (maxDatasets)
+    │   └── InsufficientStorage    403: the tenant's storage quota (plan.storage) is used up
     └── BackendError           a backend call failed; `backend` names which
         ├── BackendUnavailable     cannot reach it, or it answered 5xx/timeout (temporary: retry)
         └── BackendRejected        it refused the request (permanent until something changes)
@@ -116,7 +118,20 @@ class Overloaded(AnnostackError):
     """This API replica cannot do the work now (its parser restarted); retrying may succeed."""
 
 
+class QuotaExceeded(AnnostackError):
+    """The tenant's plan allows no more of this; the message names the limit."""
+
+
+class InsufficientStorage(QuotaExceeded):
+    """The tenant's storage quota is used up; nothing was written.
+
+    403, not 507: the client (its tenant's usage) caused it and can act on it (delete data,
+    raise the plan), and 5xx stays reserved for the platform failing.
+    """
+
+
 _HTTP_STATUS: tuple[tuple[type[AnnostackError], int], ...] = (
+    (QuotaExceeded, 403),
     (NotFound, 404),
     (Conflict, 409),
     (PreconditionFailed, 412),

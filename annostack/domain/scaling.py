@@ -46,8 +46,32 @@ class Stabilizer:
         return max(r for _, r in self.history)
 
 
-def scaled_object(names: TenantNames, scaling: WorkerScaling, admin_url: str) -> dict[str, Any]:
-    """A KEDA ScaledObject with the Pulsar scaler on every processing topic's subscription."""
+def trigger_authentication(names: TenantNames, token_key: str) -> dict[str, Any]:
+    """KEDA's credentials for the Pulsar admin API: the tenant's own token, from its Secret
+    (its role may read its own topics' stats, nothing else)."""
+    return {
+        "apiVersion": "keda.sh/v1alpha1",
+        "kind": "TriggerAuthentication",
+        "metadata": {
+            "name": names.workers,
+            "namespace": names.namespace,
+            "labels": {"app.kubernetes.io/managed-by": "annostack-operator"},
+        },
+        "spec": {
+            "secretTargetRef": [
+                {"parameter": "bearerToken", "name": names.secret, "key": token_key}
+            ]
+        },
+    }
+
+
+def scaled_object(
+    names: TenantNames, scaling: WorkerScaling, admin_url: str, authenticated: bool = False
+) -> dict[str, Any]:
+    """A KEDA ScaledObject with the Pulsar scaler on every processing topic's subscription;
+    `authenticated`: with the tenant's token (`trigger_authentication`)."""
+    auth: dict[str, Any] = {"authenticationRef": {"name": names.workers}} if authenticated else {}
+    modes = {"authModes": "bearer"} if authenticated else {}
     return {
         "apiVersion": "keda.sh/v1alpha1",
         "kind": "ScaledObject",
@@ -85,7 +109,9 @@ def scaled_object(names: TenantNames, scaling: WorkerScaling, admin_url: str) ->
                         "topic": names.topic(topic),
                         "subscription": WORKER_SUBSCRIPTION,
                         "msgBacklogThreshold": str(scaling.target_backlog_per_replica),
+                        **modes,
                     },
+                    **auth,
                 }
                 for topic in PROCESSING_TOPICS
             ],

@@ -7,6 +7,7 @@ server-side-applies them in this order.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from pydantic import Field, SecretStr
@@ -18,6 +19,7 @@ Manifest = dict[str, Any]
 MANAGED_BY = {"app.kubernetes.io/managed-by": "annostack-operator"}
 RANCHER_PROJECT_ANNOTATION = "field.cattle.io/projectId"
 WORKER_PORT = 8080  # health and /metrics
+CREDENTIALS_ANNOTATION = "annostack.io/credentials"
 
 
 class TenantConnection(CamelModel):
@@ -41,6 +43,8 @@ class TenantConnection(CamelModel):
     bucket: str
     pulsar_service_url: str
     pulsar_namespace: str
+    # Empty for a broker without authentication (and in Secrets written before it existed).
+    pulsar_token: SecretStr = Field(default=SecretStr(""), repr=False)
     redis_url: SecretStr = Field(repr=False)
 
     def to_env(self) -> dict[str, str]:
@@ -162,21 +166,47 @@ def network_policy(names: TenantNames, backend_ports: list[int]) -> Manifest:
     }
 
 
-def connection_secret(names: TenantNames, connection: TenantConnection) -> Manifest:
+def connection_secret(
+    names: TenantNames, connection: TenantConnection, annotations: dict[str, str]
+) -> Manifest:
+    """The Secret, annotated with its credentials' generation and rotation state."""
     return {
         "apiVersion": "v1",
         "kind": "Secret",
-        "metadata": _meta(names.secret, names),
+        "metadata": {**_meta(names.secret, names), "annotations": annotations},
         "type": "Opaque",
         "stringData": connection.to_env(),
     }
+
+
+def api_secret(names: TenantNames, password: str) -> Manifest:
+    """The API's own DB user for this tenant: readable by the API, never mounted by workers."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": _meta(names.api_secret, names),
+        "type": "Opaque",
+        "stringData": {
+            "ANNOSTACK_TENANT__DB_USER": names.api_db_user,
+            "ANNOSTACK_TENANT__DB_PASSWORD": password,
+        },
+    }
+
+
+def credentials_digest(connection: TenantConnection) -> str:
+    """A hash of the Secret's values for the pod template: a new value rolls the workers."""
+    env = connection.to_env()
+    text = "\n".join(f"{key}={env[key]}" for key in sorted(env))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def worker_labels(names: TenantNames) -> dict[str, str]:
     return {"app.kubernetes.io/name": "annostack-worker", "annostack.io/tenant": names.tenant}
 
 
-def worker_deployment(names: TenantNames, spec: TenantSpec, replicas: int, image: str) -> Manifest:
+def worker_deployment(
+    names: TenantNames, spec: TenantSpec, replicas: int, image: str, credentials: str = ""
+) -> Manifest:
     labels = worker_labels(names)
     size = {"cpu": spec.plan.worker_cpu, "memory": spec.plan.worker_memory}
     probe = {"httpGet": {"path": "/healthz", "port": WORKER_PORT}, "periodSeconds": 10}
@@ -188,7 +218,10 @@ def worker_deployment(names: TenantNames, spec: TenantSpec, replicas: int, image
             "replicas": replicas,
             "selector": {"matchLabels": labels},
             "template": {
-                "metadata": {"labels": labels},
+                "metadata": {
+                    "labels": labels,
+                    "annotations": {CREDENTIALS_ANNOTATION: credentials},
+                },
                 "spec": {
                     "serviceAccountName": names.workers,
                     # Workers finish or hand back their message within this window.

@@ -37,9 +37,17 @@ class Plan(CamelModel):
     """Quotas and sizes a tenant is entitled to."""
 
     storage: Quantity = Field(
-        default="100Gi", description="Object-storage quota of the tenant's bucket."
+        default="100Gi",
+        description=(
+            "Object-storage quota of the tenant's bucket: set on the store where it has quotas "
+            "(SeaweedFS), and checked by the API before every upload (403 above it)."
+        ),
     )
-    max_datasets: int = Field(default=100, ge=1, description="Datasets the tenant may create.")
+    max_datasets: int = Field(
+        default=100,
+        ge=1,
+        description="Datasets the tenant may have, through the API and as Dataset resources.",
+    )
     request_units_per_second: int = Field(
         default=2000,
         ge=1,
@@ -161,6 +169,16 @@ class TenantNames(CamelModel):
         return "u_" + self.tenant.replace("-", "_")
 
     @property
+    def api_db_user(self) -> str:
+        """The API's user in the tenant's schema (it alone may touch `api_tokens`)."""
+        return "a_" + self.tenant.replace("-", "_")
+
+    @property
+    def api_secret(self) -> str:
+        """The API's DB credentials for this tenant; workers never mount it."""
+        return "annostack-api-connection"
+
+    @property
     def bucket(self) -> str:
         return f"annostack-{self.tenant}"
 
@@ -171,6 +189,22 @@ class TenantNames(CamelModel):
     @property
     def pulsar_namespace(self) -> str:
         return f"{self.pulsar_tenant}/processing"
+
+    @property
+    def identity(self) -> str:
+        """The tenant's own user in the object store (IAM) and in Redis (ACL).
+
+        `tenant-` keeps it apart from the platform's own users (`annostack-*`): a tenant named
+        `api` must not become the API's Redis user.
+        """
+        return f"tenant-{self.tenant}"
+
+    def pulsar_role(self, generation: int) -> str:
+        """The tenant's Pulsar role; a credential rotation moves it to the next generation."""
+        return f"tenant-{self.tenant}.g{int(generation)}"
+
+    def is_pulsar_role(self, role: str) -> bool:
+        return role.startswith(f"tenant-{self.tenant}.g")
 
     @property
     def secret(self) -> str:

@@ -34,6 +34,7 @@ from annostack.domain.annotations import (
 )
 from annostack.domain.errors import (
     AnnostackError,
+    BackendUnavailable,
     Invalid,
     NotFound,
     PreconditionRequired,
@@ -41,6 +42,7 @@ from annostack.domain.errors import (
     http_status,
 )
 from annostack.services.datasets import existing_items
+from annostack.services.quotas import ensure_room
 from annostack.services.tenancy import TenantContext
 
 CONCURRENCY = 32  # requests in flight to the object store per batch
@@ -76,7 +78,7 @@ async def load(ctx: TenantContext, io: ObjectIO, item_id: int, source: str) -> S
 
 async def _write(
     io: ObjectIO,
-    bucket: str,
+    ctx: TenantContext,
     item_id: int,
     source: str,
     document: CheckedDocument,
@@ -89,8 +91,14 @@ async def _write(
         raise PreconditionRequired(
             "send If-Match with the ETag you loaded, or If-None-Match: * for a first save"
         )
+    bucket = ctx.connection.bucket
     body = document.body
-    written = await io.put(bucket, key, body, if_match=if_match, if_none_match=if_none_match)
+    try:
+        written = await io.put(bucket, key, body, if_match=if_match, if_none_match=if_none_match)
+    except BackendUnavailable:
+        # A full SeaweedFS bucket is read-only and answers 5xx: say it is the quota.
+        await ensure_room(ctx, io, len(body))
+        raise
     return written.etag
 
 
@@ -105,8 +113,7 @@ async def save(
 ) -> Saved:
     document_key(item_id, source)
     await _require_item(ctx, item_id)
-    bucket = ctx.connection.bucket
-    etag = await _write(io, bucket, item_id, source, document, if_match, if_none_match)
+    etag = await _write(io, ctx, item_id, source, document, if_match, if_none_match)
     count = document.object_count
     versions = await asyncio.to_thread(_record, ctx, source, [(item_id, etag, count)])
     return Saved(item_id, etag, versions[item_id], count)
@@ -194,7 +201,6 @@ async def save_batch(
     document_key(0, source)
     known = await asyncio.to_thread(existing_items, ctx, [e.item_id for e in entries])
     limit = asyncio.Semaphore(CONCURRENCY)
-    bucket = ctx.connection.bucket
 
     async def one(entry: CheckedEntry) -> dict[str, object]:
         item = entry.item_id
@@ -212,7 +218,7 @@ async def save_batch(
         async with limit:
             try:
                 etag = await _write(
-                    io, bucket, item, source, entry.document, entry.if_match, entry.if_none_match
+                    io, ctx, item, source, entry.document, entry.if_match, entry.if_none_match
                 )
             except AnnostackError as error:
                 return {"itemId": item, "status": http_status(error), "error": str(error)}

@@ -7,7 +7,12 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-from annostack.domain.scaling import Stabilizer, recommend, scaled_object
+from annostack.domain.scaling import (
+    Stabilizer,
+    recommend,
+    scaled_object,
+    trigger_authentication,
+)
 from annostack.domain.tenants import (
     DEAD_LETTER_TOPIC,
     PROCESSING_TOPICS,
@@ -15,6 +20,7 @@ from annostack.domain.tenants import (
     TenantNames,
     TenantSpec,
 )
+from annostack.services.tenant_credentials import PULSAR_TOKEN_KEY
 from annostack.services.tenants import Backends
 
 KEDA_API = ("keda.sh/v1alpha1", "ScaledObject")
@@ -83,7 +89,11 @@ class QueueScaler:
         names = TenantNames(tenant=tenant)
         if self.keda_installed():
             # KEDA owns the replica count; ours stays out of its way (never both).
-            self.b.kube.apply(scaled_object(names, spec.workers, self.b.settings.pulsar.admin_url))
+            pulsar = self.b.settings.pulsar
+            authenticated = bool(pulsar.token_signing_key.get_secret_value())
+            if authenticated:
+                self.b.kube.apply(trigger_authentication(names, PULSAR_TOKEN_KEY))
+            self.b.kube.apply(scaled_object(names, spec.workers, pulsar.admin_url, authenticated))
             return ScaleDecision("keda", None, None, None)
         deployment = self.b.kube.get("apps/v1", "Deployment", names.workers, names.namespace)
         if deployment is None:

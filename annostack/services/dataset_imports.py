@@ -26,6 +26,7 @@ from annostack.adapters.tenant_tables import data_items, datasets
 from annostack.domain.errors import Invalid
 from annostack.domain.processing import DatasetSpec, ImportSource
 from annostack.services.archives import classify
+from annostack.services.datasets import insert_dataset
 from annostack.services.processing import RESERVED_PREFIXES
 from annostack.services.tenancy import TenantContext, object_store_of
 from annostack.services.uploads import count_by_status
@@ -52,15 +53,14 @@ def ensure_dataset(ctx: TenantContext, name: str, spec: DatasetSpec) -> int:
                 return _adopt(conn, int(row.id), str(row.data_type), name, spec)
         try:
             with ctx.engine.begin() as conn:
-                inserted = conn.execute(
-                    datasets.insert().values(
-                        name=name,
-                        display_name=spec.display_name,
-                        data_type=spec.data_type,
-                        resource_name=name,
-                    )
+                return insert_dataset(
+                    conn,
+                    ctx,
+                    name=name,
+                    display_name=spec.display_name,
+                    data_type=spec.data_type,
+                    resource_name=name,
                 )
-                return int(inserted.inserted_primary_key[0])  # type: ignore[index]
         except IntegrityError:
             continue
     raise Invalid(f"dataset {name!r} could not be created or found")

@@ -9,8 +9,8 @@ import sqlalchemy as sa
 from pydantic import ConfigDict, Field
 from sqlalchemy.exc import IntegrityError
 
-from annostack.adapters.tenant_tables import data_items, datasets
-from annostack.domain.errors import Conflict, NotFound
+from annostack.adapters.tenant_tables import data_items, datasets, tenant_locks
+from annostack.domain.errors import Conflict, NotFound, QuotaExceeded
 from annostack.domain.models import CamelModel
 from annostack.domain.processing import DataType
 from annostack.services.tenancy import TenantContext
@@ -106,15 +106,35 @@ def _with_counts() -> sa.Select[Any]:
     )
 
 
+def insert_dataset(conn: sa.Connection, ctx: TenantContext, **values: object) -> int:
+    """Insert a dataset row within the plan's `maxDatasets` (API and Dataset controller alike).
+
+    The lock row makes count-then-insert atomic against concurrent creations.
+    """
+    conn.execute(
+        sa.select(tenant_locks.c.name).where(tenant_locks.c.name == "datasets").with_for_update()
+    )
+    count = int(conn.execute(sa.select(sa.func.count()).select_from(datasets)).scalar_one())
+    limit = ctx.plan.max_datasets
+    if count >= limit:
+        raise QuotaExceeded(
+            f"tenant {ctx.names.tenant} has {count} datasets, the most its plan allows "
+            f"(plan.maxDatasets={limit}); delete one or raise the limit"
+        )
+    result = conn.execute(datasets.insert().values(**values))
+    return int(result.inserted_primary_key[0])  # type: ignore[index]
+
+
 def create_dataset(ctx: TenantContext, data: DatasetCreate) -> DatasetPublic:
     try:
         with ctx.engine.begin() as conn:
-            result = conn.execute(
-                datasets.insert().values(
-                    name=data.name, display_name=data.display_name, data_type=data.data_type
-                )
+            dataset_id = insert_dataset(
+                conn,
+                ctx,
+                name=data.name,
+                display_name=data.display_name,
+                data_type=data.data_type,
             )
-            dataset_id = int(result.inserted_primary_key[0])  # type: ignore[index]
     except IntegrityError as error:
         raise Conflict(f"a dataset named {data.name!r} already exists") from error
     return get_dataset(ctx, dataset_id)

@@ -143,7 +143,8 @@ class JobRunner:
     @classmethod
     def for_settings(cls, settings: Settings) -> JobRunner:
         client = redis.Redis.from_url(settings.redis.url.get_secret_value())
-        return cls(Publisher(settings.pulsar.service_url), JobProgress(client))
+        publisher = Publisher(settings.pulsar.service_url, settings.pulsar.token.get_secret_value())
+        return cls(publisher, JobProgress(client))
 
     def start(self, ctx: TenantContext, spec: ProcessingJobSpec) -> JobScope:
         dataset_id = dataset_id_by_name(ctx, spec.dataset)

@@ -29,7 +29,7 @@ import secrets
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
@@ -41,7 +41,15 @@ from annostack.adapters.kube import Kube
 from annostack.adapters.tenant_tables import api_tokens
 from annostack.domain.errors import AnnostackError
 from annostack.domain.tenant_stack import TenantConnection
-from annostack.domain.tenants import MAX_NAME_LENGTH, NAME_PATTERN, TenantNames
+from annostack.domain.tenants import (
+    API_GROUP,
+    API_VERSION,
+    MAX_NAME_LENGTH,
+    NAME_PATTERN,
+    Plan,
+    TenantNames,
+    TenantSpec,
+)
 from annostack.settings import DatabaseSettings, ObjectStoreSettings
 
 API_TOKEN_PREFIX = "ast_"  # noqa: S105 (a prefix, not a secret)
@@ -82,6 +90,7 @@ class TenantContext:
     connection: TenantConnection
     engine: Engine
     loaded_at: float
+    plan: Plan = field(default_factory=Plan)  # the limits the API and the operator enforce
 
 
 def object_store_of(connection: TenantConnection) -> ObjectStoreSettings:
@@ -138,9 +147,19 @@ class TenantDirectory:
         TENANT_LOOKUPS.labels("found" if data else "missing").inc()
         if not data:
             raise UnknownTenant(tenant)
-        connection = TenantConnection.from_env(data)
+        api = self.kube.secret_data(names.namespace, names.api_secret)
+        if not api:
+            raise UnknownTenant(tenant)  # provisioned by an operator without the API's user
+        # The API works in the tenant's schema as its own user (it alone may touch
+        # api_tokens); the workers' credentials stay theirs.
+        connection = TenantConnection.from_env({**data, **api})
+        if (connection.tenant, connection.bucket) != (tenant, names.bucket):
+            # The platform identity signs for whatever bucket the context names: it must be
+            # the caller's own, whatever the Secret says.
+            raise UnknownTenant(tenant)
+        plan = self._plan(tenant)
         if previous is not None and previous.connection == connection:
-            return TenantContext(names, connection, previous.engine, time.monotonic())
+            return TenantContext(names, connection, previous.engine, time.monotonic(), plan)
         if previous is not None:
             previous.engine.dispose()
         tenant_db = self.db.model_copy(update={"tls": connection.db_tls})
@@ -150,7 +169,18 @@ class TenantDirectory:
             connection.db_password.get_secret_value(),
             connection.database,
         )
-        return TenantContext(names, connection, engine, time.monotonic())
+        return TenantContext(names, connection, engine, time.monotonic(), plan)
+
+    def _plan(self, tenant: str) -> Plan:
+        """The Tenant's plan; the defaults for a tenant provisioned without a Tenant object
+        (as some tests do)."""
+        api_version = f"{API_GROUP}/{API_VERSION}"
+        if not self.kube.has_api(api_version, "Tenant"):
+            return Plan()  # no CRDs: tenants provisioned directly (tests, the bench)
+        found = self.kube.get(api_version, "Tenant", tenant)
+        if found is None:
+            return Plan()
+        return TenantSpec.model_validate(found.to_dict().get("spec") or {}).plan
 
     def close(self) -> None:
         for context in self._cache.values():

@@ -6,22 +6,35 @@ so one backend being down does not hide the state of the others. Steps are idemp
 check actual state, which is what makes the periodic drift pass a repair pass too: whatever a
 step had to change is returned in `repaired`.
 
+Every backend gets the tenant's own identity, so that nothing holding the tenant's Secret
+reaches another tenant: a DB user granted its schema, an object-store user whose policy is its
+own bucket, a Redis ACL user limited to its own keys and push channels, a Pulsar role allowed to
+produce and consume on its own namespace only. Those credentials are gathered first
+(`tenant_credentials.plan`), each backend step establishes its part, and the Secret is written
+last, with every value known, together with the workers that read it.
+
 `teardown` honours the deletion policy: Retain keeps the schema, user, bucket and Pulsar
-namespace and removes compute (the namespace); Delete removes everything.
+namespace and removes compute (the namespace); Delete removes everything, identities included.
 """
 
 from __future__ import annotations
 
-import secrets
+import base64
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
 
+from annostack.adapters.bucket_quota import BucketQuotas, NoQuotas, SeaweedShellQuotas
 from annostack.adapters.database import DatabaseAdmin, engine_for
+from annostack.adapters.identities import IamIdentities, TenantIdentities
 from annostack.adapters.kube import Kube
 from annostack.adapters.object_store import ObjectStoreAdmin
 from annostack.adapters.pulsar_admin import NamespacePolicies, PulsarAdmin
-from annostack.adapters.tenant_tables import migrate
+from annostack.adapters.pulsar_tokens import SecretKeyIssuer, TokenIssuer
+from annostack.adapters.redis_acl import RedisAcl, TenantAcl
+from annostack.adapters.tenant_tables import API_PRIVILEGES, WORKER_PRIVILEGES, migrate
 from annostack.domain import tenant_stack
 from annostack.domain.conditions import ConditionType
 from annostack.domain.errors import (
@@ -42,17 +55,22 @@ from annostack.domain.tenants import (
     TenantSpec,
 )
 from annostack.domain.workloads import DeploymentHealth, deployment_health, needs_pod_details
+from annostack.services.tenant_credentials import CredentialPlan, StoredSecret, plan
 from annostack.settings import Settings
 
-PASSWORD_KEY = "ANNOSTACK_TENANT__DB_PASSWORD"  # noqa: S105 (a key name, not a password)
 NO_RESOURCE_GROUPS = (
     "request-unit limit not enforced: this MySQL-compatible server has no resource groups "
     "(TiDB only)"
 )
 NO_BUCKET_QUOTA = (
-    "storage quota not enforced by the S3 API; set it on the server "
-    "(MinIO: mc quota set; SeaweedFS: s3.bucket.quota)"
+    "storage quota not enforced: this store has no quota the operator can set "
+    "(MinIO: mc quota set; SeaweedFS: set ANNOSTACK_S3__QUOTA=seaweedfs)"
 )
+NO_PULSAR_AUTH = "no Pulsar token issued: the broker runs without authentication"
+# Produce and consume on its own namespace: no admin rights, no functions, no other namespace.
+TENANT_ACTIONS = {"produce", "consume"}
+API_ACTIONS = {"produce"}  # the API enqueues uploads for every tenant
+ROTATION_GRACE_SECONDS = 60.0
 
 # What a step changed, and a note for its condition's message (a limitation, never an error).
 Outcome = tuple[list[str], str]
@@ -96,43 +114,64 @@ class Backends:
         self.kube = Kube(settings.kubernetes)
         self.db = DatabaseAdmin(settings.db)
         self.s3 = ObjectStoreAdmin(settings.s3)
+        self.identities: TenantIdentities = IamIdentities(settings.s3)
+        self.quotas: BucketQuotas = _quotas(settings)
         self.pulsar = PulsarAdmin(settings.pulsar)
+        key = settings.pulsar.token_signing_key.get_secret_value()
+        self.tokens: TokenIssuer | None = SecretKeyIssuer(key) if key else None
+        self.redis = RedisAcl(settings.redis.url.get_secret_value())
 
     def close(self) -> None:
+        self.identities.close()
+        self.redis.close()
         self.pulsar.close()
         self.db.close()
         self.kube.close()
 
 
+def _quotas(settings: Settings) -> BucketQuotas:
+    s3 = settings.s3
+    if s3.quota == "seaweedfs" and s3.seaweedfs_master and s3.seaweedfs_filer:
+        return SeaweedShellQuotas(s3.weed_binary, s3.seaweedfs_master, s3.seaweedfs_filer)
+    return NoQuotas()
+
+
+@dataclass
+class TenantPass:
+    """One reconcile of one tenant: its names, spec and the credentials being established."""
+
+    names: TenantNames
+    spec: TenantSpec
+    credentials: CredentialPlan | None  # None: the Secret could not be read
+    pulsar_token: str = ""
+
+    def known(self) -> CredentialPlan:
+        if self.credentials is None:
+            raise BackendUnavailable(Backend.KUBERNETES, "cannot read the tenant's Secret")
+        return self.credentials
+
+
 class TenantProvisioner:
-    def __init__(self, backends: Backends) -> None:
+    def __init__(
+        self, backends: Backends, rotation_grace_seconds: float = ROTATION_GRACE_SECONDS
+    ) -> None:
         self.b = backends
         self.settings = backends.settings
+        self.rotation_grace = rotation_grace_seconds
 
     # -- reconcile ---------------------------------------------------------------------------
 
-    def reconcile(self, tenant: str, spec: TenantSpec) -> ReconcileReport:
+    def reconcile(self, tenant: str, spec: TenantSpec, rotation: str = "") -> ReconcileReport:
+        """Bring every backend in line; `rotation` is the Tenant's rotate-credentials value."""
         names = TenantNames(tenant=tenant)
         report = ReconcileReport()
-        password = self._database_password(names)
+        run = TenantPass(names, spec, self._plan(names, rotation))
         steps: list[tuple[ConditionType, str, Callable[[], Outcome]]] = [
-            (
-                ConditionType.NAMESPACE_READY,
-                "NamespaceProvisioned",
-                lambda: self._namespace(names, spec, password),
-            ),
-            (
-                ConditionType.DATABASE_READY,
-                "SchemaProvisioned",
-                lambda: self._database(names, spec, password),
-            ),
-            (ConditionType.BUCKET_READY, "BucketProvisioned", lambda: self._bucket(names)),
-            (
-                ConditionType.MESSAGING_READY,
-                "TopicsProvisioned",
-                lambda: self._messaging(names, spec),
-            ),
-            (ConditionType.WORKERS_READY, "PodsAvailable", lambda: self._workers(names, spec)),
+            (ConditionType.NAMESPACE_READY, "NamespaceProvisioned", lambda: self._namespace(run)),
+            (ConditionType.DATABASE_READY, "SchemaProvisioned", lambda: self._database(run)),
+            (ConditionType.BUCKET_READY, "BucketProvisioned", lambda: self._bucket(run)),
+            (ConditionType.MESSAGING_READY, "TopicsProvisioned", lambda: self._messaging(run)),
+            (ConditionType.WORKERS_READY, "PodsAvailable", lambda: self._workers(run)),
         ]
         for condition, reason, step in steps:
             report.results.append(self._run(condition, step, reason, report))
@@ -161,43 +200,62 @@ class TenantProvisioner:
         report.repaired += changed
         return StepResult(condition, ok=True, reason=reason, message=note)
 
-    def _database_password(self, names: TenantNames) -> str | None:
-        """The tenant's DB password: the one in its Secret, a new one if there is no Secret,
-        or None when the Secret cannot be read — then no step may rotate the password (the
-        workers would lose their database until the Secret could be written again)."""
+    def _plan(self, names: TenantNames, rotation: str) -> CredentialPlan | None:
+        """The credentials to keep or create, from the Secret; None when it cannot be read —
+        then no step may create or change a credential (the workers would lose access until
+        the Secret could be written again)."""
         try:
-            existing = self.b.kube.secret_data(names.namespace, names.secret)
+            secret = self.b.kube.get("v1", "Secret", names.secret, names.namespace)
+            api_secret = self.b.kube.get("v1", "Secret", names.api_secret, names.namespace)
+            deployment = self.b.kube.get("apps/v1", "Deployment", names.workers, names.namespace)
         except BackendError:
             return None
-        if existing and existing.get(PASSWORD_KEY):
-            return existing[PASSWORD_KEY]
-        return secrets.token_urlsafe(24)
+        stored = None
+        if secret is not None:
+            raw = secret.to_dict()
+            stored = StoredSecret(
+                data=_decoded(raw.get("data") or {}),
+                annotations=dict((raw.get("metadata") or {}).get("annotations") or {}),
+                api_data=_decoded(api_secret.to_dict().get("data") or {}) if api_secret else None,
+            )
+        return plan(
+            stored,
+            names.identity,
+            rotation,
+            time.time(),
+            self.rotation_grace,
+            rollout_finished(deployment.to_dict() if deployment is not None else None),
+        )
 
-    @staticmethod
-    def _known(password: str | None) -> str:
-        if password is None:
-            raise BackendUnavailable(Backend.KUBERNETES, "cannot read the tenant's Secret")
-        return password
-
-    def connection(self, names: TenantNames, password: str) -> TenantConnection:
-        s = self.settings
+    def connection(self, run: TenantPass) -> TenantConnection:
+        s, names, creds = self.settings, run.names, run.known()
+        if creds.s3 is None:
+            raise BackendUnavailable(Backend.OBJECT_STORE, "the tenant has no access key yet")
         return TenantConnection(
             tenant=names.tenant,
             db_host=s.db.host,
             db_port=s.db.port,
             db_user=names.db_user,
-            db_password=password,
+            db_password=creds.db_password,
             db_tls=s.db.tls,
             database=names.database,
             s3_endpoint=s.s3.endpoint,
             s3_region=s.s3.region,
-            s3_access_key=s.s3.access_key,
-            s3_secret_key=s.s3.secret_key,
+            s3_access_key=creds.s3.access_key,
+            s3_secret_key=creds.s3.secret_key,
             bucket=names.bucket,
             pulsar_service_url=s.pulsar.service_url,
             pulsar_namespace=names.pulsar_namespace,
-            redis_url=s.redis.url,
+            pulsar_token=run.pulsar_token,
+            redis_url=self._tenant_redis_url(names.identity, creds.redis_password),
         )
+
+    def _tenant_redis_url(self, user: str, password: str) -> str:
+        configured = urlsplit(self.settings.redis.url.get_secret_value())
+        where = self.settings.redis.tenant_url or (configured.hostname or "127.0.0.1")
+        if not self.settings.redis.tenant_url and configured.port:
+            where = f"{where}:{configured.port}"
+        return f"{configured.scheme}://{user}:{password}@{where}/0"
 
     def _backend_ports(self) -> list[int]:
         s = self.settings
@@ -209,14 +267,14 @@ class TenantProvisioner:
         ]
         return [s.db.port, *(urlsplit(url).port or 443 for url in urls)]
 
-    def _namespace(self, names: TenantNames, spec: TenantSpec, password: str | None) -> Outcome:
+    def _namespace(self, run: TenantPass) -> Outcome:
+        names, spec = run.names, run.spec
         manifests = [
             tenant_stack.namespace(names, spec),
             tenant_stack.service_account(names),
             tenant_stack.resource_quota(names, spec),
             tenant_stack.limit_range(names, spec),
             tenant_stack.network_policy(names, self._backend_ports()),
-            tenant_stack.connection_secret(names, self.connection(names, self._known(password))),
         ]
         return self._apply_all(manifests), ""
 
@@ -228,35 +286,74 @@ class TenantProvisioner:
                 changed.append(f"{applied.kind}/{applied.name}")
         return changed
 
-    def _database(self, names: TenantNames, spec: TenantSpec, secret: str | None) -> Outcome:
-        password = self._known(secret)
+    def _database(self, run: TenantPass) -> Outcome:
+        names, creds = run.names, run.known()
         changed = []
         if self.b.db.ensure_schema(names.database):
             changed.append(f"schema/{names.database}")
-        if self.b.db.ensure_user(names.db_user, password, names.database):
-            changed.append(f"user/{names.db_user}")
+        users = (
+            (names.db_user, creds.db_password, WORKER_PRIVILEGES),
+            (names.api_db_user, creds.api_db_password, API_PRIVILEGES),
+        )
+        for user, password, _ in users:
+            if self.b.db.ensure_user(user, password, names.database):
+                changed.append(f"user/{user}")
         note = ""
         if not self.b.db.supports_resource_groups():
             note = NO_RESOURCE_GROUPS
         elif self.b.db.ensure_resource_group(
-            names.db_user, spec.plan.request_units_per_second, names.db_user
+            names.db_user, run.spec.plan.request_units_per_second, names.db_user
         ):
             changed.append(f"resource-group/{names.db_user}")
-        # Migrations run as the tenant's own user: they can only ever touch its schema.
-        engine = engine_for(self.settings.db, names.db_user, password, names.database)
+        self._migrate(names)
+        # After the migrations: table-level grants need the tables.
+        for user, _, privileges in users:
+            if self.b.db.ensure_privileges(user, names.database, privileges):
+                changed.append(f"grants/{user}")
+        return changed, note
+
+    def _migrate(self, names: TenantNames) -> None:
+        """Migrations run as the operator, on the tenant's schema: the tenant's users have no
+        DDL rights."""
+        db = self.settings.db
+        engine = engine_for(db, db.admin_user, db.admin_password.get_secret_value(), names.database)
         try:
             migrate(engine)
         except Exception as error:  # alembic/DBAPI errors; the message carries no secrets
             raise BackendRejected(Backend.DATABASE, f"migration failed: {error}") from error
         finally:
             engine.dispose()
-        return changed, note
 
-    def _bucket(self, names: TenantNames) -> Outcome:
-        changed = [f"bucket/{names.bucket}"] if self.b.s3.ensure_bucket(names.bucket) else []
-        return changed, NO_BUCKET_QUOTA
+    def _bucket(self, run: TenantPass) -> Outcome:
+        names, creds = run.names, run.known()
+        ensured = self.b.s3.ensure_bucket(names.bucket)
+        changed = [f"bucket/{names.bucket}"] if ensured.changed else []
+        if ensured.changed:
+            self.b.quotas.forget(names.bucket)  # a re-created bucket has no quota yet
+        if self.b.quotas.ensure(names.bucket, quantity_bytes(run.spec.plan.storage)):
+            changed.append(f"bucket-quota/{names.bucket}")
+        changed += self._identity(names, creds)
+        notes = [] if self.b.quotas.enforced else [NO_BUCKET_QUOTA]
+        if ensured.unsupported:
+            notes.append(f"not supported by this store: {', '.join(ensured.unsupported)}")
+        return changed, "; ".join(notes)
 
-    def _messaging(self, names: TenantNames, spec: TenantSpec) -> Outcome:
+    def _identity(self, names: TenantNames, creds: CredentialPlan) -> list[str]:
+        """The tenant's own object-store user, its one policy, and the Secret's key only."""
+        ids, user = self.b.identities, names.identity
+        changed = [f"s3-user/{user}"] if ids.ensure_user(user, names.bucket) else []
+        keys = ids.access_keys(user)
+        if creds.s3 is None or creds.s3.access_key not in keys:
+            creds.s3 = ids.create_key(user)
+            changed.append(f"s3-key/{user}")
+        if not creds.additive:
+            for foreign in set(keys) - {creds.s3.access_key}:
+                ids.delete_key(user, foreign)
+                changed.append(f"s3-key-removed/{user}")
+        return changed
+
+    def _messaging(self, run: TenantPass) -> Outcome:
+        names, spec = run.names, run.spec
         pulsar, namespace = self.b.pulsar, names.pulsar_namespace
         changed = []
         if pulsar.ensure_tenant(names.pulsar_tenant):
@@ -274,19 +371,53 @@ class TenantProvisioner:
                 changed.append(f"topic/{topic}")
             if pulsar.ensure_subscription(namespace, topic, WORKER_SUBSCRIPTION):
                 changed.append(f"subscription/{topic}/{WORKER_SUBSCRIPTION}")
-        return changed, ""
+        note = ""
+        creds = run.known()
+        if self.b.tokens is None:
+            note = NO_PULSAR_AUTH
+        else:
+            changed += self._pulsar_roles(names, creds)
+            run.pulsar_token = self.b.tokens.issue(names.pulsar_role(creds.generation))
+        acl = TenantAcl.of(names.tenant)
+        if self.b.redis.ensure_user(names.identity, acl, creds.redis_password, creds.additive):
+            changed.append(f"redis-user/{names.identity}")
+        return changed, note
 
-    def _workers(self, names: TenantNames, spec: TenantSpec) -> Outcome:
+    def _pulsar_roles(self, names: TenantNames, creds: CredentialPlan) -> list[str]:
+        """The current role and the API may use the namespace; earlier roles only while a
+        rotation rolls out; nobody else."""
+        pulsar, namespace = self.b.pulsar, names.pulsar_namespace
+        role, api = names.pulsar_role(creds.generation), self.settings.pulsar.api_role
+        changed = []
+        for grantee, actions in ((role, TENANT_ACTIONS), (api, API_ACTIONS)):
+            if pulsar.grant(namespace, grantee, actions):
+                changed.append(f"pulsar-role/{grantee}")
+        for other in set(pulsar.permissions(namespace)) - {role, api}:
+            if creds.additive and names.is_pulsar_role(other):
+                continue
+            pulsar.revoke(namespace, other)
+            changed.append(f"pulsar-role-revoked/{other}")
+        return changed
+
+    def _workers(self, run: TenantPass) -> Outcome:
+        names, spec = run.names, run.spec
+        connection = self.connection(run)
+        secret = tenant_stack.connection_secret(names, connection, run.known().annotations())
+        api_secret = tenant_stack.api_secret(names, run.known().api_db_password)
         current = self.b.kube.get("apps/v1", "Deployment", names.workers, names.namespace)
         # The autoscaler owns the replica count; apply keeps it, clamped to the spec's bounds.
         replicas = spec.workers.min_replicas if current is None else current.spec.replicas
         replicas = max(spec.workers.min_replicas, min(spec.workers.max_replicas, replicas))
         image = spec.worker_image or self.settings.default_worker_image
-        manifest = tenant_stack.worker_deployment(names, spec, replicas, image)
-        changed = self._apply_all([manifest])
+        digest = tenant_stack.credentials_digest(connection)
+        deployment = tenant_stack.worker_deployment(names, spec, replicas, image, digest)
+        changed = self._apply_all([secret, api_secret, deployment])
         health = self.workers_health(names)
         if not health.ready:
             raise WorkloadNotReady(health.reason, health.message)
+        if run.known().additive:
+            rotating = "credentials rotating: the old ones are removed once the workers rolled over"
+            return changed, f"{health.message}; {rotating}"
         return changed, health.message
 
     def workers_health(self, names: TenantNames) -> DeploymentHealth:
@@ -309,14 +440,17 @@ class TenantProvisioner:
     def teardown(self, tenant: str, policy: DeletionPolicy) -> TeardownReport:
         names = TenantNames(tenant=tenant)
         report = TeardownReport()
-        pulsar, s3 = self.b.pulsar, self.b.s3
+        pulsar = self.b.pulsar
         data_steps: list[tuple[str, Callable[[], bool]]] = [
             (
                 f"pulsar-tenant/{names.pulsar_tenant}",
                 lambda: pulsar.delete_tenant(names.pulsar_tenant),
             ),
-            (f"bucket/{names.bucket}", lambda: s3.delete_bucket(names.bucket)),
+            (f"s3-user/{names.identity}", lambda: self.b.identities.delete_user(names.identity)),
+            (f"redis-user/{names.identity}", lambda: self.b.redis.delete_user(names.identity)),
+            (f"bucket/{names.bucket}", lambda: self._delete_bucket(names.bucket)),
             (f"user/{names.db_user}", lambda: self.b.db.drop_user(names.db_user)),
+            (f"user/{names.api_db_user}", lambda: self.b.db.drop_user(names.api_db_user)),
             (f"schema/{names.database}", lambda: self.b.db.drop_schema(names.database)),
         ]
         for label, remove in data_steps:
@@ -331,6 +465,12 @@ class TenantProvisioner:
         )
         return report
 
+    def _delete_bucket(self, bucket: str) -> bool:
+        if not self.b.s3.bucket_exists(bucket):
+            return False
+        self.b.quotas.remove(bucket)
+        return self.b.s3.delete_bucket(bucket)
+
     @staticmethod
     def _attempt(label: str, remove: Callable[[], bool], report: TeardownReport) -> None:
         try:
@@ -339,3 +479,25 @@ class TenantProvisioner:
             report.errors.append(error)
         else:
             report.removed.append(label)
+
+
+def rollout_finished(deployment: dict[str, Any] | None) -> bool:
+    """Every replica of the Deployment runs its current template (or none runs at all)."""
+    if deployment is None:
+        return True
+    spec, status = deployment.get("spec") or {}, deployment.get("status") or {}
+    wanted = int(spec.get("replicas") or 0)
+    generation = int((deployment.get("metadata") or {}).get("generation") or 0)
+    if int(status.get("observedGeneration") or 0) < generation:
+        return False
+    if wanted == 0:
+        return int(status.get("replicas") or 0) == 0
+    return (
+        int(status.get("updatedReplicas") or 0) == wanted
+        and int(status.get("availableReplicas") or 0) == wanted
+        and int(status.get("replicas") or 0) == wanted
+    )
+
+
+def _decoded(data: dict[str, str]) -> dict[str, str]:
+    return {key: base64.b64decode(value).decode() for key, value in data.items()}

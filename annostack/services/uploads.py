@@ -37,6 +37,7 @@ from annostack.domain.processing import (
     processing_job_manifest,
 )
 from annostack.services.datasets import ItemPublic, get_dataset, get_item
+from annostack.services.quotas import ensure_room
 from annostack.services.tenancy import TenantContext
 
 EXTENSION = re.compile(r"^\.[a-z0-9]{1,8}$")
@@ -203,6 +204,7 @@ async def start(
 ) -> UploadTicket:
     if request.size > MAX_OBJECT_BYTES:
         raise TooLarge(f"{request.size} bytes is over the object size limit {MAX_OBJECT_BYTES}")
+    await ensure_room(ctx, io, request.size)
     item_id, key = await asyncio.to_thread(register_item, ctx, dataset_id, request)
     bucket = ctx.connection.bucket
     if request.size <= multipart_threshold:
@@ -299,7 +301,10 @@ async def complete(
         raise NotFound(f"nothing was uploaded for item {item_id}")
     size, etag = found
     if size != item.size:
-        raise Invalid(f"uploaded {size} bytes, announced {item.size}; upload again")
+        # A pre-signed PUT does not bind the length: whatever else arrived is removed, so it
+        # neither stays in the bucket nor counts against the quota.
+        await io.remove(ctx.connection.bucket, key)
+        raise Invalid(f"uploaded {size} bytes, announced {item.size}; removed, upload again")
     # Enqueue before marking uploaded: a crash in between leaves the item `uploading` and the
     # client's retry of `complete` enqueues again, which the workers' deterministic output
     # keys (and the job's fixed name) make harmless. The reverse order could lose the work.

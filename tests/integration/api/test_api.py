@@ -12,6 +12,7 @@ import orjson
 import pulsar
 import pytest
 
+from annostack.adapters.object_store import ObjectStoreAdmin
 from annostack.apps.main import create_app
 from annostack.apps.settings import ApiSettings
 from annostack.apps.testing import serve
@@ -19,6 +20,7 @@ from annostack.domain.tenants import WORKER_SUBSCRIPTION
 from annostack.services.tenancy import create_api_token
 from annostack.settings import Settings
 from tests.integration.api.conftest import ApiTenant
+from tests.integration.conftest import pulsar_client
 
 pytestmark = pytest.mark.integration
 
@@ -67,7 +69,7 @@ def uploaded_item(api: httpx.Client, tenant: ApiTenant, dataset: int, payload: b
 def test_upload_through_a_presigned_url_registers_and_enqueues(
     api: httpx.Client, tenant_a: ApiTenant, stack_settings: Settings
 ) -> None:
-    client = pulsar.Client(stack_settings.pulsar.service_url)
+    client = pulsar_client(stack_settings)
     consumer = client.subscribe(
         tenant_a.context.names.topic("pointclouds"),
         WORKER_SUBSCRIPTION,
@@ -86,7 +88,9 @@ def test_upload_through_a_presigned_url_registers_and_enqueues(
         client.close()
 
 
-def test_completion_checks_what_was_uploaded(api: httpx.Client, tenant_a: ApiTenant) -> None:
+def test_completion_checks_what_was_uploaded(
+    api: httpx.Client, tenant_a: ApiTenant, stack_settings: Settings
+) -> None:
     dataset = new_dataset(api, tenant_a)
     ticket = api.post(
         f"/v1/datasets/{dataset}/uploads", json={"name": "a.png", "size": 10}, headers=tenant_a.auth
@@ -97,6 +101,12 @@ def test_completion_checks_what_was_uploaded(api: httpx.Client, tenant_a: ApiTen
     wrong = api.post(f"/v1/items/{ticket['itemId']}/complete", headers=tenant_a.auth)
     assert wrong.status_code == 422
     assert "announced 10" in wrong.json()["detail"]
+    # More (or less) than announced is removed, every version of it: nothing half-written
+    # stays in the bucket or counts against its quota.
+    store = ObjectStoreAdmin(stack_settings.s3).client
+    prefix = f"data/{dataset}/{ticket['itemId']}"
+    bucket = tenant_a.context.names.bucket
+    assert not list(store.list_objects(bucket, prefix=prefix, include_version=True))
 
 
 def test_save_and_load_with_etags(api: httpx.Client, tenant_a: ApiTenant) -> None:

@@ -24,6 +24,7 @@ from annostack.devstack.platform import Platform, operator_command
 from annostack.devstack.stack import Stack
 from annostack.domain.tenants import API_GROUP, API_VERSION
 from tests.integration.conftest import ROOT, service_account_kubeconfig
+from tests.integration.workloads import free_port
 from tests.support import wait_for
 
 OPERATOR_NAMESPACE = "annostack-system"
@@ -113,6 +114,7 @@ def operator(
     env["ANNOSTACK_OPERATOR_JOB_FAN_OUT_BATCH"] = "10"
     env["ANNOSTACK_OPERATOR_DATASET_INTERVAL_SECONDS"] = "2"
     env["ANNOSTACK_OPERATOR_DEAD_LETTER_INTERVAL_SECONDS"] = "2"
+    env["ANNOSTACK_OPERATOR_ROTATION_GRACE_SECONDS"] = "2"
     log = tmp_path_factory.mktemp("operator-log") / "operator.log"
     # The dev platform's operator ports (stopped above): this stack's own, shifted per checkout
     # by ANNOSTACK_DEV_PORTS__*, so two stacks on one machine never collide.

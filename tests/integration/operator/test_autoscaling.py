@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import httpx
 import orjson
-import pulsar
 import pytest
 from kubernetes import client
 
 from annostack.adapters.kube import Kube
-from annostack.domain.scaling import scaled_object
+from annostack.domain.scaling import scaled_object, trigger_authentication
 from annostack.domain.tenants import TenantNames, WorkerScaling
+from annostack.services.tenant_credentials import PULSAR_TOKEN_KEY
 from annostack.settings import Settings
-from tests.integration.conftest import ROOT, load_documents
+from tests.integration.conftest import ROOT, load_documents, pulsar_admin
+from tests.integration.conftest import pulsar_client as new_pulsar_client
 from tests.integration.operator.conftest import OperatorProcess, Tenants
 from tests.support import wait_for
 
@@ -33,7 +33,7 @@ def test_builtin_scaler_follows_a_real_backlog_up_and_down(
         return int(apps.read_namespaced_deployment("workers", names.namespace).spec.replicas)
 
     assert replicas() == 0, "idle tenants run no workers"
-    pulsar_client = pulsar.Client(stack_settings.pulsar.service_url)
+    pulsar_client = new_pulsar_client(stack_settings)
     try:
         producer = pulsar_client.create_producer(names.topic("thumbnails"))
         for item in range(35):  # no worker is running: the backlog stays
@@ -49,7 +49,8 @@ def test_builtin_scaler_follows_a_real_backlog_up_and_down(
     assert (tenants.get(name) or {})["status"]["backlog"] == 35
 
     path = f"/persistent/{names.pulsar_namespace}/thumbnails/subscription/workers/skip_all"
-    assert httpx.post(f"{stack_settings.pulsar.admin_url}/admin/v2{path}").status_code == 204
+    with pulsar_admin(stack_settings) as admin:
+        assert admin.post(path).status_code == 204
     wait_for(lambda: replicas() == 0, timeout=30, what="back to zero after the window")
 
 
@@ -58,22 +59,30 @@ def test_the_keda_scaled_object_is_accepted_by_the_real_schema(
 ) -> None:
     name = tenants.create({"displayName": "Keda"})
     tenants.wait_ready(name)
-    (crd,) = load_documents(
-        ROOT / "tests" / "data" / "thirdparty-crds" / "keda.sh_scaledobjects.yaml"
-    )
+    crds = [
+        doc
+        for kind in ("scaledobjects", "triggerauthentications")
+        for doc in load_documents(ROOT / "tests/data/thirdparty-crds" / f"keda.sh_{kind}.yaml")
+    ]
     extensions = client.ApiextensionsV1Api(admin_kube.api)
-    extensions.create_custom_resource_definition(crd)
+    for crd in crds:
+        extensions.create_custom_resource_definition(crd)
     try:
-        manifest = scaled_object(TenantNames(tenant=name), WorkerScaling(), "http://pulsar:8080")
+        names = TenantNames(tenant=name)
+        manifests = {
+            "scaledobjects": scaled_object(names, WorkerScaling(), "http://pulsar:8080", True),
+            "triggerauthentications": trigger_authentication(names, PULSAR_TOKEN_KEY),
+        }
         objects = client.CustomObjectsApi(admin_kube.api)
 
-        def accepted() -> bool:
+        def accepted(plural: str) -> bool:
+            manifest = manifests[plural]
             try:
                 objects.create_namespaced_custom_object(
                     "keda.sh",
                     "v1alpha1",
                     manifest["metadata"]["namespace"],
-                    "scaledobjects",
+                    plural,
                     manifest,
                     dry_run="All",
                 )
@@ -83,6 +92,8 @@ def test_the_keda_scaled_object_is_accepted_by_the_real_schema(
                 raise
             return True
 
-        wait_for(accepted, timeout=30, what="ScaledObject accepted")
+        for plural in manifests:
+            wait_for(lambda plural=plural: accepted(plural), timeout=30, what=f"{plural} accepted")
     finally:
-        extensions.delete_custom_resource_definition(crd["metadata"]["name"])
+        for crd in crds:
+            extensions.delete_custom_resource_definition(crd["metadata"]["name"])

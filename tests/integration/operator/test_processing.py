@@ -28,7 +28,7 @@ from annostack.services.datasets import DatasetCreate, create_dataset
 from annostack.services.tenancy import TenantContext, TenantDirectory, create_api_token
 from annostack.services.uploads import UploadRequest, count_by_status, register_item
 from annostack.settings import Settings
-from tests.integration.conftest import ROOT, load_documents
+from tests.integration.conftest import ROOT, load_documents, pulsar_admin
 from tests.integration.operator.conftest import OperatorProcess, Tenants
 from tests.integration.workloads import WorkerProcess, jpeg, small_cloud
 from tests.support import wait_for
@@ -208,15 +208,13 @@ def test_cancelling_stops_the_fan_out_and_skips_what_is_queued_then_the_ttl_dele
     assert next(c for c in final["conditions"] if c["type"] == "Failed")["reason"] == "Cancelled"
 
     worker.start()  # what was queued before the cancellation is skipped, not processed
-    backlog_url = (
-        f"{stack_settings.pulsar.admin_url}/admin/v2/persistent/"
-        f"{TenantNames(tenant=tenant).pulsar_namespace}/thumbnails/stats"
-    )
-    wait_for(
-        lambda: httpx.get(backlog_url).json()["subscriptions"]["workers"]["msgBacklog"] == 0,
-        timeout=60,
-        what="queued messages drained",
-    )
+    backlog_path = f"/persistent/{TenantNames(tenant=tenant).pulsar_namespace}/thumbnails/stats"
+    with pulsar_admin(stack_settings) as admin:
+        wait_for(
+            lambda: admin.get(backlog_path).json()["subscriptions"]["workers"]["msgBacklog"] == 0,
+            timeout=60,
+            what="queued messages drained",
+        )
     assert count_by_status(ctx, dataset_id) == {"uploaded": 150}
     wait_for(
         lambda: resources.get("processingjobs", "stopme") is None,

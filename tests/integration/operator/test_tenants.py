@@ -7,7 +7,6 @@ import json
 import uuid
 from typing import Any
 
-import httpx
 import pytest
 import sqlalchemy as sa
 from kubernetes import client
@@ -15,13 +14,16 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.utils import parse_quantity
 from sqlalchemy.exc import DBAPIError
 
+from annostack.adapters.bucket_quota import SeaweedShellQuotas
 from annostack.adapters.database import DatabaseAdmin, engine_for
+from annostack.adapters.identities import IamIdentities
 from annostack.adapters.kube import Kube
 from annostack.adapters.object_store import ObjectStoreAdmin
+from annostack.adapters.redis_acl import RedisAcl
 from annostack.domain.tenant_stack import TenantConnection
 from annostack.domain.tenants import API_GROUP, API_VERSION, TenantNames
 from annostack.settings import Settings
-from tests.integration.conftest import ROOT, load_documents
+from tests.integration.conftest import ROOT, load_documents, pulsar_admin
 from tests.integration.operator.conftest import OperatorProcess, Tenants
 from tests.support import wait_for
 
@@ -43,10 +45,6 @@ def connection_of(kube: Kube, names: TenantNames) -> TenantConnection:
     return TenantConnection.from_env(data)
 
 
-def pulsar_admin(settings: Settings) -> httpx.Client:
-    return httpx.Client(base_url=f"{settings.pulsar.admin_url}/admin/v2", timeout=10)
-
-
 def test_create_provisions_every_backend(
     tenants: Tenants, admin_kube: Kube, stack_settings: Settings
 ) -> None:
@@ -58,7 +56,7 @@ def test_create_provisions_every_backend(
     conditions = {c["type"]: c["status"] for c in tenant["status"]["conditions"]}
     assert conditions == dict.fromkeys(HEALTHY, "True"), "no condition is False when healthy"
     messages = {c["type"]: c["message"] for c in tenant["status"]["conditions"]}
-    assert "quota not enforced" in messages["BucketReady"], "SeaweedFS has no S3 quota call"
+    assert messages["BucketReady"] == "", "SeaweedFS takes the quota: nothing to report"
     db = DatabaseAdmin(stack_settings.db)
     if not db.supports_resource_groups():  # MariaDB; on TiDB the group is created instead
         assert "no resource groups" in messages["DatabaseReady"]
@@ -126,6 +124,13 @@ def _assert_database_isolated(settings: Settings, names: TenantNames, password: 
 def _assert_bucket(settings: Settings, names: TenantNames) -> None:
     store = ObjectStoreAdmin(settings.s3)
     assert store.bucket_exists(names.bucket)
+    s3 = settings.s3
+    assert s3.seaweedfs_master and s3.seaweedfs_filer
+    quotas = SeaweedShellQuotas(s3.weed_binary, s3.seaweedfs_master, s3.seaweedfs_filer)
+    assert not quotas.ensure(names.bucket, 100 * 2**30), "plan.storage (100Gi) is the quota"
+    identities = IamIdentities(s3)
+    assert len(identities.access_keys(names.identity)) == 1, "one key: the Secret's"
+    identities.close()
     assert store.client.get_bucket_versioning(names.bucket).status == "Enabled"
     assert store.cors_origins(names.bucket) == ["*"]
     assert store.client.get_bucket_lifecycle(names.bucket) is not None
@@ -134,6 +139,11 @@ def _assert_bucket(settings: Settings, names: TenantNames) -> None:
 def _assert_messaging(settings: Settings, names: TenantNames, backlog_bytes: int) -> None:
     with pulsar_admin(settings) as http:
         assert names.pulsar_namespace in http.get(f"/namespaces/{names.pulsar_tenant}").json()
+        permissions = http.get(f"/namespaces/{names.pulsar_namespace}/permissions").json()
+        assert {role: sorted(actions) for role, actions in permissions.items()} == {
+            names.pulsar_role(1): ["consume", "produce"],
+            settings.pulsar.api_role: ["produce"],
+        }, "the tenant's role and the API's, nobody else"
         quota = http.get(f"/namespaces/{names.pulsar_namespace}/backlogQuotaMap").json()
         assert quota["destination_storage"]["limitSize"] == backlog_bytes
         for topic in ("thumbnails", "pointclouds", "archives", "dead-letter"):
@@ -249,21 +259,31 @@ def test_deletion_honours_the_policy(
     wait_for(lambda: not _namespace_exists(core, names.namespace), timeout=90, what="ns gone")
     with pulsar_admin(stack_settings) as http:
         pulsar_kept = http.get(f"/tenants/{names.pulsar_tenant}").status_code == 200
+    identities = IamIdentities(stack_settings.s3)
+    redis_acl = RedisAcl(stack_settings.redis.url.get_secret_value())
     kept = {
         "bucket": store.bucket_exists(names.bucket),
         "user": db.user_exists(names.db_user),
+        "api user": db.user_exists(names.api_db_user),
         "schema": _schema_exists(db, names.database),
         "pulsar": pulsar_kept,
+        "s3 identity": identities.user_exists(names.identity),
+        "redis user": redis_acl.user(names.identity) is not None,
     }
     expected = policy == "Retain"
     assert kept == dict.fromkeys(kept, expected)
     if expected:  # clean up what Retain left behind
         store.delete_bucket(names.bucket)
+        identities.delete_user(names.identity)
+        redis_acl.delete_user(names.identity)
+        db.drop_user(names.api_db_user)
         db.drop_user(names.db_user)
         db.drop_schema(names.database)
         with pulsar_admin(stack_settings) as http:
             http.delete(f"/tenants/{names.pulsar_tenant}", params={"force": "true"})
     db.close()
+    identities.close()
+    redis_acl.close()
 
 
 def _namespace_exists(core: client.CoreV1Api, namespace: str) -> bool:

@@ -295,12 +295,12 @@ def test_the_relay_resubscribes_after_losing_redis(
     alice: str,
     tenant: str,
     publisher: PushPublisher,
-    stack_settings: Settings,
+    redis_admin_url: str,
 ) -> None:
     stomp_py.connect(alice)
     stomp_py.subscribe(f"/topic/tenant.{tenant}.user.alice", "me")
     name = replicas[1].relay.client_name
-    admin = redis.Redis.from_url(stack_settings.redis.url.get_secret_value())
+    admin = redis.Redis.from_url(redis_admin_url)
 
     def relay_channels() -> int:
         """How many channels replica B's relay connection has subscribed (0: not connected)."""

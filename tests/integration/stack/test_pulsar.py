@@ -11,13 +11,17 @@ import pulsar
 import pytest
 
 from annostack.settings import Settings
+from tests.integration.conftest import pulsar_client
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
 def admin(stack_settings: Settings) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=stack_settings.pulsar.admin_url, timeout=30) as http:
+    token = stack_settings.pulsar.token.get_secret_value()
+    headers = {"Authorization": f"Bearer {token}"}
+    url = stack_settings.pulsar.admin_url
+    with httpx.Client(base_url=url, timeout=30, headers=headers) as http:
         yield http
 
 
@@ -40,7 +44,7 @@ def test_shared_subscription_splits_messages_between_consumers(
     stack_settings: Settings, namespace: str
 ) -> None:
     topic = f"persistent://{namespace}/thumbnails"
-    client = pulsar.Client(stack_settings.pulsar.service_url, operation_timeout_seconds=30)
+    client = pulsar_client(stack_settings, operation_timeout_seconds=30)
     try:
         consumers = [
             client.subscribe(topic, "workers", consumer_type=pulsar.ConsumerType.Shared)

@@ -7,14 +7,15 @@ import uuid
 import pytest
 import redis
 
+from annostack.devstack.stack import Stack
 from annostack.settings import Settings
 from tests.support import wait_for
 
 pytestmark = pytest.mark.integration
 
 
-def test_pubsub_delivers_a_message(stack_settings: Settings) -> None:
-    client = redis.Redis.from_url(stack_settings.redis.url.get_secret_value())
+def test_pubsub_delivers_a_message(redis_admin_url: str) -> None:
+    client = redis.Redis.from_url(redis_admin_url)
     channel = f"smoke:{uuid.uuid4().hex}"
     with client.pubsub() as pubsub:
         pubsub.subscribe(channel)
@@ -33,9 +34,29 @@ def test_pubsub_delivers_a_message(stack_settings: Settings) -> None:
     client.close()
 
 
-def test_password_is_required(stack_settings: Settings) -> None:
+def test_the_default_user_is_off(stack_settings: Settings) -> None:
     url = stack_settings.redis.url.get_secret_value()
     anonymous = redis.Redis.from_url("redis://" + url.split("@", 1)[1])
     with pytest.raises(redis.AuthenticationError):
         anonymous.ping()
     anonymous.close()
+    password = url.split("@", 1)[0].rsplit(":", 1)[1]
+    as_default = redis.Redis.from_url(f"redis://default:{password}@" + url.split("@", 1)[1])
+    with pytest.raises(redis.AuthenticationError):
+        as_default.ping()
+    as_default.close()
+
+
+def test_the_platform_users_cannot_run_dangerous_commands(
+    local_stack: Stack, stack_settings: Settings
+) -> None:
+    """The operator's and the API's users reach annostack's keys and channels, not FLUSHALL,
+    CONFIG or KEYS, and not keys outside `annostack:`."""
+    operator = stack_settings.redis.url.get_secret_value()
+    for url in (operator, local_stack.api_env()["ANNOSTACK_REDIS__URL"]):
+        client = redis.Redis.from_url(url)
+        assert client.set("annostack:rate:smoke:1", b"1", ex=5)
+        for command in (("FLUSHALL",), ("CONFIG", "GET", "*"), ("KEYS", "*"), ("GET", "other:key")):
+            with pytest.raises(redis.exceptions.NoPermissionError):
+                client.execute_command(*command)
+        client.close()

@@ -17,9 +17,11 @@ import redis
 import sqlalchemy as sa
 
 from annostack.adapters.object_store import ObjectStoreAdmin
+from annostack.adapters.pulsar_tokens import client_authentication
 from annostack.adapters.tenant_tables import data_items
 from annostack.apps.main import create_app
 from annostack.apps.testing import serve
+from annostack.domain import keyspace
 from annostack.domain.pointclouds import read_pcd
 from annostack.domain.tenant_stack import TenantConnection
 from annostack.domain.tenants import (
@@ -58,8 +60,14 @@ def worker(tenant: TenantConnection, tmp_path: Path) -> Iterator[WorkerProcess]:
         process.kill()
 
 
+def tenant_pulsar(connection: TenantConnection) -> pulsar.Client:
+    """A client with the tenant's own token, as its workers have."""
+    token = connection.pulsar_token.get_secret_value()
+    return pulsar.Client(connection.pulsar_service_url, authentication=client_authentication(token))
+
+
 def publish(connection: TenantConnection, topic: str, item: int, key: str) -> None:
-    client = pulsar.Client(connection.pulsar_service_url)
+    client = tenant_pulsar(connection)
     try:
         producer = client.create_producer(f"persistent://{connection.pulsar_namespace}/{topic}")
         producer.send(orjson.dumps({"tenant": connection.tenant, "itemId": item, "key": key}))
@@ -69,7 +77,7 @@ def publish(connection: TenantConnection, topic: str, item: int, key: str) -> No
 
 def next_dead_letter(tenant: TenantConnection) -> pulsar.Message:
     """The next message on the tenant's dead-letter topic (its subscription is pre-created)."""
-    client = pulsar.Client(tenant.pulsar_service_url)
+    client = tenant_pulsar(tenant)
     try:
         dead = client.subscribe(
             f"persistent://{tenant.pulsar_namespace}/{DEAD_LETTER_TOPIC}",
@@ -118,7 +126,7 @@ def test_outputs_dead_letters_and_progress(
     assert "not a PCD file" in letter.properties()["reason"]
 
     counters = redis.Redis.from_url(tenant.redis_url.get_secret_value())
-    stats = counters.hgetall(f"annostack:processing:{tenant.tenant}")
+    stats = counters.hgetall(keyspace.key(keyspace.Family.PROCESSING, tenant.tenant))
     assert int(stats[b"processed"]) >= 2 and int(stats[b"failed"]) >= 1
     assert worker.stop() == 0, "SIGTERM is a clean shutdown"
 
