@@ -160,9 +160,7 @@ class Pulsar(Component):
 
     @property
     def endpoint(self) -> str:
-        return (
-            f"{self.service_url} (admin {self.admin_url})"
-        )
+        return f"{self.service_url} (admin {self.admin_url})"
 
     def client_env(self) -> dict[str, str]:
         return {

@@ -10,10 +10,10 @@ import time
 
 import pytest
 from kubernetes import client
-from kubernetes.stream import stream
 
 from annostack.devstack.platform import API, NAMESPACE, OPERATOR, Platform
 from tests.e2e.conftest import ClusterTenants
+from tests.e2e.pods import pods, run_in, running_ready
 from tests.support import wait_for
 
 pytestmark = [
@@ -23,37 +23,6 @@ pytestmark = [
     # ours, and would otherwise surface as an error in whichever test runs next.
     pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning"),
 ]
-
-
-def pods(core: client.CoreV1Api, namespace: str, selector: str) -> list[client.V1Pod]:
-    return list(core.list_namespaced_pod(namespace, label_selector=selector).items)
-
-
-def running_ready(pod: client.V1Pod) -> bool:
-    conditions = pod.status.conditions or []
-    ready = any(c.type == "Ready" and c.status == "True" for c in conditions)
-    return bool(pod.status.phase == "Running" and ready and not pod.metadata.deletion_timestamp)
-
-
-def run_in(core: client.CoreV1Api, pod: str, namespace: str, code: str) -> str:
-    """`kubectl exec <pod> -- python -c <code>`: apiserver -> kubelet -> the container."""
-    session = stream(
-        core.connect_get_namespaced_pod_exec,
-        pod,
-        namespace,
-        command=["python", "-c", code],
-        stderr=True,
-        stdin=False,
-        stdout=True,
-        tty=False,
-        _preload_content=False,
-    )
-    try:
-        session.run_forever(timeout=60)
-        output: str = session.read_stdout() + session.read_stderr()
-    finally:
-        session.close()
-    return output
 
 
 def test_operator_and_api_run_as_pods_under_their_own_service_accounts(

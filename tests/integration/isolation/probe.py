@@ -12,9 +12,9 @@ copied in as a file (the environment being the tenant's Secret, as `envFrom` giv
 
     ANNOSTACK_PROBE_PULSAR_ADMIN_URL=http://pulsar:8080 python probe.py <victim-tenant>
 
-It prints the attempts as JSON lines and exits 1 if any attack was allowed or any own access
-failed. (Run it as a file, not with `-m` from a checkout: the checkout's `operator/` package
-would shadow the standard library's `operator`.)
+It prints the attempts as JSON lines (`kind` attack or own) and exits 1 if any attack was
+allowed or any own access failed. (Run it as a file or `python -c`, not with `-m` from a
+checkout: the checkout's `operator/` package would shadow the standard library's `operator`.)
 """
 
 from __future__ import annotations
@@ -516,8 +516,9 @@ def main(argv: list[str]) -> int:
     victim = argv[1]
     admin_url = os.environ.get("ANNOSTACK_PROBE_PULSAR_ADMIN_URL", "http://127.0.0.1:8080")
     attacks, own = attack(os.environ, victim, admin_url), own_access(os.environ, admin_url)
-    for attempt in [*attacks, *own]:
-        print(json.dumps(asdict(attempt)))
+    for kind, attempts in (("attack", attacks), ("own", own)):
+        for attempt in attempts:
+            print(json.dumps({"kind": kind, **asdict(attempt)}))
     failed = [a for a in attacks if a.allowed] + [a for a in own if not a.allowed]
     return 1 if failed else 0
 

@@ -24,7 +24,6 @@ from annostack.devstack.platform import Platform, operator_command
 from annostack.devstack.stack import Stack
 from annostack.domain.tenants import API_GROUP, API_VERSION
 from tests.integration.conftest import ROOT, service_account_kubeconfig
-from tests.integration.workloads import free_port
 from tests.support import wait_for
 
 OPERATOR_NAMESPACE = "annostack-system"
