@@ -5,6 +5,7 @@ import sys
 from bench import (  # noqa: F401  (they register themselves)
     annotations_bench,
     autoscaling_bench,
+    bev_bench,
     jobs_bench,
     operator_bench,
     pointcloud_bench,

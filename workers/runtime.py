@@ -41,7 +41,7 @@ from annostack.domain.push import Destination, Event, ProcessingProgress
 from annostack.domain.tenant_stack import TenantConnection
 from annostack.domain.tenants import DEAD_LETTER_TOPIC, WORKER_SUBSCRIPTION, TenantNames
 from annostack.services.archives import UnsafeArchive
-from annostack.services.processing import InvalidTask, Output, Task, outputs_for
+from annostack.services.processing import InvalidTask, Options, Output, Task, outputs_for
 from annostack.services.tenancy import TenantContext, object_store_of
 from annostack.settings import DatabaseSettings
 from annostack.workers.archive_import import ArchiveImporter
@@ -89,6 +89,10 @@ class Worker:
         )
         self.tenant = TenantContext(self.names, self.connection, engine, time.monotonic())
         self.producers: dict[str, pulsar.Producer] = {}
+        self.options = Options(
+            split_above_points=self.settings.split_above_points,
+            bev_range_metres=self.settings.bev_range_metres,
+        )
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -210,7 +214,7 @@ class Worker:
             importer.run(task)
             return
         data = self._get(task.key)
-        for output in outputs_for(task, data, self.settings.split_above_points):
+        for output in outputs_for(task, data, self.options):
             self._put_once(output)
 
     def _publish(self, topic: str, message: dict[str, object], key: str) -> None:

@@ -20,6 +20,13 @@ class WorkerSettings(BaseSettings):
     split_above_points: int = Field(
         default=2_000_000, ge=1, description="Clouds larger than this are also split in tiles."
     )
+    bev_range_metres: float = Field(
+        default=50.0,
+        ge=1.0,
+        le=100_000.0,
+        description="BEV previews show this many metres from the sensor (or cloud centre) "
+        "to each edge; the scale is written into every PNG.",
+    )
     port: int = Field(default=8080, description="/healthz, /readyz and /metrics.")
     bind_address: str = Field(default="0.0.0.0", description="Address of that port.")  # noqa: S104
 

@@ -10,7 +10,13 @@ from typing import Annotated, Literal
 import typer
 
 from annostack.domain.pointclouds import PointCloudError, read_any, write_pcd
-from annostack.domain.rendering import render_bev, split_tiles, tile_index, voxel_downsample
+from annostack.domain.rendering import (
+    DEFAULT_RANGE_METRES,
+    render_bev,
+    split_tiles,
+    tile_index,
+    voxel_downsample,
+)
 
 app = typer.Typer(help="Point clouds: PCD (any kind), KITTI .bin and LAS/LAZ in; standard PCD out.")
 
@@ -51,10 +57,16 @@ def render(
     target: Annotated[Path, typer.Argument(dir_okay=False, help="PNG to write.")],
     size: Annotated[int, typer.Option(help="Width and height in pixels.")] = 1024,
     color: Annotated[Literal["height", "intensity"], typer.Option()] = "height",
+    range_metres: Annotated[
+        float,
+        typer.Option(
+            "--range", help="Metres from the centre (sensor, or cloud centre) to each edge."
+        ),
+    ] = DEFAULT_RANGE_METRES,
 ) -> None:
-    """A top-down (bird's-eye view) preview PNG."""
+    """A square top-down (bird's-eye view) preview PNG; its scale is in its metadata."""
     try:
-        png = render_bev(read_any(source.read_bytes(), source.name), size, color)
+        png = render_bev(read_any(source.read_bytes(), source.name), size, color, range_metres)
         write_atomically(target, png)
     except PointCloudError as error:
         typer.echo(f"{source}: {error}", err=True)

@@ -14,7 +14,13 @@ import orjson
 
 from annostack.domain.images import thumbnail
 from annostack.domain.pointclouds import PointCloud, read_any, write_pcd
-from annostack.domain.rendering import render_bev, split_tiles, tile_index, voxel_downsample
+from annostack.domain.rendering import (
+    DEFAULT_RANGE_METRES,
+    render_bev,
+    split_tiles,
+    tile_index,
+    voxel_downsample,
+)
 
 THUMBNAIL_SIZES = (200, 400, 800)
 BEV_SIZE = 1024
@@ -63,6 +69,14 @@ class Task:
 
 
 @dataclass(frozen=True)
+class Options:
+    """How the worker processes (its settings), for every message alike."""
+
+    split_above_points: int = 2_000_000
+    bev_range_metres: float = DEFAULT_RANGE_METRES
+
+
+@dataclass(frozen=True)
 class Output:
     key: str
     body: bytes
@@ -82,7 +96,7 @@ def image_outputs(task: Task, data: bytes) -> list[Output]:
     ]
 
 
-def pointcloud_outputs(task: Task, data: bytes, split_above: int) -> list[Output]:
+def pointcloud_outputs(task: Task, data: bytes, options: Options) -> list[Output]:
     cloud = read_any(data, task.key)
     outputs = []
     if task.wants("compress"):
@@ -91,9 +105,13 @@ def pointcloud_outputs(task: Task, data: bytes, split_above: int) -> list[Output
         )
     if task.wants("render-bev"):
         outputs.append(
-            Output(derived(task.item_id, "bev.png"), render_bev(cloud, BEV_SIZE), "image/png")
+            Output(
+                derived(task.item_id, "bev.png"),
+                render_bev(cloud, BEV_SIZE, range_metres=options.bev_range_metres),
+                "image/png",
+            )
         )
-    if task.wants("split") and len(cloud) > split_above:
+    if task.wants("split") and len(cloud) > options.split_above_points:
         outputs += split_outputs(task, cloud)
     return outputs
 
@@ -118,9 +136,9 @@ def split_outputs(task: Task, cloud: PointCloud) -> list[Output]:
     return outputs
 
 
-def outputs_for(task: Task, data: bytes, split_above: int) -> list[Output]:
+def outputs_for(task: Task, data: bytes, options: Options) -> list[Output]:
     if task.topic.endswith("/thumbnails"):
         return image_outputs(task, data)
     if task.topic.endswith("/pointclouds"):
-        return pointcloud_outputs(task, data, split_above)
+        return pointcloud_outputs(task, data, options)
     raise InvalidTask(f"no processing for topic {task.topic}")
