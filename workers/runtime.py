@@ -36,19 +36,30 @@ from annostack.adapters.objects import Presigner
 from annostack.adapters.push import PushPublisher
 from annostack.adapters.tenant_tables import data_items
 from annostack.domain.images import ImageError
+from annostack.domain.items import PROCESSABLE_STATUSES, ItemStatus, ProcessingMessage
+from annostack.domain.media import MediaError
 from annostack.domain.pointclouds import PointCloudError
 from annostack.domain.push import Destination, Event, ProcessingProgress
 from annostack.domain.tenant_stack import TenantConnection
 from annostack.domain.tenants import DEAD_LETTER_TOPIC, WORKER_SUBSCRIPTION, TenantNames
+from annostack.domain.texts import TextError
 from annostack.services.archives import UnsafeArchive
-from annostack.services.processing import InvalidTask, Options, Output, Task, outputs_for
+from annostack.services.processing import (
+    InvalidTask,
+    Options,
+    Outcome,
+    Output,
+    Task,
+    kept_as_is,
+    outputs_for,
+)
 from annostack.services.tenancy import TenantContext, object_store_of
 from annostack.settings import DatabaseSettings
 from annostack.workers.archive_import import ArchiveImporter
 from annostack.workers.settings import WorkerSettings
 
 log = logging.getLogger("annostack.worker")
-PERMANENT = (PointCloudError, ImageError, InvalidTask, UnsafeArchive)
+PERMANENT = (PointCloudError, ImageError, MediaError, TextError, InvalidTask, UnsafeArchive)
 FAILURES_KEPT = 1000
 
 PROCESSED = Counter("annostack_worker_messages_total", "Messages handled, by result.", ["result"])
@@ -146,7 +157,7 @@ class Worker:
                 consumer.acknowledge(message)
                 PROCESSED.labels("cancelled").inc()
                 return
-            self._process(task)
+            outcome = self._process(task)
         except PERMANENT as error:
             self._give_up(message, task, dead_letters, "invalid-input", str(error))
             consumer.acknowledge(message)
@@ -163,25 +174,20 @@ class Worker:
                 consumer.negative_acknowledge(message)
                 PROCESSED.labels("retried").inc()
         else:
-            self._succeeded(task)
+            self._succeeded(task, outcome)
             consumer.acknowledge(message)
             PROCESSED.labels("ok").inc()
             self._announce(task, "ok", self._count("processed"))
         finally:
             SECONDS.labels(topic.rsplit("/", 1)[-1]).observe(time.monotonic() - started)
 
-    def _succeeded(self, task: Task) -> None:
+    def _succeeded(self, task: Task, outcome: Outcome) -> None:
         """Record the result before acknowledging: a crash in between only repeats a record."""
         if task.topic.endswith("/archives"):
             if task.job:
                 self.jobs.import_finished(task.tenant, task.job, ImportState.DONE)
             return
-        with self.tenant.engine.begin() as conn:
-            conn.execute(
-                data_items.update()
-                .where(data_items.c.id == task.item_id, data_items.c.status == "uploaded")
-                .values(status="processed")
-            )
+        self._set_status(task, outcome)
         if task.job:
             self.jobs.succeeded(task.tenant, task.job, task.item_id)
 
@@ -195,14 +201,30 @@ class Worker:
     ) -> None:
         self._dead_letter(message, dead_letters, kind, reason)
         PROCESSED.labels("dead-lettered").inc()
-        if task is None or not task.job or task.tenant != self.connection.tenant:
+        if task is None or task.tenant != self.connection.tenant:
+            return
+        if not task.topic.endswith("/archives"):
+            self._set_status(task, Outcome(ItemStatus.FAILED, reason[:512]))
+        if not task.job:
             return
         if task.topic.endswith("/archives"):
             self.jobs.import_finished(task.tenant, task.job, ImportState.FAILED, reason)
         else:
             self.jobs.failed(task.tenant, task.job, task.item_id)
 
-    def _process(self, task: Task) -> None:
+    def _set_status(self, task: Task, outcome: Outcome) -> None:
+        """An item's status after processing (only of items whose file is in the bucket)."""
+        with self.tenant.engine.begin() as conn:
+            conn.execute(
+                data_items.update()
+                .where(
+                    data_items.c.id == task.item_id,
+                    data_items.c.status.in_(PROCESSABLE_STATUSES),
+                )
+                .values(status=outcome.status, status_reason=outcome.reason)
+            )
+
+    def _process(self, task: Task) -> Outcome:
         if task.tenant != self.connection.tenant:
             raise InvalidTask(
                 f"message for tenant {task.tenant} on {self.connection.tenant}'s topic"
@@ -212,18 +234,22 @@ class Worker:
                 self.tenant, self.signer, self.http, self.redis, self._publish, self._push
             )
             importer.run(task)
-            return
+            return Outcome(ItemStatus.IMPORTED)
+        kept = kept_as_is(task)
+        if kept is not None:
+            return kept  # nothing to process in it, and nothing is read
         data = self._get(task.key)
         for output in outputs_for(task, data, self.options):
             self._put_once(output)
+        return Outcome(ItemStatus.PROCESSED)
 
-    def _publish(self, topic: str, message: dict[str, object], key: str) -> None:
+    def _publish(self, topic: str, message: ProcessingMessage) -> None:
         """Queue an imported item for processing (acknowledged by the broker before return)."""
         producer = self.producers.get(topic)
         if producer is None:
             producer = self.client.create_producer(self.names.topic(topic))
             self.producers[topic] = producer
-        producer.send(orjson.dumps(message), partition_key=key)
+        producer.send(orjson.dumps(message.wire()), partition_key=str(message.item_id))
 
     def _get(self, key: str) -> bytes:
         try:

@@ -1,4 +1,5 @@
-"""Point clouds: PCD (ascii, binary, binary_compressed), KITTI .bin and LAS/LAZ in, PCD out.
+"""Point clouds: PCD (ascii, binary, binary_compressed), KITTI .bin, LAS/LAZ and PLY (ascii,
+binary little- and big-endian) in, PCD out.
 
 A `PointCloud` keeps every field of its source with its exact type, count and order (a numpy
 structured array plus the PCD header), so conversion is lossless: nothing is dropped or
@@ -277,12 +278,45 @@ def read_las(data: bytes) -> PointCloud:
     return cloud
 
 
+def read_ply(data: bytes) -> PointCloud:
+    """PLY via plyfile: the `vertex` element's scalar properties, each with its own type
+    (big-endian files are stored little-endian, as PCD is). Faces and list properties, which
+    a point cloud has no use for, are left out."""
+    import plyfile
+
+    try:
+        ply = plyfile.PlyData.read(io.BytesIO(data))
+        vertices = ply["vertex"].data
+    except KeyError as error:
+        raise PointCloudError("the PLY file has no vertex element") from error
+    except Exception as error:  # plyfile raises its own and numpy's errors for a bad file
+        raise PointCloudError(f"not a readable PLY file: {error}") from error
+    if len(vertices) == 0:
+        raise PointCloudError("the cloud has zero points")
+    names = vertices.dtype.names or ()
+    if not {"x", "y", "z"} <= set(names):
+        raise PointCloudError("the PLY vertices have no x, y, z properties")
+    fields = []
+    for name in names:
+        kind = {"f": "F", "u": "U", "i": "I"}.get(vertices.dtype[name].kind)
+        if kind is not None and vertices.dtype[name].shape == ():
+            fields.append(Field(name, vertices.dtype[name].itemsize, kind, 1))
+    cloud = PointCloud(fields, np.empty(0), len(vertices))
+    points = np.empty(len(vertices), dtype=cloud.dtype)
+    for f in fields:
+        points[f.name] = vertices[f.name]
+    cloud.points = points
+    return cloud
+
+
 def read_any(data: bytes, name: str, keep_nan: bool = True) -> PointCloud:
     suffix = name.lower().rsplit(".", 1)[-1]
     if suffix == "bin":
         cloud = read_kitti_bin(data)
     elif suffix in ("las", "laz"):
         cloud = read_las(data)
+    elif suffix == "ply":
+        cloud = read_ply(data)
     else:
         cloud = read_pcd(data)
     return cloud if keep_nan else drop_nan(cloud)

@@ -7,8 +7,10 @@ archive (absolute paths, `..`, links, devices, absurd sizes or counts) is refuse
 
 Accepted layouts include Xtreme1's export, so datasets move over without re-packing:
 ``[root/]lidar_point_cloud_N/<frame>.pcd``, ``camera_image_N/<frame>.jpg``,
-``camera_config/<frame>.json`` and optional ``result/<frame>.json``. Point clouds and images
-become data items and are queued for processing; configs and results are kept as items too.
+``camera_config/<frame>.json`` and optional ``result/<frame>.json``. Every regular entry
+becomes a data item; `annostack.domain.items.classify` decides its kind, so point clouds,
+images, video, audio and text are queued for processing, configs and results are kept as
+``stored`` items, anything else as ``unsupported`` with the reason.
 """
 
 from __future__ import annotations
@@ -26,15 +28,6 @@ MAX_ENTRIES = 200_000
 MAX_ENTRY_BYTES = 20 * 2**30
 MAX_TOTAL_BYTES = 2 * 2**40
 CHUNK = 1 * 2**20
-SENSOR_DIRS = {
-    "lidar_point_cloud": "pointcloud",
-    "camera_image": "image",
-    "camera_config": "config",
-    "result": "result",
-}
-DIRECTORY_PATTERN = re.compile(r"^(lidar_point_cloud|camera_image)_\d+$|^(camera_config|result)$")
-POINT_CLOUD_SUFFIXES = {".pcd", ".bin", ".las", ".laz"}
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
 
 
 class UnsafeArchive(ValueError):
@@ -45,7 +38,6 @@ class UnsafeArchive(ValueError):
 class Entry:
     name: str  # the normalised relative path inside the archive
     size: int
-    kind: str  # pointcloud | image | config | result | other
 
 
 def check_name(raw: str) -> str:
@@ -57,18 +49,6 @@ def check_name(raw: str) -> str:
     if len(raw) > 1024 or "\x00" in raw:
         raise UnsafeArchive(f"entry name {raw[:60]!r}... is not acceptable")
     return str(path)
-
-
-def classify(name: str) -> str:
-    path = PurePosixPath(name)
-    for part in path.parts[:-1]:
-        match = DIRECTORY_PATTERN.match(part)
-        if match:
-            return SENSOR_DIRS[(match.group(1) or match.group(2))]
-    suffix = path.suffix.lower()
-    if suffix in POINT_CLOUD_SUFFIXES:
-        return "pointcloud"
-    return "image" if suffix in IMAGE_SUFFIXES else "other"
 
 
 class _Budget:
@@ -85,8 +65,7 @@ class _Budget:
             raise UnsafeArchive(f"entry {name!r} claims {size} bytes (limit {MAX_ENTRY_BYTES})")
         if self.total > MAX_TOTAL_BYTES:
             raise UnsafeArchive(f"entries add up to more than {MAX_TOTAL_BYTES} bytes")
-        clean = check_name(name)
-        return Entry(clean, size, classify(clean))
+        return Entry(check_name(name), size)
 
 
 # -- zip: random access through range requests -------------------------------------------------
@@ -173,10 +152,7 @@ def iter_tar(stream: IO[bytes]) -> Iterator[tuple[Entry, IO[bytes]]]:
         if member.isfile():
             data = archive.extractfile(member)
             assert data is not None
-            yield (
-                Entry(check_name(member.name), member.size, classify(check_name(member.name))),
-                data,
-            )
+            yield Entry(check_name(member.name), member.size), data
 
 
 def is_zip(head: bytes) -> bool:

@@ -29,13 +29,18 @@ from annostack.adapters.job_progress import ImportState, JobCounts, JobProgress
 from annostack.adapters.queue import Publisher
 from annostack.adapters.tenant_tables import data_items, datasets
 from annostack.domain.errors import Invalid, NotFound
-from annostack.domain.processing import ProcessingJobSpec, wanted_on
+from annostack.domain.items import (
+    PROCESSABLE_STATUSES,
+    FileClass,
+    FileKind,
+    ProcessingMessage,
+    classify,
+)
+from annostack.domain.processing import JobPhase, Operation, ProcessingJobSpec, wanted_on
 from annostack.services.tenancy import TenantContext
-from annostack.services.uploads import topic_for
 from annostack.settings import Settings
 
-# Items whose file is in the bucket: freshly uploaded, or processed before (re-processing).
-PROCESSABLE = ("uploaded", "processed")
+Candidate = sa.Row[tuple[int, str, str, str, str | None]]
 FAN_OUT_BATCH = 500  # default; the operator passes its own setting
 
 
@@ -67,15 +72,16 @@ class Route:
 
     item_id: int
     key: str
+    kind: FileKind
     topic: str
-    operations: list[str]
+    operations: list[Operation]
 
 
 @dataclass(frozen=True)
 class Outcome:
     """What the job's status should say after a fold."""
 
-    phase: str
+    phase: JobPhase
     total: int
     succeeded: int
     failed: int
@@ -84,7 +90,7 @@ class Outcome:
 
     @property
     def terminal(self) -> bool:
-        return self.phase in ("Complete", "Failed", "Cancelled")
+        return self.phase.terminal
 
 
 def dataset_id_by_name(ctx: TenantContext, name: str) -> int:
@@ -97,16 +103,20 @@ def dataset_id_by_name(ctx: TenantContext, name: str) -> int:
 
 def _candidates(
     ctx: TenantContext, dataset_id: int, spec: ProcessingJobSpec, after: int, upto: int, limit: int
-) -> list[sa.Row[tuple[int, str, str, str]]]:
+) -> list[Candidate]:
     query = (
         sa.select(
-            data_items.c.id, data_items.c.name, data_items.c.content_type, data_items.c.object_key
+            data_items.c.id,
+            data_items.c.name,
+            data_items.c.content_type,
+            data_items.c.object_key,
+            data_items.c.kind,
         )
         .where(
             data_items.c.dataset_id == dataset_id,
             data_items.c.id > after,
             data_items.c.id <= upto,
-            data_items.c.status.in_(PROCESSABLE),
+            data_items.c.status.in_(PROCESSABLE_STATUSES),
         )
         .order_by(data_items.c.id)
         .limit(limit)
@@ -119,19 +129,30 @@ def _candidates(
 
 def _batches(
     ctx: TenantContext, dataset_id: int, spec: ProcessingJobSpec, after: int, upto: int
-) -> Iterator[list[sa.Row[tuple[int, str, str, str]]]]:
+) -> Iterator[list[Candidate]]:
     while rows := _candidates(ctx, dataset_id, spec, after, upto, FAN_OUT_BATCH):
         yield rows
         after = rows[-1].id
 
 
-def _routed(rows: list[sa.Row[tuple[int, str, str, str]]], spec: ProcessingJobSpec) -> list[Route]:
+def _verdict(row: Candidate) -> FileClass:
+    """The kind recorded at registration; items registered before kinds are classified now."""
+    if row.kind:
+        return FileClass(FileKind(row.kind))
+    return classify(row.name, None, row.content_type)
+
+
+def _routed(rows: list[Candidate], spec: ProcessingJobSpec) -> list[Route]:
     routes = []
     for row in rows:
-        topic = topic_for(row.name, row.content_type)
-        operations = wanted_on(topic, spec.operations)
+        verdict = _verdict(row)
+        if verdict.topic is None or verdict.kind is FileKind.ARCHIVE:
+            continue  # kept as it is (an unsupported file, a sidecar) or already unpacked
+        operations = wanted_on(verdict.topic, spec.operations)
         if operations:
-            routes.append(Route(int(row.id), row.object_key, topic, operations))
+            routes.append(
+                Route(int(row.id), row.object_key, verdict.kind, verdict.topic, operations)
+            )
     return routes
 
 
@@ -202,30 +223,35 @@ class JobRunner:
         if key is None:
             raise NotFound(f"archive item {spec.archive_item_id} no longer exists")
         self.progress.import_finished(job.tenant, job.uid, ImportState.PENDING)
-        message = self._message(job, spec.archive_item_id, str(key), list(spec.operations))
-        self.publisher.publish(ctx.names.topic("archives"), message, str(spec.archive_item_id))
+        message = self._message(
+            job, spec.archive_item_id, str(key), FileKind.ARCHIVE, list(spec.operations)
+        )
+        self.publisher.publish(ctx.names.topic("archives"), message)
         return FanOutStep(last_item_id=spec.archive_item_id, published=1, finished=True)
 
     def _publish(self, ctx: TenantContext, job: JobRef, routes: list[Route]) -> None:
         # Recorded before sending: a message whose item is not expected yet would be counted
         # as finished before it was ever part of the total.
         self.progress.expect(job.tenant, job.uid, (route.item_id for route in routes))
-        by_topic: defaultdict[str, list[tuple[dict[str, object], str]]] = defaultdict(list)
+        by_topic: defaultdict[str, list[ProcessingMessage]] = defaultdict(list)
         for route in routes:
-            message = self._message(job, route.item_id, route.key, route.operations)
-            by_topic[route.topic].append((message, str(route.item_id)))
+            message = self._message(job, route.item_id, route.key, route.kind, route.operations)
+            by_topic[route.topic].append(message)
         for topic, messages in by_topic.items():
             self.publisher.publish_many(ctx.names.topic(topic), messages)
 
     @staticmethod
-    def _message(job: JobRef, item_id: int, key: str, operations: list[str]) -> dict[str, object]:
-        return {
-            "tenant": job.tenant,
-            "itemId": item_id,
-            "key": key,
-            "job": job.uid,
-            "operations": operations,
-        }
+    def _message(
+        job: JobRef, item_id: int, key: str, kind: FileKind, operations: list[Operation]
+    ) -> ProcessingMessage:
+        return ProcessingMessage(
+            tenant=job.tenant,
+            item_id=item_id,
+            key=key,
+            kind=kind,
+            job=job.uid,
+            operations=operations,
+        )
 
     def cancel(self, job: JobRef) -> None:
         """Workers skip this job's messages still queued; the fan-out stops at its next step."""
@@ -236,23 +262,27 @@ class JobRunner:
         total = max(total, counts.expected)
         if spec.cancelled:
             message = f"cancelled after {counts.finished} of {total} items"
-            return self._outcome("Cancelled", total, counts, "Cancelled", message)
+            return self._outcome(JobPhase.CANCELLED, total, counts, "Cancelled", message)
         if counts.import_state is ImportState.FAILED:
-            return self._outcome("Failed", total, counts, "ImportFailed", counts.import_reason)
+            return self._outcome(
+                JobPhase.FAILED, total, counts, "ImportFailed", counts.import_reason
+            )
         importing = spec.archive_item_id is not None and counts.import_state is not ImportState.DONE
         if not fanned_out or importing or counts.finished < total:
-            return self._outcome("Running", total, counts)
+            return self._outcome(JobPhase.RUNNING, total, counts)
         if counts.failed:
             message = (
                 f"{counts.failed} of {total} items failed; their messages and reasons are in "
                 "the tenant's dead-letter topic"
             )
-            return self._outcome("Failed", total, counts, "ItemsFailed", message)
-        return self._outcome("Complete", total, counts, "AllSucceeded", f"{total} items processed")
+            return self._outcome(JobPhase.FAILED, total, counts, "ItemsFailed", message)
+        return self._outcome(
+            JobPhase.COMPLETE, total, counts, "AllSucceeded", f"{total} items processed"
+        )
 
     @staticmethod
     def _outcome(
-        phase: str, total: int, counts: JobCounts, reason: str = "", message: str = ""
+        phase: JobPhase, total: int, counts: JobCounts, reason: str = "", message: str = ""
     ) -> Outcome:
         return Outcome(phase, total, counts.succeeded, counts.failed, reason, message)
 

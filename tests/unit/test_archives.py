@@ -14,7 +14,6 @@ from annostack.services.archives import (
     UnsafeArchive,
     check_name,
     check_tar,
-    classify,
     iter_tar,
     iter_zip,
 )
@@ -26,21 +25,6 @@ from annostack.services.archives import (
 def test_unsafe_names_are_refused(name: str) -> None:
     with pytest.raises(UnsafeArchive):
         check_name(name)
-
-
-@pytest.mark.parametrize(
-    ("name", "kind"),
-    [
-        ("scene/lidar_point_cloud_0/000001.pcd", "pointcloud"),
-        ("camera_image_2/000001.jpg", "image"),
-        ("camera_config/000001.json", "config"),
-        ("scene/result/000001.json", "result"),
-        ("misc/readme.txt", "other"),
-        ("loose.bin", "pointcloud"),
-    ],
-)
-def test_xtreme1_layout_is_recognised(name: str, kind: str) -> None:
-    assert classify(name) == kind
 
 
 def make_zip(files: dict[str, bytes], link: str | None = None) -> bytes:
@@ -61,10 +45,10 @@ def reader_for(data: bytes) -> RangeReader:
 
 def test_zip_is_read_through_ranges_after_a_full_check() -> None:
     data = make_zip({"lidar_point_cloud_0/1.pcd": b"a" * 10, "camera_image_0/1.jpg": b"b" * 5})
-    entries = [(entry.name, entry.kind, body.read()) for entry, body in iter_zip(reader_for(data))]
+    entries = [(entry.name, entry.size, body.read()) for entry, body in iter_zip(reader_for(data))]
     assert entries == [
-        ("lidar_point_cloud_0/1.pcd", "pointcloud", b"a" * 10),
-        ("camera_image_0/1.jpg", "image", b"b" * 5),
+        ("lidar_point_cloud_0/1.pcd", 10, b"a" * 10),
+        ("camera_image_0/1.jpg", 5, b"b" * 5),
     ]
 
 

@@ -163,3 +163,31 @@ def test_thumbnail_keeps_aspect_and_refuses_garbage() -> None:
     assert thumb.size == (400, 225)
     with pytest.raises(ImageError, match="not a readable image"):
         thumbnail(b"\xff\xd8 not really a jpeg")
+
+
+def test_thumbnails_are_upright_whatever_the_camera_stored() -> None:
+    landscape = Image.new("RGB", (1600, 900), (200, 10, 10))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90° clockwise to view": a phone held upright
+    raw = io.BytesIO()
+    landscape.save(raw, "JPEG", exif=exif.tobytes())
+    with Image.open(io.BytesIO(thumbnail(raw.getvalue(), 400))) as thumb:
+        assert thumb.size == (225, 400), "portrait, as the photographer saw it"
+        assert 0x0112 not in thumb.getexif(), "the orientation is applied, not passed on"
+
+
+@pytest.mark.parametrize("format_", ["PNG", "WEBP", "TIFF"])
+def test_png_webp_and_tiff_thumbnails(format_: str) -> None:
+    raw = io.BytesIO()
+    Image.new("RGB", (800, 600), (10, 200, 10)).save(raw, format_)
+    with Image.open(io.BytesIO(thumbnail(raw.getvalue(), 200))) as thumb:
+        assert (thumb.format, thumb.size) == ("JPEG", (200, 150))
+
+
+def test_a_16_bit_tiff_is_stretched_not_clipped_to_white() -> None:
+    ramp = np.tile(np.linspace(1000, 4000, 256, dtype=np.uint16), (64, 1))  # 12-bit sensor data
+    raw = io.BytesIO()
+    Image.fromarray(ramp).save(raw, "TIFF")
+    with Image.open(io.BytesIO(thumbnail(raw.getvalue(), 128))) as thumb:
+        grey = np.asarray(thumb.convert("L")).astype(int)
+    assert grey[:, :8].mean() < 30 and grey[:, -8:].mean() > 225, "dark to bright, left to right"
