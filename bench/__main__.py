@@ -11,6 +11,7 @@ from bench import (  # noqa: F401  (they register themselves)
     pointcloud_bench,
     push_bench,
     stack_bench,
+    thumbnails_bench,
     worker_bench,
 )
 from bench.runner import run

@@ -129,7 +129,7 @@ def map_tile(points: int = 300_000, seed: int = 3) -> PointCloud:
     for tx, ty in [(12, 12), (30, 40), (48, 45), (20, 26)]:
         crown = (x - tx) ** 2 + (y - ty) ** 2 < 9
         z[crown] += 5 + 2 * rng.random(int(crown.sum()))
-    columns = {"x": x + east, "y": y + north, "z": z.astype(np.float32)}
+    columns: dict[str, np.ndarray] = {"x": x + east, "y": y + north, "z": z.astype(np.float32)}
     return _cloud({**columns, "intensity": intensity.astype(np.float32)}, wide_xy=True)
 
 

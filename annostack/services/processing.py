@@ -15,7 +15,7 @@ import orjson
 from PIL import Image
 from pydantic import ValidationError
 
-from annostack.domain.images import thumbnail
+from annostack.domain.images import thumbnails
 from annostack.domain.items import (
     DATA_KINDS,
     FileClass,
@@ -154,8 +154,8 @@ def image_outputs(task: Task, data: bytes) -> list[Output]:
     if not task.wants("thumbnail"):
         return []
     return [
-        Output(derived(task.item_id, f"thumb-{size}.jpg"), thumbnail(data, size), "image/jpeg")
-        for size in THUMBNAIL_SIZES
+        Output(derived(task.item_id, f"thumb-{size}.jpg"), jpeg, JPEG)
+        for size, jpeg in sorted(thumbnails(data, THUMBNAIL_SIZES).items())
     ]
 
 
