@@ -47,14 +47,15 @@ def operator_kubeconfig(
 class OperatorProcess:
     """`annostack operator run` as a child process, restartable and killable like a pod."""
 
-    def __init__(self, env: dict[str, str], log: Path, health_port: int) -> None:
-        self.env, self.log, self.health_port = env, log, health_port
+    def __init__(self, env: dict[str, str], log: Path, health_port: int, metrics_port: int) -> None:
+        self.env, self.log = env, log
+        self.health_port, self.metrics_port = health_port, metrics_port
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
-                operator_command(self.health_port, self.health_port + 1),
+                operator_command(self.health_port, self.metrics_port),
                 env=self.env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -71,7 +72,7 @@ class OperatorProcess:
             return False
 
     def metrics(self) -> str:
-        return httpx.get(f"http://127.0.0.1:{self.health_port + 1}/metrics").text
+        return httpx.get(f"http://127.0.0.1:{self.metrics_port}/metrics").text
 
     def kill(self) -> None:
         assert self.proc is not None
@@ -110,7 +111,10 @@ def operator(
     env["ANNOSTACK_OPERATOR_DATASET_INTERVAL_SECONDS"] = "2"
     env["ANNOSTACK_OPERATOR_DEAD_LETTER_INTERVAL_SECONDS"] = "2"
     log = tmp_path_factory.mktemp("operator-log") / "operator.log"
-    process = OperatorProcess(env, log, health_port=18181)
+    # The dev platform's operator ports (stopped above): per developer stack, so two stacks on
+    # one machine do not collide.
+    ports = local_stack.settings.ports
+    process = OperatorProcess(env, log, ports.operator_health, ports.operator_metrics)
     process.start()
     yield process
     process.stop()

@@ -161,7 +161,7 @@ def test_a_job_counts_exactly_across_an_operator_restart_mid_fan_out(
     failed = next(c for c in final["conditions"] if c["type"] == "Failed")
     assert failed["reason"] == "ItemsFailed" and "dead-letter" in failed["message"]
     assert final["startTime"] <= final["completionTime"]
-    assert count_by_status(ctx, dataset_id) == {"processed": 100, "uploaded": 2}
+    assert count_by_status(ctx, dataset_id) == {"processed": 100, "failed": 2}
     wait_for(
         lambda: resources.status("datasets", "photos").get("processed") == 100,
         timeout=30,
