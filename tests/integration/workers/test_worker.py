@@ -207,18 +207,22 @@ def test_an_xtreme1_archive_is_imported_and_its_items_processed(
     directory: TenantDirectory,
     stack_settings: Settings,
 ) -> None:
-    dataset = register_archive(directory, stack_settings, tenant, xtreme1_zip(3), "export.zip")
+    export = io.BytesIO(xtreme1_zip(3))
+    with zipfile.ZipFile(export, "a") as archive:
+        archive.writestr("scene/model.obj", b"v 0 0 0\n")  # kept, with its reason
+    dataset = register_archive(directory, stack_settings, tenant, export.getvalue(), "export.zip")
     worker.start()
 
     def imported() -> bool:
         items = items_of(directory, tenant, dataset)
-        return items.get("export.zip") == "imported" and len(items) == 10
+        return items.get("export.zip") == "imported" and len(items) == 11
 
     wait_for(imported, timeout=60, what="archive imported")
     items = items_of(directory, tenant, dataset)
     # processing may already have started on the imported items
     assert items["scene/lidar_point_cloud_0/000001.pcd"] in ("uploaded", "processed")
     assert items["scene/camera_config/000002.json"] == "stored", "a sidecar: kept, not queued"
+    assert items["scene/model.obj"] == "unsupported", "registered, never dead-lettered"
     ctx = directory.get(tenant.tenant)
     with ctx.engine.connect() as conn:
         ids = dict(
