@@ -6,6 +6,7 @@ from bench import (  # noqa: F401  (they register themselves)
     annotations_bench,
     autoscaling_bench,
     bev_bench,
+    cli_bench,
     jobs_bench,
     operator_bench,
     pointcloud_bench,

@@ -1,17 +1,18 @@
-"""`annostack dev`: the local stack of real servers (see annostack.devstack)."""
+"""`annostack dev`: the local stack of real servers (see annostack.devstack).
+
+The devstack (and the Kubernetes, Pulsar and SQL clients it pulls in) is imported inside each
+command, so `annostack --help` does not pay for it.
+"""
 
 from __future__ import annotations
 
 import shlex
+from typing import TYPE_CHECKING
 
 import typer
-from rich.table import Table
 
-from annostack.devstack.builds import MissingPrerequisite, ensure_kustomize
-from annostack.devstack.console import CommandFailed, console
-from annostack.devstack.platform import Platform
-from annostack.devstack.stack import ComponentFailed, Stack, State
-from annostack.domain.errors import BackendError
+if TYPE_CHECKING:
+    from annostack.devstack.stack import Stack, State
 
 app = typer.Typer(
     help="Run the local stack: etcd, kube-apiserver, TiDB/MariaDB, S3, Pulsar, Redis."
@@ -21,6 +22,10 @@ app = typer.Typer(
 @app.command()
 def up() -> None:
     """Build what is missing (cached), start every component and wait until all are ready."""
+    from annostack.devstack.builds import MissingPrerequisite, ensure_kustomize
+    from annostack.devstack.console import CommandFailed, console
+    from annostack.devstack.stack import ComponentFailed, Stack
+
     stack = Stack()
     try:
         stack.up()
@@ -37,6 +42,12 @@ def up() -> None:
 @app.command()
 def platform() -> None:
     """Install the CRDs, start the operator, make examples/tenant.yaml Ready, start API + worker."""
+    from annostack.devstack.builds import MissingPrerequisite
+    from annostack.devstack.console import CommandFailed, console
+    from annostack.devstack.platform import Platform
+    from annostack.devstack.stack import ComponentFailed, Stack
+    from annostack.domain.errors import BackendError
+
     stack = Stack()
     try:
         stack.up()
@@ -60,6 +71,9 @@ def platform() -> None:
 @app.command()
 def down() -> None:
     """Stop the processes `up` and `platform` started (data is kept for the next `up`)."""
+    from annostack.devstack.platform import Platform
+    from annostack.devstack.stack import Stack
+
     stack = Stack()
     Platform(stack).stop()
     stack.down()
@@ -68,6 +82,8 @@ def down() -> None:
 @app.command()
 def status() -> None:
     """Each component's state and endpoint; exit 1 unless all are ready."""
+    from annostack.devstack.stack import Stack, State
+
     statuses = _print_status(Stack())
     if any(s != State.READY for s in statuses):
         raise typer.Exit(1)
@@ -76,11 +92,18 @@ def status() -> None:
 @app.command()
 def env() -> None:
     """Print `export` lines that point annostack (and kubectl) at the local stack."""
+    from annostack.devstack.stack import Stack
+
     for key, value in Stack().client_env().items():
         print(f"export {key}={shlex.quote(value)}")
 
 
 def _print_status(stack: Stack) -> list[State]:
+    from rich.table import Table
+
+    from annostack.devstack.console import console
+    from annostack.devstack.stack import State
+
     table = Table("component", "state", "pid", "endpoint")
     states = []
     for item in stack.status():
