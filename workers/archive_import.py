@@ -12,7 +12,7 @@ import io
 import mimetypes
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import IO
 
 import httpx
@@ -35,6 +35,7 @@ from annostack.domain.push import Event, UploadProgress
 from annostack.services.archives import (
     CHUNK,
     Entry,
+    Limits,
     RangeReader,
     UnsafeArchive,
     check_tar,
@@ -76,6 +77,7 @@ class ArchiveImporter:
     redis: redis.Redis
     publish: Callable[[str, ProcessingMessage], None]
     push: Callable[[Event], None] = lambda _: None  # progress for browsers (best effort)
+    limits: Limits = field(default_factory=Limits)
 
     def __post_init__(self) -> None:
         self.jobs = JobProgress(self.redis)
@@ -89,11 +91,13 @@ class ArchiveImporter:
             raise InvalidTask(f"{task.key} does not exist")
         size = int(head.headers["content-length"])
         if is_zip(self._range(task.key, 0, 3)):
-            entries = iter_zip(RangeReader(size, lambda a, b: self._range(task.key, a, b)))
+            reader = RangeReader(size, lambda a, b: self._range(task.key, a, b))
+            entries = iter_zip(reader, self.limits)
             total = None
         else:
             with self._stream(task.key) as stream:
-                total = check_tar(stream)  # the whole archive is checked before any write
+                # The whole archive is checked before any write.
+                total = check_tar(stream, self.limits, size)
             entries = None
         if entries is None:
             with self._stream(task.key) as stream:

@@ -43,7 +43,7 @@ from annostack.domain.push import Destination, Event, ProcessingProgress
 from annostack.domain.tenant_stack import TenantConnection
 from annostack.domain.tenants import DEAD_LETTER_TOPIC, WORKER_SUBSCRIPTION, TenantNames
 from annostack.domain.texts import TextError
-from annostack.services.archives import UnsafeArchive
+from annostack.services.archives import Limits, UnsafeArchive
 from annostack.services.processing import (
     InvalidTask,
     Options,
@@ -231,8 +231,9 @@ class Worker:
             )
         if task.topic.endswith("/archives"):
             importer = ArchiveImporter(
-                self.tenant, self.signer, self.http, self.redis, self._publish, self._push
-            )
+                self.tenant, self.signer, self.http, self.redis, self._publish, self._push,
+                Limits(total_bytes=self.settings.archive_budget_bytes),
+            )  # fmt: skip
             importer.run(task)
             return Outcome(ItemStatus.IMPORTED)
         kept = kept_as_is(task)

@@ -27,6 +27,12 @@ class WorkerSettings(BaseSettings):
         description="BEV previews show this many metres from the sensor (or cloud centre) "
         "to each edge; the scale is written into every PNG.",
     )
+    archive_budget_bytes: int = Field(
+        default=2 * 2**40,
+        ge=1,
+        description="An archive may unpack to at most this many bytes; the tenant's worker "
+        "Deployment sets it to the plan's storage quota.",
+    )
     port: int = Field(default=8080, description="/healthz, /readyz and /metrics.")
     bind_address: str = Field(default="0.0.0.0", description="Address of that port.")  # noqa: S104
 
