@@ -216,6 +216,7 @@ def _with_outcome(
             "total": outcome.total,
             "succeeded": outcome.succeeded,
             "failed": outcome.failed,
+            "skipped": outcome.skipped,
             "observed_generation": generation,
         }
     )

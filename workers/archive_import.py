@@ -27,7 +27,9 @@ from annostack.domain.items import (
     FileClass,
     ItemStatus,
     ProcessingMessage,
+    SkipReason,
     classify,
+    skip_reason,
     status_on_arrival,
 )
 from annostack.domain.processing import DataType, wanted_on
@@ -119,7 +121,7 @@ class ArchiveImporter:
             key = object_key(dataset_id, item_id, entry.name)
             self._put_stream(key, data, entry.size)
             self._mark_arrived(item_id, verdict)
-            self._enqueue(task, verdict, item_id, key)
+            self._enqueue(task, entry.name, verdict, item_id, key)
             done += 1
             if done % PROGRESS_EVERY == 0:
                 self.redis.hset(progress, mapping={"done": done, "total": total or ""})
@@ -136,18 +138,22 @@ class ArchiveImporter:
             )
         return done
 
-    def _enqueue(self, task: Task, verdict: FileClass, item_id: int, key: str) -> None:
-        """Queue an entry's processing; as part of the task's ProcessingJob, if it has one."""
-        topic = verdict.topic
-        if topic is None:
+    def _enqueue(self, task: Task, name: str, verdict: FileClass, item_id: int, key: str) -> None:
+        """Queue an entry's processing; as part of the task's ProcessingJob, if it has one
+        (which then counts what it skipped, and why)."""
+        topic, skipped = verdict.topic, skip_reason(verdict)
+        if topic is None or skipped is not None:
+            if task.job and skipped is not None:
+                self.jobs.skipped(self.ctx.names.tenant, task.job, skipped, [name])
             return  # kept as it is: a sidecar, or unsupported (with its reason)
         message = ProcessingMessage(
             tenant=self.ctx.names.tenant, item_id=item_id, key=key, kind=verdict.kind
         )
         if task.job:
             operations = wanted_on(topic, task.operations if task.operations is not None else [])
-            if not operations:
-                return  # nothing the job asked for applies to this kind of file
+            if not operations:  # nothing the job asked for applies to this kind of file
+                self.jobs.skipped(self.ctx.names.tenant, task.job, SkipReason.NOT_REQUESTED, [name])
+                return
             message = message.model_copy(update={"job": task.job, "operations": operations})
             self.jobs.expect(self.ctx.names.tenant, task.job, [item_id])
         self.publish(topic, message)

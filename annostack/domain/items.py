@@ -211,6 +211,35 @@ def status_on_arrival(verdict: FileClass) -> tuple[ItemStatus, str | None]:
     return ItemStatus.UPLOADED, None
 
 
+class SkipReason(StrEnum):
+    """Why a job left a file out (counted per reason in the job's status)."""
+
+    UNSUPPORTED = "unsupported"  # not a kind annostack processes
+    SIDECAR = "sidecar"  # calibration, configs, results: kept, not processed
+    NOT_REQUESTED = "not-requested"  # none of the job's operations applies to its kind
+
+
+def skip_reason(verdict: FileClass) -> SkipReason | None:
+    """Why a file of this verdict is not queued at all (None: it is, if an operation applies)."""
+    if verdict.kind is FileKind.UNSUPPORTED:
+        return SkipReason.UNSUPPORTED
+    if verdict.kind is FileKind.SIDECAR:
+        return SkipReason.SIDECAR
+    return None
+
+
+def describe_skipped(counts: dict[str, int], examples: dict[str, list[str]]) -> str:
+    """'3 skipped: 2 unsupported (a.obj, b.xyz), 1 sidecar (calib.json)'; '' if none."""
+    parts = [
+        f"{count} {reason} ({', '.join(examples.get(reason, []))}"
+        f"{', ...' if count > len(examples.get(reason, [])) else ''})"
+        for reason, count in sorted(counts.items())
+        if count
+    ]
+    total = sum(counts.values())
+    return f"{total} skipped: {'; '.join(parts)}" if total else ""
+
+
 class ProcessingMessage(CamelModel):
     """One item to process: the body of every message on a processing topic (JSON)."""
 

@@ -135,6 +135,11 @@ class ProcessingJobStatus(CamelModel):
     )
     succeeded: int = Field(default=0, description="Finished successfully.")
     failed: int = Field(default=0, description="Ended in the dead-letter topic.")
+    skipped: int = Field(
+        default=0,
+        description="Files left out (unsupported, sidecars, no requested operation applies); "
+        "counts per reason and examples are in the final condition's message.",
+    )
     start_time: datetime | None = Field(default=None, description="When fan-out began.")
     completion_time: datetime | None = Field(default=None, description="When it finished.")
     conditions: Conditions = Field(default_factory=list)

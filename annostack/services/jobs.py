@@ -34,13 +34,17 @@ from annostack.domain.items import (
     FileClass,
     FileKind,
     ProcessingMessage,
+    SkipReason,
     classify,
+    describe_skipped,
+    skip_reason,
 )
 from annostack.domain.processing import JobPhase, Operation, ProcessingJobSpec, wanted_on
 from annostack.services.tenancy import TenantContext
 from annostack.settings import Settings
 
 Candidate = sa.Row[tuple[int, str, str, str, str | None]]
+Skips = defaultdict[SkipReason, list[str]]
 FAN_OUT_BATCH = 500  # default; the operator passes its own setting
 
 
@@ -87,6 +91,7 @@ class Outcome:
     failed: int
     reason: str = ""
     message: str = ""
+    skipped: int = 0
 
     @property
     def terminal(self) -> bool:
@@ -142,14 +147,24 @@ def _verdict(row: Candidate) -> FileClass:
     return classify(row.name, None, row.content_type)
 
 
-def _routed(rows: list[Candidate], spec: ProcessingJobSpec) -> list[Route]:
+def _routed(
+    rows: list[Candidate], spec: ProcessingJobSpec, skipped: Skips | None = None
+) -> list[Route]:
+    """The rows' messages; what is left out is added to `skipped` by reason."""
     routes = []
     for row in rows:
         verdict = _verdict(row)
-        if verdict.topic is None or verdict.kind is FileKind.ARCHIVE:
-            continue  # kept as it is (an unsupported file, a sidecar) or already unpacked
-        operations = wanted_on(verdict.topic, spec.operations)
-        if operations:
+        if verdict.kind is FileKind.ARCHIVE:
+            continue  # unpacked when it arrived; its entries are items of their own
+        reason = skip_reason(verdict)
+        operations = wanted_on(verdict.topic, spec.operations) if verdict.topic else []
+        if reason is None and not operations:
+            reason = SkipReason.NOT_REQUESTED
+        if reason is not None:
+            if skipped is not None:
+                skipped[reason].append(row.name)
+            continue
+        if verdict.topic is not None:
             routes.append(
                 Route(int(row.id), row.object_key, verdict.kind, verdict.topic, operations)
             )
@@ -206,7 +221,10 @@ class JobRunner:
         if scope.snapshot_item_id is None:
             return FanOutStep(last_item_id=None, published=0, finished=True)
         rows = _candidates(ctx, scope.dataset_id, spec, after or 0, scope.snapshot_item_id, batch)
-        routes = _routed(rows, spec)
+        skipped: Skips = defaultdict(list)
+        routes = _routed(rows, spec, skipped)
+        for reason, names in skipped.items():
+            self.progress.skipped(job.tenant, job.uid, reason, names)
         self._publish(ctx, job, routes)
         finished = len(rows) < batch
         last = scope.snapshot_item_id if finished else int(rows[-1].id)
@@ -270,21 +288,40 @@ class JobRunner:
         importing = spec.archive_item_id is not None and counts.import_state is not ImportState.DONE
         if not fanned_out or importing or counts.finished < total:
             return self._outcome(JobPhase.RUNNING, total, counts)
+        skipped = describe_skipped(counts.skipped, counts.skipped_examples)
         if counts.failed:
             message = (
                 f"{counts.failed} of {total} items failed; their messages and reasons are in "
                 "the tenant's dead-letter topic"
             )
-            return self._outcome(JobPhase.FAILED, total, counts, "ItemsFailed", message)
-        return self._outcome(
-            JobPhase.COMPLETE, total, counts, "AllSucceeded", f"{total} items processed"
-        )
+            return self._outcome(JobPhase.FAILED, total, counts, "ItemsFailed", message, skipped)
+        if total == 0 and skipped:  # not "Complete, 0 items": nothing it was given was done
+            message = f"nothing to process: {skipped}"
+            return self._outcome(JobPhase.FAILED, total, counts, "NothingToProcess", message)
+        done = f"{total} items processed"
+        return self._outcome(JobPhase.COMPLETE, total, counts, "AllSucceeded", done, skipped)
 
     @staticmethod
     def _outcome(
-        phase: JobPhase, total: int, counts: JobCounts, reason: str = "", message: str = ""
+        phase: JobPhase,
+        total: int,
+        counts: JobCounts,
+        reason: str = "",
+        message: str = "",
+        skipped: str = "",
     ) -> Outcome:
-        return Outcome(phase, total, counts.succeeded, counts.failed, reason, message)
+        """The verdict; what was skipped, if anything, is appended to the message."""
+        if skipped and message:
+            message = f"{message}; {skipped}"
+        return Outcome(
+            phase,
+            total,
+            counts.succeeded,
+            counts.failed,
+            reason,
+            message,
+            skipped=sum(counts.skipped.values()),
+        )
 
     def retire(self, job: JobRef) -> None:
         """The job was deleted: its counts go, and its messages still queued are skipped."""
