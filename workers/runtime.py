@@ -4,8 +4,16 @@
 * A message is acknowledged only after every output is durably stored.
 * Bad data (a corrupt cloud, not an image, a malformed message) is permanent: the message goes
   to the tenant's dead-letter topic with the reason in its properties, then is acknowledged.
-* Anything else (a backend down) is retried: negative acknowledgement, redelivered after a
-  delay; after `max_attempts` it also goes to the dead-letter topic, with the last error.
+* A backend that is down (S3, the tenant database, Redis) is never the message's fault: the
+  message is negatively acknowledged and redelivered after a delay, as often as it takes, and
+  the worker waits `backend_pause_ms` before the next message instead of spinning through
+  the queue. Every write is idempotent (outputs with If-None-Match, statuses, job sets), so a
+  message retried after some of its bookkeeping succeeded ends the same as one that went
+  through at once.
+* Anything else unexpected is retried the same way, but after `max_attempts` it goes to the
+  dead-letter topic, with the last error.
+* The whole of one message — processing, recording the result, dead-lettering — is guarded:
+  whatever fails, the message is negatively acknowledged and the loop goes on.
 * Progress and failures are counted in Redis (`annostack:processing:<tenant>`), failures kept
   in a capped list; Prometheus metrics and /healthz, /readyz on one small HTTP server.
 * A message from a ProcessingJob also counts towards that job (by item id, so a redelivery
@@ -35,6 +43,7 @@ from annostack.adapters.job_progress import ImportState, JobProgress
 from annostack.adapters.objects import Presigner
 from annostack.adapters.push import PushPublisher
 from annostack.adapters.tenant_tables import data_items
+from annostack.domain.errors import Backend, BackendUnavailable
 from annostack.domain.images import ImageError
 from annostack.domain.items import PROCESSABLE_STATUSES, ItemStatus, ProcessingMessage
 from annostack.domain.media import MediaError
@@ -60,6 +69,7 @@ from annostack.workers.settings import WorkerSettings
 
 log = logging.getLogger("annostack.worker")
 PERMANENT = (PointCloudError, ImageError, MediaError, TextError, InvalidTask, UnsafeArchive)
+BACKEND_DOWN = (BackendUnavailable, redis.RedisError)  # S3 failures are Transient, below
 FAILURES_KEPT = 1000
 
 PROCESSED = Counter("annostack_worker_messages_total", "Messages handled, by result.", ["result"])
@@ -71,8 +81,11 @@ SECONDS = Histogram(
 )
 
 
-class Transient(Exception):
-    """A backend failed; the message will be retried."""
+class Transient(BackendUnavailable):
+    """The object store failed; the message will be retried."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(Backend.OBJECT_STORE, message)
 
 
 @dataclass
@@ -150,36 +163,52 @@ class Worker:
     ) -> None:
         topic = message.topic_name()
         started = time.monotonic()
+        try:
+            self._handle_one(message, consumer, dead_letters)
+        except BACKEND_DOWN as error:
+            self._retry_later(message, consumer, f"a backend is unavailable: {error}")
+            self.stopping.wait(self.settings.backend_pause_ms / 1000)
+        except Exception as error:  # bookkeeping or dead-lettering failed: never end the loop
+            self._retry_later(message, consumer, f"{type(error).__name__}: {error}")
+        finally:
+            SECONDS.labels(topic.rsplit("/", 1)[-1]).observe(time.monotonic() - started)
+
+    def _retry_later(self, message: pulsar.Message, consumer: pulsar.Consumer, why: str) -> None:
+        log.warning("will retry: %s", why)
+        consumer.negative_acknowledge(message)
+        PROCESSED.labels("retried").inc()
+
+    def _handle_one(
+        self, message: pulsar.Message, consumer: pulsar.Consumer, dead_letters: pulsar.Producer
+    ) -> None:
         task: Task | None = None
         try:
-            task = Task.parse(message.data(), topic)
+            task = Task.parse(message.data(), message.topic_name())
             if task.job and self.jobs.is_cancelled(task.tenant, task.job):
                 consumer.acknowledge(message)
                 PROCESSED.labels("cancelled").inc()
                 return
-            outcome = self._process(task)
+            self._succeeded(task, self._process(task))
+            processed = self._count("processed")
         except PERMANENT as error:
             self._give_up(message, task, dead_letters, "invalid-input", str(error))
             consumer.acknowledge(message)
             self._announce(task, "failed")
-        except Exception as error:  # any other failure is worth retrying
+            return
+        except BACKEND_DOWN:
+            raise  # not the message's fault: retried however long the outage lasts
+        except Exception as error:
             attempts = message.redelivery_count() + 1
-            if attempts >= self.settings.max_attempts:
-                reason = f"gave up after {attempts} attempts: {error}"
-                self._give_up(message, task, dead_letters, "retries-exhausted", reason)
-                consumer.acknowledge(message)
-                self._announce(task, "failed")
-            else:
-                log.warning("attempt %d failed, will retry: %s", attempts, error)
-                consumer.negative_acknowledge(message)
-                PROCESSED.labels("retried").inc()
-        else:
-            self._succeeded(task, outcome)
+            if attempts < self.settings.max_attempts:
+                raise
+            reason = f"gave up after {attempts} attempts: {error}"
+            self._give_up(message, task, dead_letters, "retries-exhausted", reason)
             consumer.acknowledge(message)
-            PROCESSED.labels("ok").inc()
-            self._announce(task, "ok", self._count("processed"))
-        finally:
-            SECONDS.labels(topic.rsplit("/", 1)[-1]).observe(time.monotonic() - started)
+            self._announce(task, "failed")
+            return
+        consumer.acknowledge(message)
+        PROCESSED.labels("ok").inc()
+        self._announce(task, "ok", processed)
 
     def _succeeded(self, task: Task, outcome: Outcome) -> None:
         """Record the result before acknowledging: a crash in between only repeats a record."""
@@ -199,10 +228,14 @@ class Worker:
         kind: str,
         reason: str,
     ) -> None:
+        """Record the failure, then dead-letter: the records are idempotent, so if a backend
+        fails half-way the retried message records again and is dead-lettered once."""
+        if task is not None and task.tenant == self.connection.tenant:
+            self._record_failure(task, reason)
         self._dead_letter(message, dead_letters, kind, reason)
         PROCESSED.labels("dead-lettered").inc()
-        if task is None or task.tenant != self.connection.tenant:
-            return
+
+    def _record_failure(self, task: Task, reason: str) -> None:
         if not task.topic.endswith("/archives"):
             self._set_status(task, Outcome(ItemStatus.FAILED, reason[:512]))
         if not task.job:
@@ -285,11 +318,14 @@ class Worker:
         }
         producer.send(message.data(), properties=properties)
         log.error("dead-lettered (%s): %s", kind, reason)
-        self._count("failed")
         failure = orjson.dumps({"topic": message.topic_name(), "reason": reason[:1000]})
         key = f"annostack:processing:{self.connection.tenant}:failures"
-        self.redis.lpush(key, failure)
-        self.redis.ltrim(key, 0, FAILURES_KEPT - 1)
+        try:  # after the send, only statistics are left: never dead-letter twice for them
+            self._count("failed")
+            self.redis.lpush(key, failure)
+            self.redis.ltrim(key, 0, FAILURES_KEPT - 1)
+        except redis.RedisError as error:
+            log.warning("failure statistics not recorded: %s", type(error).__name__)
 
     def _count(self, field: str) -> int:
         return int(self.redis.hincrby(f"annostack:processing:{self.connection.tenant}", field, 1))

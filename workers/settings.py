@@ -17,6 +17,12 @@ class WorkerSettings(BaseSettings):
     )
     max_attempts: int = Field(default=5, ge=1, description="Tries before the dead-letter topic.")
     retry_delay_ms: int = Field(default=10_000, ge=100, description="Redelivery delay.")
+    backend_pause_ms: int = Field(
+        default=1_000,
+        ge=0,
+        description="After a message failed because a backend is down, wait this long before "
+        "the next one (the queue is not run through while the outage lasts).",
+    )
     split_above_points: int = Field(
         default=2_000_000, ge=1, description="Clouds larger than this are also split in tiles."
     )
