@@ -5,12 +5,15 @@ import sys
 from bench import (  # noqa: F401  (they register themselves)
     annotations_bench,
     autoscaling_bench,
+    bev_bench,
+    cli_bench,
     jobs_bench,
     limits_bench,
     operator_bench,
     pointcloud_bench,
     push_bench,
     stack_bench,
+    thumbnails_bench,
     worker_bench,
 )
 from bench.runner import run

@@ -19,6 +19,7 @@ import uuid
 import httpx
 
 from annostack.adapters.tenant_tables import data_items
+from annostack.domain.items import ProcessingMessage
 from annostack.domain.processing import ProcessingJobSpec
 from annostack.services.datasets import DatasetCreate, create_dataset
 from annostack.services.jobs import JobRef, JobRunner, _candidates, _routed
@@ -67,9 +68,15 @@ def _per_message(runner: JobRunner, ctx: TenantContext, spec: ProcessingJobSpec)
     rows = _candidates(ctx, scope.dataset_id, spec, 0, scope.snapshot_item_id, ITEMS)
     for route in _routed(rows, spec):
         runner.progress.expect(job.tenant, job.uid, [route.item_id])
-        message = {"tenant": job.tenant, "itemId": route.item_id, "key": route.key,
-                   "job": job.uid, "operations": route.operations}  # fmt: skip
-        runner.publisher.publish(ctx.names.topic(route.topic), message, str(route.item_id))
+        message = ProcessingMessage(
+            tenant=job.tenant,
+            item_id=route.item_id,
+            key=route.key,
+            kind=route.kind,
+            job=job.uid,
+            operations=route.operations,
+        )
+        runner.publisher.publish(ctx.names.topic(route.topic), message)
     return time.perf_counter() - started
 
 

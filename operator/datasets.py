@@ -16,8 +16,10 @@ from annostack.adapters.kube import Kube
 from annostack.domain.conditions import ConditionType, set_condition
 from annostack.domain.errors import BackendUnavailable, Invalid, QuotaExceeded
 from annostack.domain.processing import (
+    DatasetPhase,
     DatasetSpec,
     DatasetStatus,
+    JobPhase,
     ProcessingJobSpec,
     processing_job_manifest,
 )
@@ -35,7 +37,11 @@ from annostack.services.tenancy import TenantContext, UnknownTenant
 
 PLURAL = "datasets"
 GROUP_VERSION = f"{API_GROUP}/{API_VERSION}"
-JOB_PHASE_TO_DATASET = {"Complete": "Ready", "Failed": "Failed", "Cancelled": "Ready"}
+JOB_PHASE_TO_DATASET = {
+    JobPhase.COMPLETE: DatasetPhase.READY,
+    JobPhase.FAILED: DatasetPhase.FAILED,
+    JobPhase.CANCELLED: DatasetPhase.READY,
+}
 MAX_NAME_PREFIX = 240  # job names are `<dataset>-import-<8 hex>`, within Kubernetes' 253
 
 
@@ -99,7 +105,7 @@ def _import(
     job_name = f"{name[:MAX_NAME_PREFIX]}-import-{source_fingerprint(dataset.source)}"
     if current.import_job == job_name:
         return current  # this source was imported; its job carries on
-    result = import_source(ctx, current.dataset_id, dataset.source)
+    result = import_source(ctx, current.dataset_id, dataset.data_type, dataset.source)
     job = ProcessingJobSpec(
         dataset=name,
         operations=dataset.operations,
@@ -116,7 +122,7 @@ def _import(
     )
     _kube(memo).apply(manifest)
     logger.info(
-        f"imported {result.registered} items ({result.skipped} other files skipped); "
+        f"imported {result.registered} items ({result.describe_skipped()}); "
         f"processing them in ProcessingJob {job_name}"
     )
     return current.model_copy(update={"import_job": job_name})
@@ -128,7 +134,7 @@ def _counted(ctx: TenantContext, current: DatasetStatus) -> DatasetStatus:
     return current.model_copy(update={"items": items, "processed": processed})
 
 
-def _job_phase(memo: kopf.Memo, namespace: str | None, current: DatasetStatus) -> str | None:
+def _job_phase(memo: kopf.Memo, namespace: str | None, current: DatasetStatus) -> JobPhase | None:
     if current.import_job is None:
         return None
     job = _kube(memo).get(
@@ -136,19 +142,19 @@ def _job_phase(memo: kopf.Memo, namespace: str | None, current: DatasetStatus) -
     )
     if job is None:
         return None  # finished and expired (TTL), or removed by hand: the import is over
-    return str((job.to_dict().get("status") or {}).get("phase") or "Pending")
+    return JobPhase((job.to_dict().get("status") or {}).get("phase") or JobPhase.PENDING)
 
 
-def _phased(current: DatasetStatus, job_phase: str | None) -> DatasetStatus:
-    phase = JOB_PHASE_TO_DATASET.get(job_phase or "Complete", "Importing")
+def _phased(current: DatasetStatus, job_phase: JobPhase | None) -> DatasetStatus:
+    phase = JOB_PHASE_TO_DATASET.get(job_phase or JobPhase.COMPLETE, DatasetPhase.IMPORTING)
     conditions = current.conditions
-    if phase == "Importing":
+    if phase is DatasetPhase.IMPORTING:
         message = f"ProcessingJob {current.import_job} is {job_phase}"
         conditions = set_condition(
             conditions, ConditionType.RECONCILING, True, "Importing", message
         )
         conditions = set_condition(conditions, ConditionType.READY, False, "Importing", message)
-    elif phase == "Failed":
+    elif phase is DatasetPhase.FAILED:
         message = f"ProcessingJob {current.import_job} failed; see its conditions"
         conditions = set_condition(conditions, ConditionType.RECONCILING, False, "", "")
         conditions = set_condition(conditions, ConditionType.READY, False, "ImportFailed", message)
@@ -164,7 +170,7 @@ def _failed(current: DatasetStatus, reason: str, message: str) -> DatasetStatus:
     conditions = set_condition(current.conditions, ConditionType.RECONCILING, False, "", "")
     conditions = set_condition(conditions, ConditionType.READY, False, reason, message)
     stalled = set_condition(conditions, ConditionType.STALLED, True, reason, message)
-    return current.model_copy(update={"phase": "Failed", "conditions": stalled})
+    return current.model_copy(update={"phase": DatasetPhase.FAILED, "conditions": stalled})
 
 
 @kopf.timer(
@@ -187,7 +193,7 @@ def refresh_dataset(
     if meta.get("deletionTimestamp"):
         return
     current = DatasetStatus.model_validate(dict(status))
-    if current.phase == "Failed" and current.import_job is None:
+    if current.phase is DatasetPhase.FAILED and current.import_job is None:
         return  # a spec error: only a spec change helps
     try:
         ctx = tenant_context(memo, namespace)

@@ -18,7 +18,7 @@ import kopf
 from annostack.adapters.push import PushPublisher
 from annostack.domain.conditions import ConditionType, now, set_condition
 from annostack.domain.errors import BackendUnavailable, Invalid, NotFound
-from annostack.domain.processing import ProcessingJobSpec, ProcessingJobStatus
+from annostack.domain.processing import JobPhase, ProcessingJobSpec, ProcessingJobStatus
 from annostack.domain.push import Destination
 from annostack.domain.push import JobProgress as PushedJobProgress
 from annostack.domain.tenants import API_GROUP, API_VERSION, TenantNames
@@ -31,7 +31,7 @@ from annostack.services.tenancy import TenantContext, UnknownTenant
 
 PLURAL = "processingjobs"
 KIND = "ProcessingJob"
-TERMINAL = frozenset({"Complete", "Failed", "Cancelled"})
+TERMINAL = frozenset(phase for phase in JobPhase if phase.terminal)
 WAIT_FOR_DATASET_SECONDS = 10.0
 
 
@@ -41,7 +41,7 @@ def _runner(memo: kopf.Memo) -> JobRunner:
 
 
 def _running(status: kopf.Status, **_: Any) -> bool:
-    return status.get("phase") == "Running"
+    return status.get("phase") == JobPhase.RUNNING
 
 
 def _finished_with_ttl(spec: kopf.Spec, status: kopf.Status, **_: Any) -> bool:
@@ -65,7 +65,7 @@ def start_job(
     **_: Any,
 ) -> None:
     current = ProcessingJobStatus.model_validate(dict(status))
-    if current.phase not in (None, "Pending"):
+    if current.phase not in (None, JobPhase.PENDING):
         return  # started before this operator (re)started; the timer carries it on
     job_spec = parse_spec(ProcessingJobSpec, spec, "ProcessingJob")
     generation = int(meta.get("generation", 0))
@@ -78,19 +78,23 @@ def start_job(
             current.conditions, ConditionType.RECONCILING, True, "WaitingForDataset", str(error)
         )
         pending = current.model_copy(
-            update={"phase": "Pending", "observed_generation": generation, "conditions": waiting}
+            update={
+                "phase": JobPhase.PENDING,
+                "observed_generation": generation,
+                "conditions": waiting,
+            }
         )
         patch.status.update(_dump(pending))
         raise kopf.TemporaryError(str(error), delay=WAIT_FOR_DATASET_SECONDS) from error
     except Invalid as error:
-        failed = _terminal(current, "Failed", "InvalidJob", str(error), generation)
+        failed = _terminal(current, JobPhase.FAILED, "InvalidJob", str(error), generation)
         patch.status.update(_dump(failed))
         return
     except BackendUnavailable as error:
         raise kopf.TemporaryError(str(error), delay=TIMINGS.retry_delay_seconds) from error
     started = current.model_copy(
         update={
-            "phase": "Running",
+            "phase": JobPhase.RUNNING,
             "observed_generation": generation,
             "total": scope.total,
             "snapshot_item_id": scope.snapshot_item_id,
@@ -212,6 +216,7 @@ def _with_outcome(
             "total": outcome.total,
             "succeeded": outcome.succeeded,
             "failed": outcome.failed,
+            "skipped": outcome.skipped,
             "observed_generation": generation,
         }
     )
@@ -225,10 +230,10 @@ def _with_outcome(
 
 
 def _terminal(
-    current: ProcessingJobStatus, phase: str, reason: str, message: str, generation: int
+    current: ProcessingJobStatus, phase: JobPhase, reason: str, message: str, generation: int
 ) -> ProcessingJobStatus:
     conditions = set_condition(current.conditions, ConditionType.RECONCILING, False, "", "")
-    condition = ConditionType.COMPLETE if phase == "Complete" else ConditionType.FAILED
+    condition = ConditionType.COMPLETE if phase is JobPhase.COMPLETE else ConditionType.FAILED
     conditions = set_condition(conditions, condition, True, reason, message, generation)
     return current.model_copy(
         update={

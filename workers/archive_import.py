@@ -12,7 +12,7 @@ import io
 import mimetypes
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import IO
 
 import httpx
@@ -24,12 +24,22 @@ from annostack.adapters.job_progress import JobProgress
 from annostack.adapters.objects import Presigner
 from annostack.adapters.tenant_tables import data_items
 from annostack.domain import keyspace
+from annostack.domain.items import (
+    FileClass,
+    ItemStatus,
+    ProcessingMessage,
+    SkipReason,
+    classify,
+    skip_reason,
+    status_on_arrival,
+)
 from annostack.domain.keyspace import Family
-from annostack.domain.processing import wanted_on
+from annostack.domain.processing import DataType, wanted_on
 from annostack.domain.push import Event, UploadProgress
 from annostack.services.archives import (
     CHUNK,
     Entry,
+    Limits,
     RangeReader,
     UnsafeArchive,
     check_tar,
@@ -37,12 +47,11 @@ from annostack.services.archives import (
     iter_tar,
     iter_zip,
 )
-from annostack.services.datasets import get_item
+from annostack.services.datasets import get_dataset, get_item
 from annostack.services.processing import InvalidTask, Task
 from annostack.services.tenancy import TenantContext
 from annostack.services.uploads import object_key
 
-TOPIC_FOR_KIND = {"pointcloud": "pointclouds", "image": "thumbnails"}
 PROGRESS_EVERY = 50
 
 
@@ -70,25 +79,29 @@ class ArchiveImporter:
     signer: Presigner
     http: httpx.Client
     redis: redis.Redis
-    publish: Callable[[str, dict[str, object], str], None]
+    publish: Callable[[str, ProcessingMessage], None]
     push: Callable[[Event], None] = lambda _: None  # progress for browsers (best effort)
+    limits: Limits = field(default_factory=Limits)
 
     def __post_init__(self) -> None:
         self.jobs = JobProgress(self.redis)
 
     def run(self, task: Task) -> int:
         archive_item = get_item(self.ctx, task.item_id)
+        self.data_type: DataType = get_dataset(self.ctx, archive_item.dataset_id).data_type
         bucket = self.ctx.connection.bucket
         head = self.http.head(self.signer.presign_head(bucket, task.key))
         if head.status_code == 404:
             raise InvalidTask(f"{task.key} does not exist")
         size = int(head.headers["content-length"])
         if is_zip(self._range(task.key, 0, 3)):
-            entries = iter_zip(RangeReader(size, lambda a, b: self._range(task.key, a, b)))
+            reader = RangeReader(size, lambda a, b: self._range(task.key, a, b))
+            entries = iter_zip(reader, self.limits)
             total = None
         else:
             with self._stream(task.key) as stream:
-                total = check_tar(stream)  # the whole archive is checked before any write
+                # The whole archive is checked before any write.
+                total = check_tar(stream, self.limits, size)
             entries = None
         if entries is None:
             with self._stream(task.key) as stream:
@@ -105,11 +118,12 @@ class ArchiveImporter:
         done = 0
         progress = keyspace.key(Family.ARCHIVE, self.ctx.names.tenant, task.item_id)
         for entry, data in entries:
-            item_id = self._register(dataset_id, entry)
+            verdict = classify(entry.name, self.data_type, _content_type(entry.name), True)
+            item_id = self._register(dataset_id, entry, verdict)
             key = object_key(dataset_id, item_id, entry.name)
             self._put_stream(key, data, entry.size)
-            self._mark_uploaded(item_id)
-            self._enqueue(task, entry, item_id, key)
+            self._mark_arrived(item_id, verdict)
+            self._enqueue(task, entry.name, verdict, item_id, key)
             done += 1
             if done % PROGRESS_EVERY == 0:
                 self.redis.hset(progress, mapping={"done": done, "total": total or ""})
@@ -120,36 +134,41 @@ class ArchiveImporter:
         self.push(UploadProgress(item_id=task.item_id, state="imported", done=done, total=done))
         with self.ctx.engine.begin() as conn:
             conn.execute(
-                data_items.update().where(data_items.c.id == task.item_id).values(status="imported")
+                data_items.update()
+                .where(data_items.c.id == task.item_id)
+                .values(status=ItemStatus.IMPORTED)
             )
         return done
 
-    def _enqueue(self, task: Task, entry: Entry, item_id: int, key: str) -> None:
-        """Queue an entry's processing; as part of the task's ProcessingJob, if it has one."""
-        topic = TOPIC_FOR_KIND.get(entry.kind)
-        if topic is None:
-            return
-        message: dict[str, object] = {
-            "tenant": self.ctx.names.tenant,
-            "itemId": item_id,
-            "key": key,
-        }
+    def _enqueue(self, task: Task, name: str, verdict: FileClass, item_id: int, key: str) -> None:
+        """Queue an entry's processing; as part of the task's ProcessingJob, if it has one
+        (which then counts what it skipped, and why)."""
+        topic, skipped = verdict.topic, skip_reason(verdict)
+        if topic is None or skipped is not None:
+            if task.job and skipped is not None:
+                self.jobs.skipped(self.ctx.names.tenant, task.job, skipped, [name])
+            return  # kept as it is: a sidecar, or unsupported (with its reason)
+        message = ProcessingMessage(
+            tenant=self.ctx.names.tenant, item_id=item_id, key=key, kind=verdict.kind
+        )
         if task.job:
             operations = wanted_on(topic, task.operations if task.operations is not None else [])
-            if not operations:
-                return  # nothing the job asked for applies to this kind of file
-            message |= {"job": task.job, "operations": operations}
+            if not operations:  # nothing the job asked for applies to this kind of file
+                self.jobs.skipped(self.ctx.names.tenant, task.job, SkipReason.NOT_REQUESTED, [name])
+                return
+            message = message.model_copy(update={"job": task.job, "operations": operations})
             self.jobs.expect(self.ctx.names.tenant, task.job, [item_id])
-        self.publish(topic, message, str(item_id))
+        self.publish(topic, message)
 
-    def _register(self, dataset_id: int, entry: Entry) -> int:
+    def _register(self, dataset_id: int, entry: Entry, verdict: FileClass) -> int:
         values = {
             "dataset_id": dataset_id,
             "name": entry.name,
             "object_key": "",
-            "content_type": mimetypes.guess_type(entry.name)[0] or "application/octet-stream",
+            "content_type": _content_type(entry.name),
             "size": entry.size,
-            "status": "uploading",
+            "kind": verdict.kind,
+            "status": ItemStatus.UPLOADING,
         }
         try:
             with self.ctx.engine.begin() as conn:
@@ -162,14 +181,15 @@ class ArchiveImporter:
                 )
                 return int(conn.execute(query).scalar_one())
 
-    def _mark_uploaded(self, item_id: int) -> None:
+    def _mark_arrived(self, item_id: int, verdict: FileClass) -> None:
+        status, reason = status_on_arrival(verdict)
         with self.ctx.engine.begin() as conn:
             item = conn.execute(sa.select(data_items).where(data_items.c.id == item_id)).one()
             key = object_key(item.dataset_id, item_id, item.name)
             conn.execute(
                 data_items.update()
                 .where(data_items.c.id == item_id)
-                .values(object_key=key, status="uploaded")
+                .values(object_key=key, status=status, status_reason=reason)
             )
 
     def _range(self, key: str, first: int, last: int) -> bytes:
@@ -195,6 +215,10 @@ class ArchiveImporter:
         response = self.http.put(url, content=chunks(), headers=headers)
         if response.status_code not in (200, 412):
             raise RuntimeError(f"S3 PUT {key}: {response.status_code}")
+
+
+def _content_type(name: str) -> str:
+    return mimetypes.guess_type(name)[0] or "application/octet-stream"
 
 
 def progress_of(client: redis.Redis, tenant: str, item_id: int) -> dict[str, str]:

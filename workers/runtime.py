@@ -4,8 +4,16 @@
 * A message is acknowledged only after every output is durably stored.
 * Bad data (a corrupt cloud, not an image, a malformed message) is permanent: the message goes
   to the tenant's dead-letter topic with the reason in its properties, then is acknowledged.
-* Anything else (a backend down) is retried: negative acknowledgement, redelivered after a
-  delay; after `max_attempts` it also goes to the dead-letter topic, with the last error.
+* A backend that is down (S3, the tenant database, Redis) is never the message's fault: the
+  message is negatively acknowledged and redelivered after a delay, as often as it takes, and
+  the worker waits `backend_pause_ms` before the next message instead of spinning through
+  the queue. Every write is idempotent (outputs with If-None-Match, statuses, job sets), so a
+  message retried after some of its bookkeeping succeeded ends the same as one that went
+  through at once.
+* Anything else unexpected is retried the same way, but after `max_attempts` it goes to the
+  dead-letter topic, with the last error.
+* The whole of one message — processing, recording the result, dead-lettering — is guarded:
+  whatever fails, the message is negatively acknowledged and the loop goes on.
 * Progress and failures are counted in Redis (`annostack:processing:<tenant>`), failures kept
   in a capped list; Prometheus metrics and /healthz, /readyz on one small HTTP server.
 * A message from a ProcessingJob also counts towards that job (by item id, so a redelivery
@@ -37,21 +45,34 @@ from annostack.adapters.pulsar_tokens import client_authentication
 from annostack.adapters.push import PushPublisher
 from annostack.adapters.tenant_tables import data_items
 from annostack.domain import keyspace
+from annostack.domain.errors import Backend, BackendUnavailable
 from annostack.domain.images import ImageError
+from annostack.domain.items import PROCESSABLE_STATUSES, ItemStatus, ProcessingMessage
 from annostack.domain.keyspace import Family
+from annostack.domain.media import MediaError
 from annostack.domain.pointclouds import PointCloudError
 from annostack.domain.push import Destination, Event, ProcessingProgress
 from annostack.domain.tenant_stack import TenantConnection
 from annostack.domain.tenants import DEAD_LETTER_TOPIC, WORKER_SUBSCRIPTION, TenantNames
-from annostack.services.archives import UnsafeArchive
-from annostack.services.processing import InvalidTask, Output, Task, outputs_for
+from annostack.domain.texts import TextError
+from annostack.services.archives import Limits, UnsafeArchive
+from annostack.services.processing import (
+    InvalidTask,
+    Options,
+    Outcome,
+    Output,
+    Task,
+    kept_as_is,
+    outputs_for,
+)
 from annostack.services.tenancy import TenantContext, object_store_of
 from annostack.settings import DatabaseSettings
 from annostack.workers.archive_import import ArchiveImporter
 from annostack.workers.settings import WorkerSettings
 
 log = logging.getLogger("annostack.worker")
-PERMANENT = (PointCloudError, ImageError, InvalidTask, UnsafeArchive)
+PERMANENT = (PointCloudError, ImageError, MediaError, TextError, InvalidTask, UnsafeArchive)
+BACKEND_DOWN = (BackendUnavailable, redis.RedisError)  # S3 failures are Transient, below
 FAILURES_KEPT = 1000
 
 PROCESSED = Counter("annostack_worker_messages_total", "Messages handled, by result.", ["result"])
@@ -63,8 +84,11 @@ SECONDS = Histogram(
 )
 
 
-class Transient(Exception):
-    """A backend failed; the message will be retried."""
+class Transient(BackendUnavailable):
+    """The object store failed; the message will be retried."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(Backend.OBJECT_STORE, message)
 
 
 @dataclass
@@ -92,6 +116,10 @@ class Worker:
         )
         self.tenant = TenantContext(self.names, self.connection, engine, time.monotonic())
         self.producers: dict[str, pulsar.Producer] = {}
+        self.options = Options(
+            split_above_points=self.settings.split_above_points,
+            bev_range_metres=self.settings.bev_range_metres,
+        )
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -142,49 +170,60 @@ class Worker:
     ) -> None:
         topic = message.topic_name()
         started = time.monotonic()
+        try:
+            self._handle_one(message, consumer, dead_letters)
+        except BACKEND_DOWN as error:
+            self._retry_later(message, consumer, f"a backend is unavailable: {error}")
+            self.stopping.wait(self.settings.backend_pause_ms / 1000)
+        except Exception as error:  # bookkeeping or dead-lettering failed: never end the loop
+            self._retry_later(message, consumer, f"{type(error).__name__}: {error}")
+        finally:
+            SECONDS.labels(topic.rsplit("/", 1)[-1]).observe(time.monotonic() - started)
+
+    def _retry_later(self, message: pulsar.Message, consumer: pulsar.Consumer, why: str) -> None:
+        log.warning("will retry: %s", why)
+        consumer.negative_acknowledge(message)
+        PROCESSED.labels("retried").inc()
+
+    def _handle_one(
+        self, message: pulsar.Message, consumer: pulsar.Consumer, dead_letters: pulsar.Producer
+    ) -> None:
         task: Task | None = None
         try:
-            task = Task.parse(message.data(), topic)
+            task = Task.parse(message.data(), message.topic_name())
             if task.job and self.jobs.is_cancelled(task.tenant, task.job):
                 consumer.acknowledge(message)
                 PROCESSED.labels("cancelled").inc()
                 return
-            self._process(task)
+            self._succeeded(task, self._process(task))
+            processed = self._count("processed")
         except PERMANENT as error:
             self._give_up(message, task, dead_letters, "invalid-input", str(error))
             consumer.acknowledge(message)
             self._announce(task, "failed")
-        except Exception as error:  # any other failure is worth retrying
+            return
+        except BACKEND_DOWN:
+            raise  # not the message's fault: retried however long the outage lasts
+        except Exception as error:
             attempts = message.redelivery_count() + 1
-            if attempts >= self.settings.max_attempts:
-                reason = f"gave up after {attempts} attempts: {error}"
-                self._give_up(message, task, dead_letters, "retries-exhausted", reason)
-                consumer.acknowledge(message)
-                self._announce(task, "failed")
-            else:
-                log.warning("attempt %d failed, will retry: %s", attempts, error)
-                consumer.negative_acknowledge(message)
-                PROCESSED.labels("retried").inc()
-        else:
-            self._succeeded(task)
+            if attempts < self.settings.max_attempts:
+                raise
+            reason = f"gave up after {attempts} attempts: {error}"
+            self._give_up(message, task, dead_letters, "retries-exhausted", reason)
             consumer.acknowledge(message)
-            PROCESSED.labels("ok").inc()
-            self._announce(task, "ok", self._count("processed"))
-        finally:
-            SECONDS.labels(topic.rsplit("/", 1)[-1]).observe(time.monotonic() - started)
+            self._announce(task, "failed")
+            return
+        consumer.acknowledge(message)
+        PROCESSED.labels("ok").inc()
+        self._announce(task, "ok", processed)
 
-    def _succeeded(self, task: Task) -> None:
+    def _succeeded(self, task: Task, outcome: Outcome) -> None:
         """Record the result before acknowledging: a crash in between only repeats a record."""
         if task.topic.endswith("/archives"):
             if task.job:
                 self.jobs.import_finished(task.tenant, task.job, ImportState.DONE)
             return
-        with self.tenant.engine.begin() as conn:
-            conn.execute(
-                data_items.update()
-                .where(data_items.c.id == task.item_id, data_items.c.status == "uploaded")
-                .values(status="processed")
-            )
+        self._set_status(task, outcome)
         if task.job:
             self.jobs.succeeded(task.tenant, task.job, task.item_id)
 
@@ -196,37 +235,62 @@ class Worker:
         kind: str,
         reason: str,
     ) -> None:
+        """Record the failure, then dead-letter: the records are idempotent, so if a backend
+        fails half-way the retried message records again and is dead-lettered once."""
+        if task is not None and task.tenant == self.connection.tenant:
+            self._record_failure(task, reason)
         self._dead_letter(message, dead_letters, kind, reason)
         PROCESSED.labels("dead-lettered").inc()
-        if task is None or not task.job or task.tenant != self.connection.tenant:
+
+    def _record_failure(self, task: Task, reason: str) -> None:
+        if not task.topic.endswith("/archives"):
+            self._set_status(task, Outcome(ItemStatus.FAILED, reason[:512]))
+        if not task.job:
             return
         if task.topic.endswith("/archives"):
             self.jobs.import_finished(task.tenant, task.job, ImportState.FAILED, reason)
         else:
             self.jobs.failed(task.tenant, task.job, task.item_id)
 
-    def _process(self, task: Task) -> None:
+    def _set_status(self, task: Task, outcome: Outcome) -> None:
+        """An item's status after processing (only of items whose file is in the bucket)."""
+        with self.tenant.engine.begin() as conn:
+            conn.execute(
+                data_items.update()
+                .where(
+                    data_items.c.id == task.item_id,
+                    data_items.c.status.in_(PROCESSABLE_STATUSES),
+                )
+                .values(status=outcome.status, status_reason=outcome.reason)
+            )
+
+    def _process(self, task: Task) -> Outcome:
         if task.tenant != self.connection.tenant:
             raise InvalidTask(
                 f"message for tenant {task.tenant} on {self.connection.tenant}'s topic"
             )
         if task.topic.endswith("/archives"):
             importer = ArchiveImporter(
-                self.tenant, self.signer, self.http, self.redis, self._publish, self._push
-            )
+                self.tenant, self.signer, self.http, self.redis, self._publish, self._push,
+                Limits(total_bytes=self.settings.archive_budget_bytes),
+            )  # fmt: skip
             importer.run(task)
-            return
+            return Outcome(ItemStatus.IMPORTED)
+        kept = kept_as_is(task)
+        if kept is not None:
+            return kept  # nothing to process in it, and nothing is read
         data = self._get(task.key)
-        for output in outputs_for(task, data, self.settings.split_above_points):
+        for output in outputs_for(task, data, self.options):
             self._put_once(output)
+        return Outcome(ItemStatus.PROCESSED)
 
-    def _publish(self, topic: str, message: dict[str, object], key: str) -> None:
+    def _publish(self, topic: str, message: ProcessingMessage) -> None:
         """Queue an imported item for processing (acknowledged by the broker before return)."""
         producer = self.producers.get(topic)
         if producer is None:
             producer = self.client.create_producer(self.names.topic(topic))
             self.producers[topic] = producer
-        producer.send(orjson.dumps(message), partition_key=key)
+        producer.send(orjson.dumps(message.wire()), partition_key=str(message.item_id))
 
     def _get(self, key: str) -> bytes:
         try:
@@ -261,11 +325,14 @@ class Worker:
         }
         producer.send(message.data(), properties=properties)
         log.error("dead-lettered (%s): %s", kind, reason)
-        self._count("failed")
         failure = orjson.dumps({"topic": message.topic_name(), "reason": reason[:1000]})
         key = keyspace.key(Family.PROCESSING, self.connection.tenant, "failures")
-        self.redis.lpush(key, failure)
-        self.redis.ltrim(key, 0, FAILURES_KEPT - 1)
+        try:  # after the send, only statistics are left: never dead-letter twice for them
+            self._count("failed")
+            self.redis.lpush(key, failure)
+            self.redis.ltrim(key, 0, FAILURES_KEPT - 1)
+        except redis.RedisError as error:
+            log.warning("failure statistics not recorded: %s", type(error).__name__)
 
     def _count(self, field: str) -> int:
         counters = keyspace.key(Family.PROCESSING, self.connection.tenant)

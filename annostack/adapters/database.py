@@ -1,4 +1,11 @@
-"""TiDB (or any MySQL-protocol server) administration for tenant schemas and users.
+"""TiDB (or any MySQL-protocol server): engines, and administration of tenant schemas and users.
+
+Every engine made here translates the driver's "the server is not there right now" errors
+(cannot connect, connection lost, server shutting down, too many connections, lock wait
+timeout, deadlock) into `BackendUnavailable(DATABASE)` in one place, a SQLAlchemy
+`handle_error` hook: services and workers see a temporary error they may retry, the API
+answers 503 with Retry-After instead of 500. Other errors (a refused login, a bad statement,
+a constraint) stay SQLAlchemy's, because retrying would not help.
 
 Identifiers cannot be bound as query parameters, so every schema/user name is checked against
 a strict pattern before it is quoted into a statement; passwords are always bound parameters.
@@ -17,13 +24,16 @@ from typing import Any
 
 import pymysql
 import sqlalchemy as sa
-from sqlalchemy.engine import URL, Connection, Engine
+from sqlalchemy.engine import URL, Connection, Engine, ExceptionContext
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from annostack.domain.errors import Backend, BackendRejected, BackendUnavailable
 from annostack.settings import DatabaseSettings
 
 IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+# CR_CONN_HOST_ERROR, CR_CONNECTION_ERROR, CR_SERVER_GONE_ERROR, CR_SERVER_LOST, CR_SERVER_LOST
+# _EXTENDED, ER_CON_COUNT_ERROR, ER_SERVER_SHUTDOWN, ER_LOCK_WAIT_TIMEOUT, ER_LOCK_DEADLOCK.
+UNAVAILABLE_CODES = {2003, 2002, 2006, 2013, 2055, 1040, 1053, 1205, 1213}
 # ER_ACCESS_DENIED_ERROR, ER_DBACCESS_DENIED_ERROR, ER_BAD_DB_ERROR: the login itself failed.
 ACCESS_DENIED_CODES = {1045, 1044, 1049}
 CONNECT_TIMEOUT_SECONDS = 5
@@ -56,12 +66,27 @@ def engine_for(
         database=database,
         query={"charset": "utf8mb4"},
     )
-    return sa.create_engine(
+    engine = sa.create_engine(
         url,
         pool_pre_ping=True,
         pool_recycle=3600,
         connect_args={"connect_timeout": CONNECT_TIMEOUT_SECONDS, **tls_arguments(settings)},
     )
+    sa.event.listen(engine, "handle_error", _unavailable_is_temporary)
+    return engine
+
+
+def _unavailable_is_temporary(context: ExceptionContext) -> None:
+    """Raise BackendUnavailable instead of the driver's error when the server is away."""
+    if context.is_pre_ping:
+        return  # the pool's own liveness check: it reconnects by itself, leave it alone
+    original = context.original_exception
+    code = original.args[0] if isinstance(original, pymysql.err.MySQLError) else None
+    if context.is_disconnect or code in UNAVAILABLE_CODES:
+        detail = _describe(context.sqlalchemy_exception) if isinstance(
+            context.sqlalchemy_exception, DBAPIError
+        ) else type(original).__name__  # fmt: skip
+        raise BackendUnavailable(Backend.DATABASE, detail) from context.sqlalchemy_exception
 
 
 @functools.cache

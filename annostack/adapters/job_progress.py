@@ -11,6 +11,8 @@ Keys, per job (the job's uid, so a re-created job of the same name starts from z
 * ``...:succeeded`` and ``...:failed``       item ids finished either way
 * ``...:state``                              hash: ``cancelled``, ``import`` (pending, done,
                                              failed) and ``import-reason``
+* ``...:skipped:<reason>``                   names of files the job left out, per SkipReason
+                                             (names, so a redelivered import adds nothing)
 
 Keys expire after `RETENTION_SECONDS` without writes, so a job deleted while the operator was
 down leaves nothing behind for long. A deleted job keeps only its cancelled mark, for a week.
@@ -19,16 +21,18 @@ down leaves nothing behind for long. A deleted job keeps only its cancelled mark
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 import redis
 
 from annostack.domain import keyspace
 from annostack.domain.errors import Backend, BackendUnavailable
+from annostack.domain.items import SkipReason
 
 RETENTION_SECONDS = 30 * 86400
 RETIRED_SECONDS = 7 * 86400
+SKIP_EXAMPLES = 3  # names shown per reason in the job's status
 
 
 class ImportState(StrEnum):
@@ -45,6 +49,8 @@ class JobCounts:
     cancelled: bool
     import_state: ImportState | None
     import_reason: str
+    skipped: dict[str, int] = field(default_factory=dict)  # per SkipReason
+    skipped_examples: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def finished(self) -> int:
@@ -60,7 +66,9 @@ class JobProgress:
         return keyspace.key(keyspace.Family.JOB, tenant, job, part)
 
     def _add(self, tenant: str, job: str, part: str, item_ids: Iterable[int]) -> None:
-        members = [str(int(item)) for item in item_ids]
+        self._add_members(tenant, job, part, [str(int(item)) for item in item_ids])
+
+    def _add_members(self, tenant: str, job: str, part: str, members: list[str]) -> None:
         if not members:
             return
         key = self._key(tenant, job, part)
@@ -80,6 +88,9 @@ class JobProgress:
 
     def failed(self, tenant: str, job: str, item_id: int) -> None:
         self._add(tenant, job, "failed", [item_id])
+
+    def skipped(self, tenant: str, job: str, reason: SkipReason, names: Iterable[str]) -> None:
+        self._add_members(tenant, job, f"skipped:{reason}", list(names))
 
     def _set_state(self, tenant: str, job: str, values: dict[str, str]) -> None:
         key = self._key(tenant, job, "state")
@@ -109,7 +120,10 @@ class JobProgress:
                 for part in ("expected", "succeeded", "failed"):
                     pipe.scard(self._key(tenant, job, part))
                 pipe.hgetall(self._key(tenant, job, "state"))
-                expected, succeeded, failed, state = pipe.execute()
+                for reason in SkipReason:
+                    pipe.scard(self._key(tenant, job, f"skipped:{reason}"))
+                    pipe.srandmember(self._key(tenant, job, f"skipped:{reason}"), SKIP_EXAMPLES)
+                expected, succeeded, failed, state, *skips = pipe.execute()
         except redis.RedisError as error:
             raise BackendUnavailable(Backend.REDIS, f"job progress: {error}") from error
         state = {_text(k): _text(v) for k, v in state.items()}
@@ -121,6 +135,13 @@ class JobProgress:
             cancelled="cancelled" in state,
             import_state=ImportState(imported) if imported else None,
             import_reason=state.get("import-reason", ""),
+            skipped={
+                reason: int(count) for reason, count in zip(SkipReason, skips[::2], strict=True)
+            },
+            skipped_examples={
+                reason: sorted(_text(name) for name in names)
+                for reason, names in zip(SkipReason, skips[1::2], strict=True)
+            },
         )
 
     def retire(self, tenant: str, job: str) -> None:
@@ -129,7 +150,7 @@ class JobProgress:
         Messages of a deleted job may still be queued (it was deleted while running, or its
         archive import is still publishing); the mark makes the workers skip them.
         """
-        parts = ("expected", "succeeded", "failed")
+        parts = ("expected", "succeeded", "failed", *(f"skipped:{r}" for r in SkipReason))
         state = self._key(tenant, job, "state")
         try:
             with self.redis.pipeline(transaction=True) as pipe:

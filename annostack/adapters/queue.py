@@ -1,4 +1,8 @@
-"""Publishing processing messages to a tenant's Pulsar topics (pulsar-client)."""
+"""Publishing processing messages to a tenant's Pulsar topics (pulsar-client).
+
+Messages are `ProcessingMessage`s, keyed by item id (a redelivery or a re-publish of the same
+item lands on the same key).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ import pulsar
 
 from annostack.adapters.pulsar_tokens import client_authentication
 from annostack.domain.errors import Backend, BackendUnavailable
+from annostack.domain.items import ProcessingMessage
 
 SEND_TIMEOUT_MS = 10_000
 
@@ -35,14 +40,14 @@ class Publisher:
                 self._producers[topic] = producer
             return producer
 
-    def publish(self, topic: str, message: dict[str, object], key: str) -> None:
+    def publish(self, topic: str, message: ProcessingMessage) -> None:
         """Send and wait for the broker's acknowledgement (the message is then durable)."""
         try:
-            self._producer(topic).send(orjson.dumps(message), partition_key=key)
+            self._producer(topic).send(_body(message), partition_key=str(message.item_id))
         except pulsar.PulsarException as error:
             raise BackendUnavailable(Backend.PULSAR, f"publish to {topic}: {error}") from error
 
-    def publish_many(self, topic: str, messages: list[tuple[dict[str, object], str]]) -> None:
+    def publish_many(self, topic: str, messages: list[ProcessingMessage]) -> None:
         """Send a batch asynchronously, then wait until the broker has acknowledged every one.
 
         One round trip per batch instead of per message; the producer stays unbatched, so the
@@ -56,8 +61,8 @@ class Publisher:
                 failures.append(str(result))
 
         try:
-            for message, key in messages:
-                producer.send_async(orjson.dumps(message), sent, partition_key=key)
+            for message in messages:
+                producer.send_async(_body(message), sent, partition_key=str(message.item_id))
             producer.flush()
         except pulsar.PulsarException as error:
             raise BackendUnavailable(Backend.PULSAR, f"publish to {topic}: {error}") from error
@@ -67,3 +72,7 @@ class Publisher:
 
     def close(self) -> None:
         self.client.close()
+
+
+def _body(message: ProcessingMessage) -> bytes:
+    return orjson.dumps(message.wire())

@@ -49,6 +49,8 @@ data_items = sa.Table(
     sa.Column("status", sa.String(16), nullable=False, server_default="uploaded"),
     sa.Column("created_at", sa.DateTime, nullable=False, server_default=sa.func.now()),
     sa.Column("upload_id", sa.String(1024), nullable=True, comment="S3 multipart upload"),
+    sa.Column("kind", sa.String(16), nullable=True, comment="FileKind at registration"),
+    sa.Column("status_reason", sa.String(512), nullable=True, comment="Why it has its status"),
     sa.UniqueConstraint("dataset_id", "name", name="uq_data_items_dataset_name"),
 )
 

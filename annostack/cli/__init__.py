@@ -17,6 +17,9 @@ app = typer.Typer(
     help="annostack: multi-tenant data-annotation platform on Kubernetes.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    # Plain click help: rendering it with rich imports rich and markdown-it, which is most
+    # of the start-up time of a command that a person types.
+    rich_markup_mode=None,
 )
 app.add_typer(dev.app, name="dev")
 app.add_typer(crds.app, name="crds")

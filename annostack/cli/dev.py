@@ -1,21 +1,19 @@
-"""`annostack dev`: the local stack of real servers (see annostack.devstack)."""
+"""`annostack dev`: the local stack of real servers (see annostack.devstack).
+
+The devstack (and the Kubernetes, Pulsar and SQL clients it pulls in) is imported inside each
+command, so `annostack --help` does not pay for it.
+"""
 
 from __future__ import annotations
 
 import shlex
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
 
-from annostack.devstack.builds import MissingPrerequisite, ensure_kustomize
-from annostack.devstack.console import CommandFailed, console
-from annostack.devstack.images import ensure_images
-from annostack.devstack.platform import Platform
-from annostack.devstack.settings import DevStackSettings
-from annostack.devstack.stack import ComponentFailed, Stack, State
-from annostack.domain.errors import BackendError
+if TYPE_CHECKING:
+    from annostack.devstack.stack import Stack, State
 
 app = typer.Typer(
     help="Run the local stack: etcd, kube-apiserver, TiDB/MariaDB, S3, Pulsar, Redis."
@@ -25,6 +23,10 @@ app = typer.Typer(
 @app.command()
 def up() -> None:
     """Build what is missing (cached), start every component and wait until all are ready."""
+    from annostack.devstack.builds import MissingPrerequisite, ensure_kustomize
+    from annostack.devstack.console import CommandFailed, console
+    from annostack.devstack.stack import ComponentFailed, Stack
+
     stack = Stack()
     try:
         stack.up()
@@ -41,6 +43,12 @@ def up() -> None:
 @app.command()
 def platform() -> None:
     """Build the images, deploy the operator and the API on the node, make the demo Tenant Ready."""
+    from annostack.devstack.builds import MissingPrerequisite
+    from annostack.devstack.console import CommandFailed, console
+    from annostack.devstack.platform import Platform
+    from annostack.devstack.stack import ComponentFailed, Stack
+    from annostack.domain.errors import BackendError
+
     stack = Stack()
     try:
         stack.up()
@@ -66,6 +74,11 @@ def images(
     ] = None,
 ) -> None:
     """Build the operator, API, worker and pause images here (cached by a hash of the inputs)."""
+    from annostack.devstack.builds import MissingPrerequisite
+    from annostack.devstack.console import CommandFailed, console
+    from annostack.devstack.images import ensure_images
+    from annostack.devstack.settings import DevStackSettings
+
     try:
         built = ensure_images(DevStackSettings())
         if load is not None:
@@ -82,12 +95,16 @@ def images(
 @app.command()
 def down() -> None:
     """Stop the stack and its node, pods included (data is kept for the next `up`)."""
+    from annostack.devstack.stack import Stack
+
     Stack().down()
 
 
 @app.command()
 def status() -> None:
     """Each component's state and endpoint; exit 1 unless all are ready."""
+    from annostack.devstack.stack import Stack, State
+
     statuses = _print_status(Stack())
     if any(s != State.READY for s in statuses):
         raise typer.Exit(1)
@@ -96,11 +113,18 @@ def status() -> None:
 @app.command()
 def env() -> None:
     """Print `export` lines that point annostack (and kubectl) at the local stack."""
+    from annostack.devstack.stack import Stack
+
     for key, value in Stack().client_env().items():
         print(f"export {key}={shlex.quote(value)}")
 
 
 def _print_status(stack: Stack) -> list[State]:
+    from rich.table import Table
+
+    from annostack.devstack.console import console
+    from annostack.devstack.stack import State
+
     table = Table("component", "state", "pid", "endpoint")
     states = []
     for item in stack.status():

@@ -8,7 +8,6 @@ from typing import Annotated
 import typer
 
 from annostack.cli.pcd import write_atomically
-from annostack.domain.images import ImageError, thumbnail
 
 app = typer.Typer(help="Images: thumbnails (JPEG draft decoding where it applies).")
 
@@ -20,6 +19,8 @@ def make_thumbnail(
     size: Annotated[int, typer.Option(help="Longest edge in pixels.")] = 400,
 ) -> None:
     """A JPEG thumbnail, aspect ratio kept."""
+    from annostack.domain.images import ImageError, thumbnail
+
     try:
         write_atomically(target, thumbnail(source.read_bytes(), size))
     except ImageError as error:

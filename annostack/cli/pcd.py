@@ -9,10 +9,12 @@ from typing import Annotated, Literal
 
 import typer
 
-from annostack.domain.pointclouds import PointCloudError, read_any, write_pcd
-from annostack.domain.rendering import render_bev, split_tiles, tile_index, voxel_downsample
-
-app = typer.Typer(help="Point clouds: PCD (any kind), KITTI .bin and LAS/LAZ in; standard PCD out.")
+app = typer.Typer(
+    help="Point clouds: PCD (any kind), KITTI .bin, LAS/LAZ and PLY in; standard PCD out."
+)
+# annostack.domain.rendering.DEFAULT_RANGE_METRES, written out so that `--help` need not import
+# numpy and Pillow (a test keeps the two equal).
+DEFAULT_RANGE_METRES = 50.0
 
 
 def write_atomically(path: Path, data: bytes) -> None:
@@ -36,6 +38,8 @@ def convert(
     drop_nan: Annotated[bool, typer.Option(help="Drop points whose x, y or z is NaN.")] = False,
 ) -> None:
     """Convert losslessly: every field keeps its name, type and count."""
+    from annostack.domain.pointclouds import PointCloudError, read_any, write_pcd
+
     try:
         cloud = read_any(source.read_bytes(), source.name, keep_nan=not drop_nan)
         write_atomically(target, write_pcd(cloud, format))
@@ -51,10 +55,19 @@ def render(
     target: Annotated[Path, typer.Argument(dir_okay=False, help="PNG to write.")],
     size: Annotated[int, typer.Option(help="Width and height in pixels.")] = 1024,
     color: Annotated[Literal["height", "intensity"], typer.Option()] = "height",
+    range_metres: Annotated[
+        float,
+        typer.Option(
+            "--range", help="Metres from the centre (sensor, or cloud centre) to each edge."
+        ),
+    ] = DEFAULT_RANGE_METRES,
 ) -> None:
-    """A top-down (bird's-eye view) preview PNG."""
+    """A square top-down (bird's-eye view) preview PNG; its scale is in its metadata."""
+    from annostack.domain.pointclouds import PointCloudError, read_any
+    from annostack.domain.rendering import render_bev
+
     try:
-        png = render_bev(read_any(source.read_bytes(), source.name), size, color)
+        png = render_bev(read_any(source.read_bytes(), source.name), size, color, range_metres)
         write_atomically(target, png)
     except PointCloudError as error:
         typer.echo(f"{source}: {error}", err=True)
@@ -72,6 +85,9 @@ def split(
     ] = None,
 ) -> None:
     """Spatial tiles (and optional voxel downsampling), with index.json of tiles and bounds."""
+    from annostack.domain.pointclouds import PointCloudError, read_any, write_pcd
+    from annostack.domain.rendering import split_tiles, tile_index, voxel_downsample
+
     try:
         cloud = read_any(source.read_bytes(), source.name)
         if max_points is not None and len(cloud) <= max_points:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
+from enum import StrEnum
 from typing import Literal
 
 from pydantic import Field
@@ -19,13 +20,35 @@ DEFAULT_OPERATIONS: tuple[Operation, ...] = ("thumbnail", "compress", "render-be
 # Which operations each processing topic carries out. One message per item goes to the topic
 # for its kind of data and lists the operations wanted, so a point cloud is read and parsed
 # once for all of its operations rather than once per operation.
+# `thumbnail` is the list-view preview of every kind: image thumbnails, a video's poster
+# frame and thumbnails, an audio waveform, a text snippet (each with the file's metadata).
 OPERATIONS_BY_TOPIC: dict[str, frozenset[Operation]] = {
     "thumbnails": frozenset({"thumbnail"}),
     "pointclouds": frozenset({"compress", "render-bev", "split"}),
+    "media": frozenset({"thumbnail"}),
 }
 
 
-def wanted_on(topic: str, operations: Iterable[str]) -> list[str]:
+class JobPhase(StrEnum):
+    PENDING = "Pending"
+    RUNNING = "Running"
+    COMPLETE = "Complete"
+    FAILED = "Failed"
+    CANCELLED = "Cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (JobPhase.COMPLETE, JobPhase.FAILED, JobPhase.CANCELLED)
+
+
+class DatasetPhase(StrEnum):
+    PENDING = "Pending"
+    IMPORTING = "Importing"
+    READY = "Ready"
+    FAILED = "Failed"
+
+
+def wanted_on(topic: str, operations: Iterable[str]) -> list[Operation]:
     """The requested operations a message on `topic` carries out, in a stable order."""
     return sorted(OPERATIONS_BY_TOPIC.get(topic, frozenset()) & set(operations))
 
@@ -58,7 +81,9 @@ class DatasetStatus(CamelModel):
     """Observed state of a dataset."""
 
     observed_generation: int | None = Field(default=None, description="Generation observed.")
-    phase: str | None = Field(default=None, description="Pending, Importing, Ready or Failed.")
+    phase: DatasetPhase | None = Field(
+        default=None, description="Pending, Importing, Ready or Failed."
+    )
     dataset_id: int | None = Field(default=None, description="Row id in the tenant database.")
     import_job: str | None = Field(
         default=None, description="The ProcessingJob that processes the imported source."
@@ -96,7 +121,7 @@ class ProcessingJobStatus(CamelModel):
     """Observed progress of a processing job."""
 
     observed_generation: int | None = Field(default=None, description="Generation observed.")
-    phase: str | None = Field(
+    phase: JobPhase | None = Field(
         default=None, description="Pending, Running, Complete, Failed or Cancelled."
     )
     total: int = Field(default=0, description="Items to process (one message per item).")
@@ -110,6 +135,11 @@ class ProcessingJobStatus(CamelModel):
     )
     succeeded: int = Field(default=0, description="Finished successfully.")
     failed: int = Field(default=0, description="Ended in the dead-letter topic.")
+    skipped: int = Field(
+        default=0,
+        description="Files left out (unsupported, sidecars, no requested operation applies); "
+        "counts per reason and examples are in the final condition's message.",
+    )
     start_time: datetime | None = Field(default=None, description="When fan-out began.")
     completion_time: datetime | None = Field(default=None, description="When it finished.")
     conditions: Conditions = Field(default_factory=list)

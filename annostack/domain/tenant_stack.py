@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import Field, SecretStr
 
-from annostack.domain.models import CamelModel
+from annostack.domain.models import CamelModel, quantity_bytes
 from annostack.domain.tenants import PROCESSING_TOPICS, TenantNames, TenantSpec
 
 Manifest = dict[str, Any]
@@ -240,7 +240,11 @@ def worker_deployment(
                                 {
                                     "name": "ANNOSTACK_WORKER_TOPICS",
                                     "value": ",".join(PROCESSING_TOPICS),
-                                }
+                                },
+                                {  # no archive may unpack to more than the tenant may store
+                                    "name": "ANNOSTACK_WORKER_ARCHIVE_BUDGET_BYTES",
+                                    "value": str(quantity_bytes(spec.plan.storage)),
+                                },
                             ],
                             "ports": [{"name": "http", "containerPort": WORKER_PORT}],
                             "resources": {"requests": size, "limits": size},

@@ -23,7 +23,8 @@ NAME_PATTERN = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
 
 # Processing topics each tenant gets, created with their subscription up front so that
 # autoscalers never point at a subscription that does not exist yet.
-PROCESSING_TOPICS = ("thumbnails", "pointclouds", "archives")
+# `media` carries video, audio and text (the FileKind -> topic map is in domain.items).
+PROCESSING_TOPICS = ("thumbnails", "pointclouds", "media", "archives")
 DEAD_LETTER_TOPIC = "dead-letter"
 WORKER_SUBSCRIPTION = "workers"
 

@@ -4,9 +4,13 @@ The resource and the REST API meet in one row: the dataset's name is unique in t
 schema, so a Dataset applied with kubectl adopts a row the API created under that name (and
 the API sees the resource's row), provided the data type agrees.
 
-An S3-prefix source registers every image and point cloud under the prefix as a data item that
-points at the object where it is; nothing is copied. Registering is idempotent (the dataset and
-item name are unique), so an import interrupted by an operator restart is simply run again.
+An S3-prefix source registers every file of a processed kind under the prefix (point clouds,
+images, video, audio, text: `annostack.domain.items.classify` decides) as a data item that
+points at the object where it is; nothing is copied. A prefix is a selection of a bucket, not
+a package the user made, so sidecars (calibration, configs) and unsupported files are not
+registered but counted by kind, and the job says how many were skipped. Registering is
+idempotent (the dataset and item name are unique), so an import interrupted by an operator
+restart is simply run again.
 An archive source registers the archive as one item; a ProcessingJob then unpacks it.
 """
 
@@ -14,7 +18,8 @@ from __future__ import annotations
 
 import hashlib
 import mimetypes
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
 import orjson
@@ -24,22 +29,26 @@ from sqlalchemy.exc import IntegrityError
 from annostack.adapters.object_store import ListedObject, list_objects
 from annostack.adapters.tenant_tables import data_items, datasets
 from annostack.domain.errors import Invalid
-from annostack.domain.processing import DatasetSpec, ImportSource
-from annostack.services.archives import classify
+from annostack.domain.items import DATA_KINDS, FileClass, ItemStatus, classify
+from annostack.domain.processing import DatasetSpec, DataType, ImportSource
 from annostack.services.datasets import insert_dataset
 from annostack.services.processing import RESERVED_PREFIXES
 from annostack.services.tenancy import TenantContext, object_store_of
 from annostack.services.uploads import count_by_status
 
 INSERT_BATCH = 1000
-IMPORTABLE_KINDS = frozenset({"image", "pointcloud"})
 
 
 @dataclass(frozen=True)
 class ImportResult:
     registered: int  # items new or already there
-    skipped: int  # objects that are neither images nor point clouds
+    skipped: int  # objects of no processed kind
     archive_item_id: int | None = None
+    skipped_by_kind: dict[str, int] = field(default_factory=dict)  # sidecar, unsupported
+
+    def describe_skipped(self) -> str:
+        kinds = ", ".join(f"{count} {kind}" for kind, count in sorted(self.skipped_by_kind.items()))
+        return f"{self.skipped} skipped ({kinds})" if self.skipped else "none skipped"
 
 
 def ensure_dataset(ctx: TenantContext, name: str, spec: DatasetSpec) -> int:
@@ -88,46 +97,48 @@ def source_fingerprint(source: ImportSource) -> str:
     return hashlib.sha256(canonical).hexdigest()[:8]
 
 
-def import_source(ctx: TenantContext, dataset_id: int, source: ImportSource) -> ImportResult:
+def import_source(
+    ctx: TenantContext, dataset_id: int, data_type: DataType, source: ImportSource
+) -> ImportResult:
     if source.archive:
         return ImportResult(
             1, 0, archive_item_id=_register_archive(ctx, dataset_id, source.archive)
         )
     prefix = source.s3_prefix or ""
-    registered = skipped = 0
+    registered = 0
+    skipped: Counter[str] = Counter()
     batch: list[dict[str, object]] = []
     for found in list_objects(object_store_of(ctx.connection), ctx.connection.bucket, prefix):
-        row = _item_row(dataset_id, prefix, found)
-        if row is None:
-            skipped += 1
+        name = found.key[len(prefix) :].lstrip("/")
+        if not name or found.key.startswith(RESERVED_PREFIXES):
+            continue  # the platform's own outputs are never data
+        verdict = classify(name, data_type, _content_type(name))
+        if verdict.kind not in DATA_KINDS:
+            skipped[verdict.kind] += 1
             continue
-        batch.append(row)
+        batch.append(_row(dataset_id, name, found, verdict))
         if len(batch) == INSERT_BATCH:
             registered += _insert_new(ctx, batch)
             batch = []
     registered += _insert_new(ctx, batch)
-    return ImportResult(registered, skipped)
+    return ImportResult(registered, sum(skipped.values()), skipped_by_kind=dict(skipped))
 
 
-def _item_row(dataset_id: int, prefix: str, found: ListedObject) -> dict[str, object] | None:
-    name = found.key[len(prefix) :].lstrip("/")
-    if not name or found.key.startswith(RESERVED_PREFIXES):
-        return None
-    if classify(name) not in IMPORTABLE_KINDS:
-        return None
-    return _row(dataset_id, name, found)
+def _content_type(name: str) -> str:
+    return mimetypes.guess_type(name)[0] or "application/octet-stream"
 
 
-def _row(dataset_id: int, name: str, found: ListedObject) -> dict[str, object]:
+def _row(dataset_id: int, name: str, found: ListedObject, verdict: FileClass) -> dict[str, object]:
     """A data item for an object already in the bucket: uploaded, at its own key."""
     return {
         "dataset_id": dataset_id,
         "name": name[:512],
         "object_key": found.key,
-        "content_type": mimetypes.guess_type(name)[0] or "application/octet-stream",
+        "content_type": _content_type(name),
         "size": found.size,
         "checksum": found.etag or None,
-        "status": "uploaded",
+        "kind": verdict.kind,
+        "status": ItemStatus.UPLOADED,
     }
 
 
@@ -146,7 +157,7 @@ def _register_archive(ctx: TenantContext, dataset_id: int, key: str) -> int:
     found = next((candidate for candidate in listed if candidate.key == key), None)
     if found is None:
         raise Invalid(f"archive {key!r} is not in the tenant's bucket")
-    row = _row(dataset_id, name, found)
+    row = _row(dataset_id, name, found, classify(name))
     _insert_new(ctx, [row])
     with ctx.engine.connect() as conn:
         item_id = conn.execute(
@@ -160,4 +171,4 @@ def _register_archive(ctx: TenantContext, dataset_id: int, key: str) -> int:
 def item_counts(ctx: TenantContext, dataset_id: int) -> tuple[int, int]:
     """(items registered, items processed) of one dataset."""
     by_status = count_by_status(ctx, dataset_id)
-    return sum(by_status.values()), by_status.get("processed", 0)
+    return sum(by_status.values()), by_status.get(ItemStatus.PROCESSED, 0)

@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 
 from annostack.adapters.tenant_tables import data_items, datasets, tenant_locks
 from annostack.domain.errors import Conflict, NotFound, QuotaExceeded
+from annostack.domain.items import FileKind, ItemStatus
 from annostack.domain.models import CamelModel
 from annostack.domain.processing import DataType
 from annostack.services.tenancy import TenantContext
@@ -74,7 +75,9 @@ class ItemPublic(CamelModel):
                     "contentType": "application/octet-stream",
                     "size": 1843200,
                     "checksum": "9b2cf535f27731c974343645a3985328",
+                    "kind": "pointcloud",
                     "status": "processed",
+                    "statusReason": None,
                     "createdAt": "2026-11-26T09:31:02",
                 }
             ]
@@ -87,7 +90,13 @@ class ItemPublic(CamelModel):
     content_type: str
     size: int
     checksum: str | None
-    status: str
+    kind: FileKind | None = Field(
+        default=None, description="What kind of file it is (None: registered before kinds)."
+    )
+    status: ItemStatus
+    status_reason: str | None = Field(
+        default=None, description="Why: for `unsupported` and `failed` items."
+    )
     created_at: datetime
 
 
@@ -102,7 +111,7 @@ def _with_counts() -> sa.Select[Any]:
     return sa.select(
         *(column for column in datasets.c if column.name not in counted),
         count().label("item_count"),
-        count(data_items.c.status == "processed").label("processed_count"),
+        count(data_items.c.status == ItemStatus.PROCESSED).label("processed_count"),
     )
 
 

@@ -29,13 +29,22 @@ from annostack.adapters.job_progress import ImportState, JobCounts, JobProgress
 from annostack.adapters.queue import Publisher
 from annostack.adapters.tenant_tables import data_items, datasets
 from annostack.domain.errors import Invalid, NotFound
-from annostack.domain.processing import ProcessingJobSpec, wanted_on
+from annostack.domain.items import (
+    PROCESSABLE_STATUSES,
+    FileClass,
+    FileKind,
+    ProcessingMessage,
+    SkipReason,
+    classify,
+    describe_skipped,
+    skip_reason,
+)
+from annostack.domain.processing import JobPhase, Operation, ProcessingJobSpec, wanted_on
 from annostack.services.tenancy import TenantContext
-from annostack.services.uploads import topic_for
 from annostack.settings import Settings
 
-# Items whose file is in the bucket: freshly uploaded, or processed before (re-processing).
-PROCESSABLE = ("uploaded", "processed")
+Candidate = sa.Row[tuple[int, str, str, str, str | None]]
+Skips = defaultdict[SkipReason, list[str]]
 FAN_OUT_BATCH = 500  # default; the operator passes its own setting
 
 
@@ -67,24 +76,26 @@ class Route:
 
     item_id: int
     key: str
+    kind: FileKind
     topic: str
-    operations: list[str]
+    operations: list[Operation]
 
 
 @dataclass(frozen=True)
 class Outcome:
     """What the job's status should say after a fold."""
 
-    phase: str
+    phase: JobPhase
     total: int
     succeeded: int
     failed: int
     reason: str = ""
     message: str = ""
+    skipped: int = 0
 
     @property
     def terminal(self) -> bool:
-        return self.phase in ("Complete", "Failed", "Cancelled")
+        return self.phase.terminal
 
 
 def dataset_id_by_name(ctx: TenantContext, name: str) -> int:
@@ -97,16 +108,20 @@ def dataset_id_by_name(ctx: TenantContext, name: str) -> int:
 
 def _candidates(
     ctx: TenantContext, dataset_id: int, spec: ProcessingJobSpec, after: int, upto: int, limit: int
-) -> list[sa.Row[tuple[int, str, str, str]]]:
+) -> list[Candidate]:
     query = (
         sa.select(
-            data_items.c.id, data_items.c.name, data_items.c.content_type, data_items.c.object_key
+            data_items.c.id,
+            data_items.c.name,
+            data_items.c.content_type,
+            data_items.c.object_key,
+            data_items.c.kind,
         )
         .where(
             data_items.c.dataset_id == dataset_id,
             data_items.c.id > after,
             data_items.c.id <= upto,
-            data_items.c.status.in_(PROCESSABLE),
+            data_items.c.status.in_(PROCESSABLE_STATUSES),
         )
         .order_by(data_items.c.id)
         .limit(limit)
@@ -119,19 +134,40 @@ def _candidates(
 
 def _batches(
     ctx: TenantContext, dataset_id: int, spec: ProcessingJobSpec, after: int, upto: int
-) -> Iterator[list[sa.Row[tuple[int, str, str, str]]]]:
+) -> Iterator[list[Candidate]]:
     while rows := _candidates(ctx, dataset_id, spec, after, upto, FAN_OUT_BATCH):
         yield rows
         after = rows[-1].id
 
 
-def _routed(rows: list[sa.Row[tuple[int, str, str, str]]], spec: ProcessingJobSpec) -> list[Route]:
+def _verdict(row: Candidate) -> FileClass:
+    """The kind recorded at registration; items registered before kinds are classified now."""
+    if row.kind:
+        return FileClass(FileKind(row.kind))
+    return classify(row.name, None, row.content_type)
+
+
+def _routed(
+    rows: list[Candidate], spec: ProcessingJobSpec, skipped: Skips | None = None
+) -> list[Route]:
+    """The rows' messages; what is left out is added to `skipped` by reason."""
     routes = []
     for row in rows:
-        topic = topic_for(row.name, row.content_type)
-        operations = wanted_on(topic, spec.operations)
-        if operations:
-            routes.append(Route(int(row.id), row.object_key, topic, operations))
+        verdict = _verdict(row)
+        if verdict.kind is FileKind.ARCHIVE:
+            continue  # unpacked when it arrived; its entries are items of their own
+        reason = skip_reason(verdict)
+        operations = wanted_on(verdict.topic, spec.operations) if verdict.topic else []
+        if reason is None and not operations:
+            reason = SkipReason.NOT_REQUESTED
+        if reason is not None:
+            if skipped is not None:
+                skipped[reason].append(row.name)
+            continue
+        if verdict.topic is not None:
+            routes.append(
+                Route(int(row.id), row.object_key, verdict.kind, verdict.topic, operations)
+            )
     return routes
 
 
@@ -186,7 +222,10 @@ class JobRunner:
         if scope.snapshot_item_id is None:
             return FanOutStep(last_item_id=None, published=0, finished=True)
         rows = _candidates(ctx, scope.dataset_id, spec, after or 0, scope.snapshot_item_id, batch)
-        routes = _routed(rows, spec)
+        skipped: Skips = defaultdict(list)
+        routes = _routed(rows, spec, skipped)
+        for reason, names in skipped.items():
+            self.progress.skipped(job.tenant, job.uid, reason, names)
         self._publish(ctx, job, routes)
         finished = len(rows) < batch
         last = scope.snapshot_item_id if finished else int(rows[-1].id)
@@ -203,30 +242,35 @@ class JobRunner:
         if key is None:
             raise NotFound(f"archive item {spec.archive_item_id} no longer exists")
         self.progress.import_finished(job.tenant, job.uid, ImportState.PENDING)
-        message = self._message(job, spec.archive_item_id, str(key), list(spec.operations))
-        self.publisher.publish(ctx.names.topic("archives"), message, str(spec.archive_item_id))
+        message = self._message(
+            job, spec.archive_item_id, str(key), FileKind.ARCHIVE, list(spec.operations)
+        )
+        self.publisher.publish(ctx.names.topic("archives"), message)
         return FanOutStep(last_item_id=spec.archive_item_id, published=1, finished=True)
 
     def _publish(self, ctx: TenantContext, job: JobRef, routes: list[Route]) -> None:
         # Recorded before sending: a message whose item is not expected yet would be counted
         # as finished before it was ever part of the total.
         self.progress.expect(job.tenant, job.uid, (route.item_id for route in routes))
-        by_topic: defaultdict[str, list[tuple[dict[str, object], str]]] = defaultdict(list)
+        by_topic: defaultdict[str, list[ProcessingMessage]] = defaultdict(list)
         for route in routes:
-            message = self._message(job, route.item_id, route.key, route.operations)
-            by_topic[route.topic].append((message, str(route.item_id)))
+            message = self._message(job, route.item_id, route.key, route.kind, route.operations)
+            by_topic[route.topic].append(message)
         for topic, messages in by_topic.items():
             self.publisher.publish_many(ctx.names.topic(topic), messages)
 
     @staticmethod
-    def _message(job: JobRef, item_id: int, key: str, operations: list[str]) -> dict[str, object]:
-        return {
-            "tenant": job.tenant,
-            "itemId": item_id,
-            "key": key,
-            "job": job.uid,
-            "operations": operations,
-        }
+    def _message(
+        job: JobRef, item_id: int, key: str, kind: FileKind, operations: list[Operation]
+    ) -> ProcessingMessage:
+        return ProcessingMessage(
+            tenant=job.tenant,
+            item_id=item_id,
+            key=key,
+            kind=kind,
+            job=job.uid,
+            operations=operations,
+        )
 
     def cancel(self, job: JobRef) -> None:
         """Workers skip this job's messages still queued; the fan-out stops at its next step."""
@@ -237,25 +281,48 @@ class JobRunner:
         total = max(total, counts.expected)
         if spec.cancelled:
             message = f"cancelled after {counts.finished} of {total} items"
-            return self._outcome("Cancelled", total, counts, "Cancelled", message)
+            return self._outcome(JobPhase.CANCELLED, total, counts, "Cancelled", message)
         if counts.import_state is ImportState.FAILED:
-            return self._outcome("Failed", total, counts, "ImportFailed", counts.import_reason)
+            return self._outcome(
+                JobPhase.FAILED, total, counts, "ImportFailed", counts.import_reason
+            )
         importing = spec.archive_item_id is not None and counts.import_state is not ImportState.DONE
         if not fanned_out or importing or counts.finished < total:
-            return self._outcome("Running", total, counts)
+            return self._outcome(JobPhase.RUNNING, total, counts)
+        skipped = describe_skipped(counts.skipped, counts.skipped_examples)
         if counts.failed:
             message = (
                 f"{counts.failed} of {total} items failed; their messages and reasons are in "
                 "the tenant's dead-letter topic"
             )
-            return self._outcome("Failed", total, counts, "ItemsFailed", message)
-        return self._outcome("Complete", total, counts, "AllSucceeded", f"{total} items processed")
+            return self._outcome(JobPhase.FAILED, total, counts, "ItemsFailed", message, skipped)
+        if total == 0 and skipped:  # not "Complete, 0 items": nothing it was given was done
+            message = f"nothing to process: {skipped}"
+            return self._outcome(JobPhase.FAILED, total, counts, "NothingToProcess", message)
+        done = f"{total} items processed"
+        return self._outcome(JobPhase.COMPLETE, total, counts, "AllSucceeded", done, skipped)
 
     @staticmethod
     def _outcome(
-        phase: str, total: int, counts: JobCounts, reason: str = "", message: str = ""
+        phase: JobPhase,
+        total: int,
+        counts: JobCounts,
+        reason: str = "",
+        message: str = "",
+        skipped: str = "",
     ) -> Outcome:
-        return Outcome(phase, total, counts.succeeded, counts.failed, reason, message)
+        """The verdict; what was skipped, if anything, is appended to the message."""
+        if skipped and message:
+            message = f"{message}; {skipped}"
+        return Outcome(
+            phase,
+            total,
+            counts.succeeded,
+            counts.failed,
+            reason,
+            message,
+            skipped=sum(counts.skipped.values()),
+        )
 
     def retire(self, job: JobRef) -> None:
         """The job was deleted: its counts go, and its messages still queued are skipped."""

@@ -8,15 +8,37 @@ an extra object version in the versioned bucket.
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 
 import orjson
+from PIL import Image
+from pydantic import ValidationError
 
-from annostack.domain.images import thumbnail
+from annostack.domain.images import thumbnails
+from annostack.domain.items import (
+    DATA_KINDS,
+    FileClass,
+    FileKind,
+    ItemStatus,
+    ProcessingMessage,
+    classify,
+)
+from annostack.domain.media import audio_waveform, video_preview
+from annostack.domain.models import CamelModel
 from annostack.domain.pointclouds import PointCloud, read_any, write_pcd
-from annostack.domain.rendering import render_bev, split_tiles, tile_index, voxel_downsample
+from annostack.domain.rendering import (
+    DEFAULT_RANGE_METRES,
+    render_bev,
+    split_tiles,
+    tile_index,
+    voxel_downsample,
+)
+from annostack.domain.texts import read_text
 
 THUMBNAIL_SIZES = (200, 400, 800)
+FRAME_SIZE = 200  # a video's frame thumbnails: a strip under the player
+JPEG = "image/jpeg"
 BEV_SIZE = 1024
 TILE_METRES = 50.0
 PREVIEW_VOXEL_METRES = 0.2  # a light cloud a browser can open before the full-resolution tiles
@@ -28,38 +50,93 @@ class InvalidTask(ValueError):
 
 # Keys the platform writes itself; processing reads inputs, never its own outputs.
 RESERVED_PREFIXES = ("derived/", "annotations/")
+KIND_OF_TOPIC = {"thumbnails": FileKind.IMAGE, "pointclouds": FileKind.POINT_CLOUD,
+                 "archives": FileKind.ARCHIVE}  # fmt: skip
 
 
 @dataclass(frozen=True)
 class Task:
-    tenant: str
-    item_id: int
-    key: str
+    """A message received on a topic: what to process, and what kind of file it is."""
+
+    message: ProcessingMessage
     topic: str
-    job: str | None = None  # the ProcessingJob's uid, when the message came from one
-    operations: frozenset[str] | None = None  # None: everything the topic does (an upload)
 
     @classmethod
     def parse(cls, payload: bytes, topic: str) -> Task:
         try:
-            body = orjson.loads(payload)
-            operations = body.get("operations")
-            task = cls(
-                tenant=str(body["tenant"]),
-                item_id=int(body["itemId"]),
-                key=str(body["key"]),
-                topic=topic,
-                job=str(body["job"]) if body.get("job") else None,
-                operations=frozenset(map(str, operations)) if operations is not None else None,
-            )
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as error:
+            message = ProcessingMessage.model_validate_json(payload)
+        except ValidationError as error:
             raise InvalidTask(f"malformed processing message: {error}") from error
-        if not task.key or task.key.startswith(("/", *RESERVED_PREFIXES)) or ".." in task.key:
-            raise InvalidTask(f"refusing to process key {task.key!r}")
-        return task
+        key = message.key
+        if key.startswith(("/", *RESERVED_PREFIXES)) or ".." in key:
+            raise InvalidTask(f"refusing to process key {key!r}")
+        return cls(message, topic)
+
+    @property
+    def tenant(self) -> str:
+        return self.message.tenant
+
+    @property
+    def item_id(self) -> int:
+        return self.message.item_id
+
+    @property
+    def key(self) -> str:
+        return self.message.key
+
+    @property
+    def job(self) -> str | None:
+        return self.message.job
+
+    @property
+    def operations(self) -> frozenset[str] | None:
+        wanted = self.message.operations
+        return None if wanted is None else frozenset(wanted)
+
+    @property
+    def verdict(self) -> FileClass:
+        """The kind the message says; for a message without one (an older producer), the
+        classifier's verdict on its key, or failing that the kind its topic carries."""
+        if self.message.kind is not None:
+            return FileClass(self.message.kind)
+        verdict = classify(self.key)
+        if verdict.kind is FileKind.UNSUPPORTED:
+            by_topic = KIND_OF_TOPIC.get(self.topic.rsplit("/", 1)[-1])
+            return verdict if by_topic is None else FileClass(by_topic)
+        return verdict
+
+    @property
+    def kind(self) -> FileKind:
+        return self.verdict.kind
 
     def wants(self, operation: str) -> bool:
         return self.operations is None or operation in self.operations
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The item's status once its message is done, and why when it was not processed."""
+
+    status: ItemStatus
+    reason: str | None = None
+
+
+def kept_as_is(task: Task) -> Outcome | None:
+    """For a file of no processed kind (queued by an older producer): its final status."""
+    verdict = task.verdict
+    if verdict.kind in DATA_KINDS:
+        return None
+    if verdict.kind is FileKind.UNSUPPORTED:
+        return Outcome(ItemStatus.UNSUPPORTED, verdict.reason or "not a processed kind")
+    return Outcome(ItemStatus.STORED, f"a {verdict.kind} file: kept, not processed")
+
+
+@dataclass(frozen=True)
+class Options:
+    """How the worker processes (its settings), for every message alike."""
+
+    split_above_points: int = 2_000_000
+    bev_range_metres: float = DEFAULT_RANGE_METRES
 
 
 @dataclass(frozen=True)
@@ -77,12 +154,12 @@ def image_outputs(task: Task, data: bytes) -> list[Output]:
     if not task.wants("thumbnail"):
         return []
     return [
-        Output(derived(task.item_id, f"thumb-{size}.jpg"), thumbnail(data, size), "image/jpeg")
-        for size in THUMBNAIL_SIZES
+        Output(derived(task.item_id, f"thumb-{size}.jpg"), jpeg, JPEG)
+        for size, jpeg in sorted(thumbnails(data, THUMBNAIL_SIZES).items())
     ]
 
 
-def pointcloud_outputs(task: Task, data: bytes, split_above: int) -> list[Output]:
+def pointcloud_outputs(task: Task, data: bytes, options: Options) -> list[Output]:
     cloud = read_any(data, task.key)
     outputs = []
     if task.wants("compress"):
@@ -91,11 +168,67 @@ def pointcloud_outputs(task: Task, data: bytes, split_above: int) -> list[Output
         )
     if task.wants("render-bev"):
         outputs.append(
-            Output(derived(task.item_id, "bev.png"), render_bev(cloud, BEV_SIZE), "image/png")
+            Output(
+                derived(task.item_id, "bev.png"),
+                render_bev(cloud, BEV_SIZE, range_metres=options.bev_range_metres),
+                "image/png",
+            )
         )
-    if task.wants("split") and len(cloud) > split_above:
+    if task.wants("split") and len(cloud) > options.split_above_points:
         outputs += split_outputs(task, cloud)
     return outputs
+
+
+def _jpeg(image: Image.Image, size: int | None = None) -> bytes:
+    if size is not None:
+        image = image.copy()
+        image.thumbnail((size, size), Image.Resampling.BILINEAR)
+    out = io.BytesIO()
+    image.convert("RGB").save(out, "JPEG", quality=85)
+    return out.getvalue()
+
+
+def _info(task: Task, info: CamelModel) -> Output:
+    body = orjson.dumps(info.model_dump(mode="json", by_alias=True))
+    return Output(derived(task.item_id, "info.json"), body, "application/json")
+
+
+def video_outputs(task: Task, data: bytes) -> list[Output]:
+    """info.json, a poster frame, list thumbnails of it, and frame thumbnails over time."""
+    if not task.wants("thumbnail"):
+        return []
+    preview = video_preview(data)
+    frames = [{"file": f"frames/{n}.jpg", "seconds": round(at, 3)}
+              for n, (at, _) in enumerate(preview.frames)]  # fmt: skip
+    info = preview.info.model_dump(mode="json", by_alias=True) | {"frameThumbnails": frames}
+    outputs = [
+        Output(derived(task.item_id, "info.json"), orjson.dumps(info), "application/json"),
+        Output(derived(task.item_id, "poster.jpg"), _jpeg(preview.poster), "image/jpeg"),
+    ]
+    outputs += [
+        Output(derived(task.item_id, f"thumb-{size}.jpg"), _jpeg(preview.poster, size), JPEG)
+        for size in THUMBNAIL_SIZES
+    ]
+    outputs += [
+        Output(derived(task.item_id, f"frames/{n}.jpg"), _jpeg(frame, FRAME_SIZE), JPEG)
+        for n, (_, frame) in enumerate(preview.frames)
+    ]
+    return outputs
+
+
+def audio_outputs(task: Task, data: bytes) -> list[Output]:
+    """info.json and waveform.png."""
+    if not task.wants("thumbnail"):
+        return []
+    info, png = audio_waveform(data)
+    return [_info(task, info), Output(derived(task.item_id, "waveform.png"), png, "image/png")]
+
+
+def text_outputs(task: Task, data: bytes) -> list[Output]:
+    """info.json with the encoding, the length and a snippet."""
+    if not task.wants("thumbnail"):
+        return []
+    return [_info(task, read_text(data))]
 
 
 def split_outputs(task: Task, cloud: PointCloud) -> list[Output]:
@@ -118,9 +251,17 @@ def split_outputs(task: Task, cloud: PointCloud) -> list[Output]:
     return outputs
 
 
-def outputs_for(task: Task, data: bytes, split_above: int) -> list[Output]:
-    if task.topic.endswith("/thumbnails"):
+def outputs_for(task: Task, data: bytes, options: Options) -> list[Output]:
+    """Everything processing makes of one file, by its kind."""
+    kind = task.kind
+    if kind is FileKind.IMAGE:
         return image_outputs(task, data)
-    if task.topic.endswith("/pointclouds"):
-        return pointcloud_outputs(task, data, split_above)
-    raise InvalidTask(f"no processing for topic {task.topic}")
+    if kind is FileKind.POINT_CLOUD:
+        return pointcloud_outputs(task, data, options)
+    if kind is FileKind.VIDEO:
+        return video_outputs(task, data)
+    if kind is FileKind.AUDIO:
+        return audio_outputs(task, data)
+    if kind is FileKind.TEXT:
+        return text_outputs(task, data)
+    raise InvalidTask(f"no processing for a file of kind {kind} ({task.key})")

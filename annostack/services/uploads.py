@@ -10,9 +10,11 @@ The object key is ``data/<dataset id>/<item id><ext>``, from ids and an extensio
 against a pattern — never the client's file name. `complete` assembles the parts if any,
 verifies the object (it exists, the size matches), marks the item ``uploaded`` with its
 checksum (ETag) and enqueues processing: one Pulsar message per item, on the topic for its
-kind of data, or for an archive a ProcessingJob (`import-<item id>`) that unpacks it and
-processes its entries, visible with kubectl like any other job. `abort` drops the upload and
-the item.
+kind of data (`annostack.domain.items.classify` decides), or for an archive a ProcessingJob
+(`import-<item id>`) that unpacks it and processes its entries, visible with kubectl like any
+other job. A file of no processed kind is kept, ``unsupported`` with the reason (or
+``stored``, a sidecar such as a calibration file), and nothing is queued for it. `abort` drops
+the upload and the item.
 """
 
 from __future__ import annotations
@@ -30,6 +32,14 @@ from annostack.adapters.objects import ObjectIO
 from annostack.adapters.queue import Publisher
 from annostack.adapters.tenant_tables import data_items
 from annostack.domain.errors import Conflict, Invalid, NotFound, TooLarge
+from annostack.domain.items import (
+    FileClass,
+    FileKind,
+    ItemStatus,
+    ProcessingMessage,
+    classify,
+    status_on_arrival,
+)
 from annostack.domain.models import CamelModel
 from annostack.domain.processing import (
     DEFAULT_OPERATIONS,
@@ -45,9 +55,6 @@ MAX_OBJECT_BYTES = 5 * 2**40  # S3's object size limit
 MIN_PART_BYTES = 8 * 2**20  # S3 needs >= 5 MiB for every part but the last
 MAX_PARTS = 10_000  # S3's limit
 PART_PAGE = 100  # part URLs per answer: 800 MiB to 55 GiB of upload, signed in milliseconds
-POINT_CLOUD_EXTENSIONS = {".pcd", ".bin", ".las", ".laz", ".ply"}
-ARCHIVE_EXTENSIONS = {".zip", ".tar", ".tgz", ".gz"}
-IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
 
 
 class UploadRequest(CamelModel):
@@ -152,20 +159,10 @@ def object_key(dataset_id: int, item_id: int, name: str) -> str:
     return f"data/{int(dataset_id)}/{int(item_id)}{_extension(name)}"
 
 
-def topic_for(name: str, content_type: str) -> str:
-    extension = _extension(name)
-    if extension in ARCHIVE_EXTENSIONS:
-        return "archives"
-    if extension in POINT_CLOUD_EXTENSIONS:
-        return "pointclouds"
-    if extension in IMAGE_EXTENSIONS or content_type.startswith("image/"):
-        return "thumbnails"
-    return "pointclouds"
-
-
 def register_item(ctx: TenantContext, dataset_id: int, request: UploadRequest) -> tuple[int, str]:
-    """A new item in `uploading` state and the key its file goes to."""
-    get_dataset(ctx, dataset_id)
+    """A new item in `uploading` state, of the kind the classifier says, and its key."""
+    dataset = get_dataset(ctx, dataset_id)
+    verdict = classify(request.name, dataset.data_type, request.content_type)
     try:
         with ctx.engine.begin() as conn:
             result = conn.execute(
@@ -175,7 +172,8 @@ def register_item(ctx: TenantContext, dataset_id: int, request: UploadRequest) -
                     object_key="",
                     content_type=request.content_type,
                     size=request.size,
-                    status="uploading",
+                    kind=verdict.kind,
+                    status=ItemStatus.UPLOADING,
                 )
             )
             item_id = int(result.inserted_primary_key[0])  # type: ignore[index]
@@ -241,7 +239,7 @@ async def part_urls(ctx: TenantContext, io: ObjectIO, item_id: int, first: int) 
     """Pre-signed URLs for the parts from `first` on, of an upload in progress."""
     item = await asyncio.to_thread(get_item, ctx, item_id)
     upload_id = await asyncio.to_thread(_upload_id, ctx, item_id)
-    if item.status != "uploading" or upload_id is None:
+    if item.status != ItemStatus.UPLOADING or upload_id is None:
         raise Conflict(f"item {item_id} has no multipart upload in progress")
     key = object_key(item.dataset_id, item.id, item.name)
     return _part_page(io, ctx.connection.bucket, key, upload_id, item.size, first)
@@ -286,7 +284,7 @@ async def complete(
     completion: Completion,
 ) -> ItemPublic:
     item = await asyncio.to_thread(get_item, ctx, item_id)
-    if item.status != "uploading":
+    if item.status != ItemStatus.UPLOADING:
         return item  # completing twice is harmless
     key = object_key(item.dataset_id, item.id, item.name)
     upload_id = await asyncio.to_thread(_upload_id, ctx, item_id)
@@ -308,20 +306,24 @@ async def complete(
     # Enqueue before marking uploaded: a crash in between leaves the item `uploading` and the
     # client's retry of `complete` enqueues again, which the workers' deterministic output
     # keys (and the job's fixed name) make harmless. The reverse order could lose the work.
-    topic = topic_for(item.name, item.content_type)
-    if topic == "archives":
+    # Files of no processed kind are kept as they are, with the reason; nothing is queued.
+    dataset = await asyncio.to_thread(get_dataset, ctx, item.dataset_id)
+    verdict = classify(item.name, dataset.data_type, item.content_type)
+    if verdict.kind is FileKind.ARCHIVE:
         await asyncio.to_thread(start_archive_job, kube, ctx, item)
-    else:
-        message = {"tenant": ctx.names.tenant, "itemId": item.id, "key": key, "etag": etag}
-        await asyncio.to_thread(publisher.publish, ctx.names.topic(topic), message, str(item.id))
-    await asyncio.to_thread(_mark_uploaded, ctx, item_id, etag)
+    elif verdict.topic is not None:
+        message = ProcessingMessage(
+            tenant=ctx.names.tenant, item_id=item.id, key=key, kind=verdict.kind, etag=etag
+        )
+        await asyncio.to_thread(publisher.publish, ctx.names.topic(verdict.topic), message)
+    await asyncio.to_thread(_mark_arrived, ctx, item_id, etag, verdict)
     return await asyncio.to_thread(get_item, ctx, item_id)
 
 
 async def abort(ctx: TenantContext, io: ObjectIO, item_id: int) -> None:
     """Give up an upload in progress: the parts are dropped and the item forgotten."""
     item = await asyncio.to_thread(get_item, ctx, item_id)
-    if item.status != "uploading":
+    if item.status != ItemStatus.UPLOADING:
         raise Conflict(f"item {item_id} is already uploaded; delete it instead")
     upload_id = await asyncio.to_thread(_upload_id, ctx, item_id)
     if upload_id is not None:
@@ -335,12 +337,13 @@ def _forget(ctx: TenantContext, item_id: int) -> None:
         conn.execute(data_items.delete().where(data_items.c.id == item_id))
 
 
-def _mark_uploaded(ctx: TenantContext, item_id: int, etag: str) -> None:
+def _mark_arrived(ctx: TenantContext, item_id: int, etag: str, verdict: FileClass) -> None:
+    status, reason = status_on_arrival(verdict)
     with ctx.engine.begin() as conn:
         conn.execute(
             data_items.update()
             .where(data_items.c.id == item_id)
-            .values(status="uploaded", checksum=etag)
+            .values(status=status, status_reason=reason, checksum=etag, kind=verdict.kind)
         )
 
 

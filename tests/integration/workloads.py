@@ -10,11 +10,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import numpy as np
 from PIL import Image
 
 from annostack.domain.pointclouds import Field, PointCloud, write_pcd
 from annostack.domain.tenant_stack import TenantConnection
+from tests.support import wait_for
 
 
 def free_port() -> int:
@@ -38,6 +40,8 @@ class WorkerProcess:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
+        """Start it and wait until it consumes (/readyz): on a busy machine importing the
+        worker alone can take tens of seconds, which no test's own timeout should absorb."""
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "annostack", "worker", "run"],
@@ -45,6 +49,17 @@ class WorkerProcess:
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
+        wait_for(self.ready, timeout=180, what="worker /readyz")
+
+    def ready(self) -> bool:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise AssertionError(f"the worker exited; see {self.log}")
+        port = self.env["ANNOSTACK_WORKER_PORT"]
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
 
     def kill(self) -> None:
         assert self.proc is not None

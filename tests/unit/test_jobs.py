@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
+from types import SimpleNamespace
+
 import orjson
 import pytest
 
 from annostack.adapters.job_progress import ImportState, JobCounts, JobProgress
+from annostack.domain.items import SkipReason
 from annostack.domain.processing import (
     ImportSource,
     ProcessingJobSpec,
@@ -14,7 +18,7 @@ from annostack.domain.processing import (
 )
 from annostack.domain.tenants import TenantNames
 from annostack.services.dataset_imports import source_fingerprint
-from annostack.services.jobs import JobRef, JobRunner
+from annostack.services.jobs import JobRef, JobRunner, _routed
 from annostack.services.processing import InvalidTask, Task, image_outputs
 from tests.integration.workloads import jpeg
 
@@ -69,6 +73,14 @@ ARCHIVE = ProcessingJobSpec(dataset="d", operations=["thumbnail"], archive_item_
             "Complete/AllSucceeded",
         ),
         (ARCHIVE, 0, True, {"import_state": ImportState.FAILED}, "Failed/ImportFailed"),
+        (  # an archive of nothing processable is not "Complete, 0 items"
+            ARCHIVE,
+            0,
+            True,
+            {"import_state": ImportState.DONE, "skipped": {"unsupported": 4}},
+            "Failed/NothingToProcess",
+        ),
+        (SPEC, 3, True, {"succeeded": 3, "skipped": {"sidecar": 1}}, "Complete/AllSucceeded"),
     ],
 )
 def test_the_fold_decides_the_phase(
@@ -140,3 +152,34 @@ def test_a_changed_source_is_a_new_import() -> None:
 def test_resources_belong_to_the_tenant_of_their_namespace() -> None:
     assert TenantNames.of_namespace("tenant-acme") == TenantNames(tenant="acme")
     assert TenantNames.of_namespace("kube-system") is None
+
+
+def test_what_a_job_skipped_is_counted_by_reason_and_named() -> None:
+    rows = [
+        SimpleNamespace(id=1, name="a.pcd", content_type="", object_key="k/1", kind="pointcloud"),
+        SimpleNamespace(id=2, name="calib.json", content_type="", object_key="k/2", kind="sidecar"),
+        SimpleNamespace(id=3, name="m.obj", content_type="", object_key="k/3", kind="unsupported"),
+        SimpleNamespace(id=4, name="p.jpg", content_type="", object_key="k/4", kind="image"),
+        SimpleNamespace(id=5, name="old.mp4", content_type="", object_key="k/5", kind=None),
+    ]
+    spec = ProcessingJobSpec(dataset="d", operations=["render-bev"])
+    skipped: defaultdict[SkipReason, list[str]] = defaultdict(list)
+    routes = _routed(rows, spec, skipped)  # type: ignore[arg-type]
+    assert [(r.item_id, r.topic, r.operations) for r in routes] == [
+        (1, "pointclouds", ["render-bev"])
+    ]
+    assert skipped == {
+        SkipReason.SIDECAR: ["calib.json"],
+        SkipReason.UNSUPPORTED: ["m.obj"],
+        SkipReason.NOT_REQUESTED: ["p.jpg", "old.mp4"],  # classified now: registered before kinds
+    }
+    examples = {"unsupported": ["a.obj", "b.obj", "c.obj"], "sidecar": ["calib.json"]}
+    skips = {"unsupported": 5, "sidecar": 1}
+    counts = JobCounts(1, 1, 0, False, None, "", skips, examples)
+    runner = JobRunner(publisher=None, progress=CannedProgress(counts))  # type: ignore[arg-type]
+    outcome = runner.fold(JOB, SPEC, 1, True)
+    assert (outcome.phase, outcome.skipped) == ("Complete", 6)
+    assert outcome.message == (
+        "1 items processed; 6 skipped: 1 sidecar (calib.json); 5 unsupported (a.obj, b.obj, "
+        "c.obj, ...)"
+    )

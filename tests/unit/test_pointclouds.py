@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import open3d as o3d
+import plyfile
 import pytest
 from typer.testing import CliRunner
 
@@ -15,6 +16,7 @@ from annostack.domain.pointclouds import (
     Field,
     PointCloud,
     PointCloudError,
+    read_any,
     read_kitti_bin,
     read_pcd,
     write_pcd,
@@ -209,3 +211,59 @@ def test_a_broken_las_is_a_clear_error() -> None:
 
     with pytest.raises(PointCloudError, match="not a readable LAS"):
         read_las(b"LASF" + b"\x00" * 50)
+
+
+@pytest.mark.parametrize(
+    ("text", "byte_order"), [(True, "="), (False, "<"), (False, ">")], ids=["ascii", "le", "be"]
+)
+def test_ply_keeps_every_vertex_property_exactly(
+    tmp_path: Path, text: bool, byte_order: str
+) -> None:
+    rng = np.random.default_rng(3)
+    vertices = np.zeros(
+        300, dtype=[("x", "f4"), ("y", "f4"), ("z", "f4"), ("intensity", "f4"),
+                    ("red", "u1"), ("ring", "u2"), ("t", "f8"), ("label", "i4")],
+    )  # fmt: skip
+    for axis in "xyz":
+        vertices[axis] = rng.normal(scale=20, size=300)
+    vertices["intensity"] = rng.random(300)
+    vertices["red"] = rng.integers(0, 256, 300)
+    vertices["ring"] = rng.integers(0, 128, 300)
+    vertices["t"] = 1.7e9 + rng.random(300)
+    vertices["label"] = rng.integers(-5, 40, 300)
+    path = tmp_path / "scan.ply"
+    element = plyfile.PlyElement.describe(vertices, "vertex")
+    face = plyfile.PlyElement.describe(
+        np.array([([0, 1, 2],)], dtype=[("vertex_indices", "i4", (3,))]), "face"
+    )  # a mesh's faces are not points: left out
+    plyfile.PlyData([element, face], text=text, byte_order=byte_order).write(str(path))
+
+    cloud = read_any(path.read_bytes(), "scan.ply")
+    assert [(f.name, f.type, f.size) for f in cloud.fields] == [
+        ("x", "F", 4), ("y", "F", 4), ("z", "F", 4), ("intensity", "F", 4), ("red", "U", 1),
+        ("ring", "U", 2), ("t", "F", 8), ("label", "I", 4),
+    ]  # fmt: skip
+    for name in vertices.dtype.names or ():
+        assert np.array_equal(cloud.points[name], vertices[name]), name
+    converted = read_pcd(write_pcd(cloud))
+    assert np.array_equal(converted.points, cloud.points), "PLY -> PCD is lossless"
+    if not text:  # open3d agrees on the positions
+        positions = o3d.t.io.read_point_cloud(str(path)).point.positions.numpy()
+        assert np.array_equal(np.stack([cloud.points[a] for a in "xyz"], 1), positions)
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (b"ply\nformat ascii 1.0\nelement face 0\nend_header\n", "no vertex element"),
+        (
+            b"ply\nformat binary_little_endian 1.0\nelement vertex 10\nproperty float x\n"
+            b"end_header\n\x00\x00",
+            "not a readable PLY",
+        ),
+        (b"not a ply at all", "not a readable PLY"),
+    ],
+)
+def test_a_broken_ply_is_a_clear_error(data: bytes, reason: str) -> None:
+    with pytest.raises(PointCloudError, match=reason):
+        read_any(data, "broken.ply")

@@ -1,4 +1,4 @@
-"""BEV previews, tiles, voxel downsampling and thumbnails."""
+"""BEV previews (judged on synthetic scans), tiles, voxel downsampling and thumbnails."""
 
 from __future__ import annotations
 
@@ -14,8 +14,69 @@ from typer.testing import CliRunner
 from annostack.cli import app
 from annostack.domain.images import ImageError, thumbnail
 from annostack.domain.pointclouds import PointCloudError, read_pcd, write_pcd
-from annostack.domain.rendering import LUT, render_bev, split_tiles, voxel_downsample
+from annostack.domain.rendering import (
+    DEFAULT_RANGE_METRES,
+    PALETTE,
+    RAMP,
+    bev_metadata,
+    render_bev,
+    split_tiles,
+    voxel_downsample,
+)
+from tests.scans import map_tile, sparse_scan, street_scan
 from tests.unit.test_pointclouds import sample_cloud
+
+
+def lit(png: bytes) -> np.ndarray:
+    """Which pixels show a point (palette index 0 is the transparent background)."""
+    with Image.open(io.BytesIO(png)) as image:
+        assert image.mode == "P" and image.info["transparency"] == 0
+        return np.asarray(image) > 0
+
+
+def central_quarter(pixels: np.ndarray) -> np.ndarray:
+    """The middle half of each axis: a quarter of the image, around its centre."""
+    size = pixels.shape[0]
+    return pixels[size // 4 : 3 * size // 4, size // 4 : 3 * size // 4]
+
+
+def test_a_street_scan_fills_the_image_around_the_sensor() -> None:
+    png = render_bev(street_scan(), size=1024)
+    pixels = lit(png)
+    assert pixels.shape == (1024, 1024)
+    assert pixels.mean() >= 0.05, "at least 5 % of the pixels show points"
+    assert central_quarter(pixels).mean() >= 0.10, "the sensor's surroundings are drawn"
+    meta = bev_metadata(png)
+    assert (meta.centred_on, meta.centre_x, meta.centre_y) == ("sensor", 0.0, 0.0)
+    assert meta.range_metres == DEFAULT_RANGE_METRES == 50.0
+    assert meta.metres_per_pixel == pytest.approx(100 / 1024)
+    # The walls at y = +-12 m are rows 512 -+ 12 / (100/1024): both are drawn, nothing beyond.
+    wall_rows = [round(512 - wall / meta.metres_per_pixel) for wall in (12.0, -12.0)]
+    for row in wall_rows:
+        assert pixels[row - 2 : row + 3].mean() > 0.5, f"the wall at row {row} is a line"
+    assert not pixels[: wall_rows[0] - 5].any() and not pixels[wall_rows[1] + 5 :].any()
+
+
+def test_a_map_tile_far_from_the_origin_is_centred_on_itself() -> None:
+    png = render_bev(map_tile(), size=512, range_metres=40.0)
+    meta = bev_metadata(png)
+    assert meta.centred_on == "cloud"
+    assert meta.centre_x == pytest.approx(352_130.0, abs=1.0)
+    assert meta.centre_y == pytest.approx(5_812_330.0, abs=1.0)
+    assert meta.metres_per_pixel == pytest.approx(80 / 512)
+    pixels = lit(png)
+    # The 60 m tile is 384 of 512 px wide, in the middle; its ground is densely sampled.
+    assert central_quarter(pixels).mean() > 0.95
+    assert pixels.mean() == pytest.approx((60 / 80) ** 2, abs=0.05)
+
+
+def test_a_sparse_scan_stays_visible_at_list_view_size() -> None:
+    png = render_bev(sparse_scan(), size=1024)
+    assert bev_metadata(png).splat_pixels == 2, "sparse clouds are drawn wider"
+    with Image.open(io.BytesIO(png)) as image:
+        small = image.convert("RGBA").resize((256, 256), Image.Resampling.BOX)
+    opaque = np.asarray(small)[:, :, 3] >= 128
+    assert opaque.mean() >= 0.03, "the rings are still solid lines at 256 px"
 
 
 def test_bev_shows_the_highest_point_of_each_pixel() -> None:
@@ -23,12 +84,26 @@ def test_bev_shows_the_highest_point_of_each_pixel() -> None:
     points = cloud.points
     points["x"], points["y"] = [0, 0, 10, 10], [0, 0, 10, 10]
     points["z"] = [-5, 5, 0, 0]  # two points on one pixel: the higher one must show
-    png = Image.open(io.BytesIO(render_bev(cloud, size=32)))
-    assert png.size == (32, 32)
-    pixels = np.asarray(png)
-    # (x=0, y=0) is the bottom-left pixel; the higher point gets the top of the ramp.
-    assert pixels[31, 0].tolist() == LUT[255].tolist(), "the low point must not hide the high one"
-    assert not pixels[15, 15].any(), "empty pixels stay black"
+    png = render_bev(cloud, size=32, range_metres=16.0)
+    with Image.open(io.BytesIO(png)) as image:
+        shades = np.asarray(image)
+    # (0, 0) is the centre; the higher point is 10 m above the lowest: the top of the ramp.
+    assert shades[16, 16] == 255, "the low point must not hide the high one"
+    assert shades[16, 16] == shades[15, 15] == shades[17, 17], "each point is a 3x3 square"
+    assert shades[0, 31] == 0, "empty pixels stay transparent"
+    assert PALETTE[255].tolist() == RAMP[-1].tolist()
+
+
+def test_intensity_uses_the_sensors_full_scale() -> None:
+    cloud = sample_cloud(3)
+    cloud.points["x"], cloud.points["y"], cloud.points["z"] = [0, 5, -5], [0, 5, -5], 0
+    cloud.points["intensity"] = [0.0, 0.25, 1.0]  # float reflectance: full scale is 1.0
+    png = render_bev(cloud, size=64, color="intensity", range_metres=10.0)
+    with Image.open(io.BytesIO(png)) as image:
+        shades = np.asarray(image)
+    meta = bev_metadata(png)
+    assert (meta.value_low, meta.value_high) == (0.0, 1.0)
+    assert shades[32, 32] == 1 and shades[16, 48] == 128 and shades[48, 16] == 255
 
 
 def test_bev_refuses_clouds_without_points_to_draw() -> None:
@@ -36,6 +111,17 @@ def test_bev_refuses_clouds_without_points_to_draw() -> None:
     cloud.points["x"] = np.nan
     with pytest.raises(PointCloudError, match="no finite points"):
         render_bev(cloud)
+
+
+def test_cli_render_takes_a_range_and_writes_it_into_the_png(tmp_path: Path) -> None:
+    source, target = tmp_path / "scan.pcd", tmp_path / "bev.png"
+    source.write_bytes(write_pcd(street_scan(beams=32, azimuths=1024)))
+    result = CliRunner().invoke(
+        app, ["pcd", "render", str(source), str(target), "--range", "30", "--size", "600"]
+    )
+    assert result.exit_code == 0, result.output
+    meta = bev_metadata(target.read_bytes())
+    assert (meta.size, meta.range_metres, meta.metres_per_pixel) == (600, 30.0, 0.1)
 
 
 def test_tiles_partition_the_cloud_and_keep_fields() -> None:
@@ -77,3 +163,31 @@ def test_thumbnail_keeps_aspect_and_refuses_garbage() -> None:
     assert thumb.size == (400, 225)
     with pytest.raises(ImageError, match="not a readable image"):
         thumbnail(b"\xff\xd8 not really a jpeg")
+
+
+def test_thumbnails_are_upright_whatever_the_camera_stored() -> None:
+    landscape = Image.new("RGB", (1600, 900), (200, 10, 10))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90° clockwise to view": a phone held upright
+    raw = io.BytesIO()
+    landscape.save(raw, "JPEG", exif=exif.tobytes())
+    with Image.open(io.BytesIO(thumbnail(raw.getvalue(), 400))) as thumb:
+        assert thumb.size == (225, 400), "portrait, as the photographer saw it"
+        assert 0x0112 not in thumb.getexif(), "the orientation is applied, not passed on"
+
+
+@pytest.mark.parametrize("format_", ["PNG", "WEBP", "TIFF"])
+def test_png_webp_and_tiff_thumbnails(format_: str) -> None:
+    raw = io.BytesIO()
+    Image.new("RGB", (800, 600), (10, 200, 10)).save(raw, format_)
+    with Image.open(io.BytesIO(thumbnail(raw.getvalue(), 200))) as thumb:
+        assert (thumb.format, thumb.size) == ("JPEG", (200, 150))
+
+
+def test_a_16_bit_tiff_is_stretched_not_clipped_to_white() -> None:
+    ramp = np.tile(np.linspace(1000, 4000, 256, dtype=np.uint16), (64, 1))  # 12-bit sensor data
+    raw = io.BytesIO()
+    Image.fromarray(ramp).save(raw, "TIFF")
+    with Image.open(io.BytesIO(thumbnail(raw.getvalue(), 128))) as thumb:
+        grey = np.asarray(thumb.convert("L")).astype(int)
+    assert grey[:, :8].mean() < 30 and grey[:, -8:].mean() > 225, "dark to bright, left to right"

@@ -161,7 +161,7 @@ def test_a_job_counts_exactly_across_an_operator_restart_mid_fan_out(
     failed = next(c for c in final["conditions"] if c["type"] == "Failed")
     assert failed["reason"] == "ItemsFailed" and "dead-letter" in failed["message"]
     assert final["startTime"] <= final["completionTime"]
-    assert count_by_status(ctx, dataset_id) == {"processed": 100, "uploaded": 2}
+    assert count_by_status(ctx, dataset_id) == {"processed": 100, "failed": 2}
     wait_for(
         lambda: resources.status("datasets", "photos").get("processed") == 100,
         timeout=30,
@@ -287,6 +287,7 @@ def test_an_archive_uploaded_through_the_api_is_imported_by_a_processing_job(
         for frame in range(3):
             bundle.writestr(f"scene/lidar_point_cloud_0/{frame:06d}.pcd", small_cloud(500, frame))
             bundle.writestr(f"scene/camera_image_0/{frame:06d}.jpg", jpeg())
+        bundle.writestr("scene/model.obj", b"v 0 0 0\n")  # kept, skipped by the job
     data = archive.getvalue()
     ctx = directory.get(tenant)
     dataset = create_dataset(
@@ -313,7 +314,33 @@ def test_an_archive_uploaded_through_the_api_is_imported_by_a_processing_job(
     assert job["spec"]["archiveItemId"] == body["itemId"]
     final = resources.wait_phase("processingjobs", job_name, {"Complete", "Failed"}, timeout=120)
     assert (final["phase"], final["total"], final["succeeded"]) == ("Complete", 6, 6)
-    assert count_by_status(ctx, dataset.id) == {"imported": 1, "processed": 6}
+    assert final["skipped"] == 1
+    complete = next(c for c in final["conditions"] if c["type"] == "Complete")
+    assert complete["message"] == "6 items processed; 1 skipped: 1 unsupported (scene/model.obj)"
+    assert count_by_status(ctx, dataset.id) == {"imported": 1, "processed": 6, "unsupported": 1}
+
+    nothing = io.BytesIO()
+    with zipfile.ZipFile(nothing, "w") as bundle:
+        bundle.writestr("notes/readme.docx", b"PK not really")
+        bundle.writestr("camera_config/0.json", b"{}")
+    with serve(create_app(api_settings)) as api:
+        item = upload(api, auth, dataset.id, "nothing.zip", nothing.getvalue())
+    final = resources.wait_phase("processingjobs", f"import-{item}", {"Complete", "Failed"})
+    assert (final["phase"], final["total"], final["skipped"]) == ("Failed", 0, 2)
+    failed = next(c for c in final["conditions"] if c["type"] == "Failed")
+    assert failed["reason"] == "NothingToProcess", "not 'Complete, AllSucceeded, 0 items'"
+    assert (
+        "1 sidecar (camera_config/0.json); 1 unsupported (notes/readme.docx)" in (failed["message"])
+    )
+
+
+def upload(api: httpx.Client, auth: dict[str, str], dataset: int, name: str, data: bytes) -> int:
+    ticket = api.post(
+        f"/v1/datasets/{dataset}/uploads", json={"name": name, "size": len(data)}, headers=auth
+    ).json()
+    assert httpx.put(ticket["url"], content=data).status_code == 200
+    assert api.post(f"/v1/items/{ticket['itemId']}/complete", headers=auth).status_code == 200
+    return int(ticket["itemId"])
 
 
 def test_a_dataset_imports_an_archive_source_and_refuses_a_missing_one(

@@ -146,7 +146,7 @@ def _assert_messaging(settings: Settings, names: TenantNames, backlog_bytes: int
         }, "the tenant's role and the API's, nobody else"
         quota = http.get(f"/namespaces/{names.pulsar_namespace}/backlogQuotaMap").json()
         assert quota["destination_storage"]["limitSize"] == backlog_bytes
-        for topic in ("thumbnails", "pointclouds", "archives", "dead-letter"):
+        for topic in ("thumbnails", "pointclouds", "media", "archives", "dead-letter"):
             path = f"/persistent/{names.pulsar_namespace}/{topic}/subscriptions"
             assert http.get(path).json() == ["workers"]
 

@@ -8,13 +8,17 @@ import uuid
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
+import numpy as np
 import orjson
+import plyfile
 import pulsar
 import pytest
 import redis
 import sqlalchemy as sa
+from PIL import Image
 
 from annostack.adapters.object_store import ObjectStoreAdmin
 from annostack.adapters.pulsar_tokens import client_authentication
@@ -23,6 +27,7 @@ from annostack.apps.main import create_app
 from annostack.apps.testing import serve
 from annostack.domain import keyspace
 from annostack.domain.pointclouds import read_pcd
+from annostack.domain.rendering import bev_metadata
 from annostack.domain.tenant_stack import TenantConnection
 from annostack.domain.tenants import (
     DEAD_LETTER_TOPIC,
@@ -37,6 +42,8 @@ from annostack.services.uploads import UploadRequest, register_item
 from annostack.settings import Settings
 from tests.integration.conftest import provision
 from tests.integration.workloads import WorkerProcess, jpeg, small_cloud
+from tests.media import tone, video
+from tests.scans import street_scan
 from tests.support import wait_for
 
 pytestmark = pytest.mark.integration
@@ -209,18 +216,22 @@ def test_an_xtreme1_archive_is_imported_and_its_items_processed(
     directory: TenantDirectory,
     stack_settings: Settings,
 ) -> None:
-    dataset = register_archive(directory, stack_settings, tenant, xtreme1_zip(3), "export.zip")
+    export = io.BytesIO(xtreme1_zip(3))
+    with zipfile.ZipFile(export, "a") as archive:
+        archive.writestr("scene/model.obj", b"v 0 0 0\n")  # kept, with its reason
+    dataset = register_archive(directory, stack_settings, tenant, export.getvalue(), "export.zip")
     worker.start()
 
     def imported() -> bool:
         items = items_of(directory, tenant, dataset)
-        return items.get("export.zip") == "imported" and len(items) == 10
+        return items.get("export.zip") == "imported" and len(items) == 11
 
     wait_for(imported, timeout=60, what="archive imported")
     items = items_of(directory, tenant, dataset)
     # processing may already have started on the imported items
     assert items["scene/lidar_point_cloud_0/000001.pcd"] in ("uploaded", "processed")
-    assert items["scene/camera_config/000002.json"] == "uploaded"
+    assert items["scene/camera_config/000002.json"] == "stored", "a sidecar: kept, not queued"
+    assert items["scene/model.obj"] == "unsupported", "registered, never dead-lettered"
     ctx = directory.get(tenant.tenant)
     with ctx.engine.connect() as conn:
         ids = dict(
@@ -290,3 +301,100 @@ def test_an_item_uploaded_through_the_api_is_processed(
     store = ObjectStoreAdmin(stack_settings.s3).client
     key = f"derived/{ticket['itemId']}/thumb-200.jpg"
     wait_for(lambda: any(True for _ in store.list_objects(tenant.bucket, key)), what="thumbnail")
+
+
+def ply_scan() -> bytes:
+    cloud = street_scan(beams=16, azimuths=512)
+    vertices = np.empty(len(cloud), dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4")])
+    for axis in "xyz":
+        vertices[axis] = cloud.points[axis]
+    out = io.BytesIO()
+    element = plyfile.PlyElement.describe(vertices, "vertex")
+    plyfile.PlyData([element], byte_order=">").write(out)  # binary, big-endian
+    return out.getvalue()
+
+
+def upright_tiff() -> bytes:
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored landscape, shown portrait
+    out = io.BytesIO()
+    Image.new("RGB", (640, 360), (200, 30, 30)).save(out, "TIFF", exif=exif.tobytes())
+    return out.getvalue()
+
+
+KINDS = {
+    # dataType, file name, body, outputs expected under derived/<item>/
+    "video": ("VIDEO", "clip.mp4", video(seconds=2.0), ["info.json", "poster.jpg", "frames/7.jpg"]),
+    "audio": ("AUDIO", "tone.wav", tone(seconds=1.0), ["info.json", "waveform.png"]),
+    "text": ("TEXT", "notes.txt", "Grüße\nzweite Zeile\n".encode(), ["info.json"]),
+    "ply": ("POINT_CLOUD", "scan.ply", ply_scan(), ["cloud.pcd", "bev.png"]),
+    "tiff": ("IMAGE", "photo.tif", upright_tiff(), ["thumb-200.jpg", "thumb-800.jpg"]),
+}
+
+
+def test_every_kind_uploaded_through_the_api_is_processed_or_kept_with_its_reason(
+    tenant: TenantConnection,
+    worker: WorkerProcess,
+    directory: TenantDirectory,
+    stack_settings: Settings,
+) -> None:
+    token = create_api_token(directory.get(tenant.tenant), "kinds-test")
+    auth = {"Authorization": f"Bearer {token}"}
+    store = ObjectStoreAdmin(stack_settings.s3).client
+    worker.start()
+    with serve(create_app(stack_settings)) as api:
+
+        def upload(data_type: str, name: str, body: bytes) -> int:
+            dataset = api.post(
+                "/v1/datasets",
+                json={"name": f"k-{uuid.uuid4().hex[:6]}", "displayName": name,
+                      "dataType": data_type},
+                headers=auth,
+            ).json()["id"]  # fmt: skip
+            ticket = api.post(
+                f"/v1/datasets/{dataset}/uploads", json={"name": name, "size": len(body)},
+                headers=auth,
+            ).json()  # fmt: skip
+            assert httpx.put(ticket["url"], content=body).status_code == 200
+            done = api.post(f"/v1/items/{ticket['itemId']}/complete", headers=auth)
+            assert done.status_code == 200, done.text
+            return int(ticket["itemId"])
+
+        items = {kind: upload(t, name, body) for kind, (t, name, body, _) in KINDS.items()}
+        unsupported = upload("POINT_CLOUD", "mesh.obj", b"v 0 0 0\nv 1 0 0\nf 1 2 1\n")
+
+        def item(item_id: int) -> dict[str, Any]:
+            body: dict[str, Any] = api.get(f"/v1/items/{item_id}", headers=auth).json()
+            return body
+
+        kept = item(unsupported)
+        assert (kept["kind"], kept["status"]) == ("unsupported", "unsupported")
+        assert kept["statusReason"].startswith(".obj files are not processed; supported:")
+        wait_for(
+            lambda: all(item(i)["status"] == "processed" for i in items.values()),
+            timeout=90,
+            what="every kind processed",
+        )
+        assert {kind: item(i)["kind"] for kind, i in items.items()} == {
+            "video": "video", "audio": "audio", "text": "text", "ply": "pointcloud",
+            "tiff": "image",
+        }  # fmt: skip
+    for kind, (_, _, _, outputs) in KINDS.items():
+        for name in outputs:
+            key = f"derived/{items[kind]}/{name}"
+            assert any(True for _ in store.list_objects(tenant.bucket, key)), key
+
+    def fetch(kind: str, name: str) -> bytes:
+        response = store.get_object(tenant.bucket, f"derived/{items[kind]}/{name}")
+        return bytes(response.read())
+
+    assert orjson.loads(fetch("video", "info.json"))["durationSeconds"] == 2.0
+    assert orjson.loads(fetch("audio", "info.json"))["sampleRate"] == 16_000
+    assert orjson.loads(fetch("text", "info.json"))["encoding"] == "utf-8"
+    bev = bev_metadata(fetch("ply", "bev.png"))
+    scan = street_scan(beams=16, azimuths=512).points
+    in_range = int(((np.abs(scan["x"]) < 50) & (np.abs(scan["y"]) < 50)).sum())
+    assert (bev.centred_on, bev.range_metres, bev.points_drawn) == ("sensor", 50.0, in_range)
+    with Image.open(io.BytesIO(fetch("tiff", "thumb-200.jpg"))) as thumb:
+        assert thumb.size == (112, 200), "TIFF thumbnails are upright (EXIF orientation)"
+    assert not any(True for _ in store.list_objects(tenant.bucket, f"derived/{unsupported}/"))

@@ -15,7 +15,7 @@ import lupa.lua51 as lua51
 import pytest
 
 from annostack.domain.conditions import ConditionType, set_condition
-from annostack.domain.processing import DatasetStatus, ProcessingJobStatus
+from annostack.domain.processing import DatasetStatus, JobPhase, ProcessingJobStatus
 from annostack.domain.tenants import TenantNames
 from annostack.operator.status import tenant_status, with_condition
 from annostack.operator.tenants import PAUSE_ANNOTATION
@@ -151,7 +151,8 @@ def test_processing_jobs_complete_and_failed() -> None:
         "3 items failed",
     )
     assert health(_job(status.model_copy(update={"conditions": running})))[0] == "Progressing"
-    assert health(_job(status.model_copy(update={"phase": "Cancelled"})))[0] == "Suspended"
+    cancelled = status.model_copy(update={"phase": JobPhase.CANCELLED})
+    assert health(_job(cancelled))[0] == "Suspended"
 
 
 def test_datasets_follow_ready_and_fall_back_to_the_phase() -> None:
