@@ -123,7 +123,8 @@ CONTENT_TYPES: dict[str, tuple[FileKind, str]] = {
     "text/csv": (FileKind.TEXT, "csv"),
 }
 # Xtreme1 export folders whose files are kept beside the data, not processed as data.
-SIDECAR_FOLDER = re.compile(r"^(camera_config|result)$")
+# fullmatch, never match: `$` also matches before a trailing newline.
+SIDECAR_FOLDER = re.compile(r"camera_config|result")
 # In a TEXT dataset these are the data; beside clouds and images they describe them.
 TEXT_SUFFIXES_OF_TEXT_DATASETS = {".json", ".xml", ".yaml", ".yml"}
 NESTED_ARCHIVE = "an archive inside an archive is not unpacked"
@@ -163,7 +164,7 @@ def classify(
 ) -> FileClass:
     """The kind of a file named `name` in a dataset of `data_type` (None: not known)."""
     path = PurePosixPath(name.replace("\\", "/"))
-    if any(SIDECAR_FOLDER.match(part) for part in path.parts[:-1]):
+    if any(SIDECAR_FOLDER.fullmatch(part) for part in path.parts[:-1]):
         return FileClass(FileKind.SIDECAR, "xtreme1")
     suffix = _suffix(name)
     found = SUFFIXES.get(suffix) or CONTENT_TYPES.get(content_type.split(";")[0].strip().lower())

@@ -11,8 +11,8 @@ from pydantic import ValidationError
 from annostack.adapters import database
 from annostack.domain.annotations import valid_source
 from annostack.domain.errors import BackendRejected, Invalid
+from annostack.domain.items import FileKind, classify
 from annostack.services.annotations import document_key
-from annostack.services.archives import classify
 from annostack.services.datasets import DatasetCreate
 from annostack.services.uploads import object_key
 
@@ -33,9 +33,12 @@ def test_upload_extensions() -> None:
 
 
 def test_archive_directories() -> None:
-    assert classify("camera_config/front.json") == "config"
-    assert classify("camera_config\n/front.json") == "other"
-    assert classify("lidar_point_cloud_0\n/a.txt") == "other"
+    # A cloud in an Xtreme1 sidecar folder is kept as a sidecar; in a look-alike folder whose
+    # name ends in a newline it is a cloud like any other.
+    assert classify("scene/camera_config/front.pcd").kind is FileKind.SIDECAR
+    assert classify("scene/result/front.pcd").kind is FileKind.SIDECAR
+    assert classify("scene/camera_config\n/front.pcd").kind is FileKind.POINT_CLOUD
+    assert classify("scene/result\n/front.pcd").kind is FileKind.POINT_CLOUD
 
 
 def test_sql_identifiers() -> None:
