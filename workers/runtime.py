@@ -9,7 +9,9 @@
   the worker waits `backend_pause_ms` before the next message instead of spinning through
   the queue. Every write is idempotent (outputs with If-None-Match, statuses, job sets), so a
   message retried after some of its bookkeeping succeeded ends the same as one that went
-  through at once.
+  through at once. A backend that answers with a refusal is not down: Redis' NOPERM (a key
+  outside the tenant's ACL user) or WRONGTYPE is handled as an unexpected error, below.
+  A message naming another tenant is invalid input, refused before any of its keys is read.
 * Anything else unexpected is retried the same way, but after `max_attempts` it goes to the
   dead-letter topic, with the last error.
 * The whole of one message — processing, recording the result, dead-lettering — is guarded:
@@ -39,7 +41,7 @@ import redis
 from prometheus_client import Counter, Histogram
 
 from annostack.adapters.database import engine_for
-from annostack.adapters.job_progress import ImportState, JobProgress
+from annostack.adapters.job_progress import ImportState, JobProgress, refused
 from annostack.adapters.objects import Presigner
 from annostack.adapters.pulsar_tokens import client_authentication
 from annostack.adapters.push import PushPublisher
@@ -72,7 +74,6 @@ from annostack.workers.settings import WorkerSettings
 
 log = logging.getLogger("annostack.worker")
 PERMANENT = (PointCloudError, ImageError, MediaError, TextError, InvalidTask, UnsafeArchive)
-BACKEND_DOWN = (BackendUnavailable, redis.RedisError)  # S3 failures are Transient, below
 FAILURES_KEPT = 1000
 
 PROCESSED = Counter("annostack_worker_messages_total", "Messages handled, by result.", ["result"])
@@ -82,6 +83,15 @@ SECONDS = Histogram(
     ["topic"],
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
 )
+
+
+def backend_down(error: BaseException) -> bool:
+    """Not the message's fault: a backend is away (S3 failures are Transient, below). Redis
+    refusing a call (NOPERM from the tenant's ACL user, WRONGTYPE) is no outage: retried
+    forever it would never pass, so it goes the way of any unexpected error."""
+    if isinstance(error, redis.RedisError):
+        return not refused(error)
+    return isinstance(error, BackendUnavailable)
 
 
 class Transient(BackendUnavailable):
@@ -172,11 +182,12 @@ class Worker:
         started = time.monotonic()
         try:
             self._handle_one(message, consumer, dead_letters)
-        except BACKEND_DOWN as error:
-            self._retry_later(message, consumer, f"a backend is unavailable: {error}")
-            self.stopping.wait(self.settings.backend_pause_ms / 1000)
         except Exception as error:  # bookkeeping or dead-lettering failed: never end the loop
-            self._retry_later(message, consumer, f"{type(error).__name__}: {error}")
+            if backend_down(error):
+                self._retry_later(message, consumer, f"a backend is unavailable: {error}")
+                self.stopping.wait(self.settings.backend_pause_ms / 1000)
+            else:
+                self._retry_later(message, consumer, f"{type(error).__name__}: {error}")
         finally:
             SECONDS.labels(topic.rsplit("/", 1)[-1]).observe(time.monotonic() - started)
 
@@ -191,6 +202,10 @@ class Worker:
         task: Task | None = None
         try:
             task = Task.parse(message.data(), message.topic_name())
+            if task.tenant != self.connection.tenant:  # before any key named after it is read
+                raise InvalidTask(
+                    f"message for tenant {task.tenant} on {self.connection.tenant}'s topic"
+                )
             if task.job and self.jobs.is_cancelled(task.tenant, task.job):
                 consumer.acknowledge(message)
                 PROCESSED.labels("cancelled").inc()
@@ -202,9 +217,9 @@ class Worker:
             consumer.acknowledge(message)
             self._announce(task, "failed")
             return
-        except BACKEND_DOWN:
-            raise  # not the message's fault: retried however long the outage lasts
         except Exception as error:
+            if backend_down(error):
+                raise  # not the message's fault: retried however long the outage lasts
             attempts = message.redelivery_count() + 1
             if attempts < self.settings.max_attempts:
                 raise
@@ -265,10 +280,6 @@ class Worker:
             )
 
     def _process(self, task: Task) -> Outcome:
-        if task.tenant != self.connection.tenant:
-            raise InvalidTask(
-                f"message for tenant {task.tenant} on {self.connection.tenant}'s topic"
-            )
         if task.topic.endswith("/archives"):
             importer = ArchiveImporter(
                 self.tenant, self.signer, self.http, self.redis, self._publish, self._push,

@@ -27,7 +27,7 @@ from enum import StrEnum
 import redis
 
 from annostack.domain import keyspace
-from annostack.domain.errors import Backend, BackendUnavailable
+from annostack.domain.errors import Backend, BackendError, BackendRejected, BackendUnavailable
 from annostack.domain.items import SkipReason
 
 RETENTION_SECONDS = 30 * 86400
@@ -78,7 +78,7 @@ class JobProgress:
                 pipe.expire(key, RETENTION_SECONDS)
                 pipe.execute()
         except redis.RedisError as error:
-            raise BackendUnavailable(Backend.REDIS, f"job progress: {error}") from error
+            raise _translated(error) from error
 
     def expect(self, tenant: str, job: str, item_ids: Iterable[int]) -> None:
         self._add(tenant, job, "expected", item_ids)
@@ -100,7 +100,7 @@ class JobProgress:
                 pipe.expire(key, RETENTION_SECONDS)
                 pipe.execute()
         except redis.RedisError as error:
-            raise BackendUnavailable(Backend.REDIS, f"job progress: {error}") from error
+            raise _translated(error) from error
 
     def cancel(self, tenant: str, job: str) -> None:
         self._set_state(tenant, job, {"cancelled": "1"})
@@ -112,7 +112,7 @@ class JobProgress:
         try:
             return bool(self.redis.hexists(self._key(tenant, job, "state"), "cancelled"))
         except redis.RedisError as error:
-            raise BackendUnavailable(Backend.REDIS, f"job progress: {error}") from error
+            raise _translated(error) from error
 
     def counts(self, tenant: str, job: str) -> JobCounts:
         try:
@@ -125,7 +125,7 @@ class JobProgress:
                     pipe.srandmember(self._key(tenant, job, f"skipped:{reason}"), SKIP_EXAMPLES)
                 expected, succeeded, failed, state, *skips = pipe.execute()
         except redis.RedisError as error:
-            raise BackendUnavailable(Backend.REDIS, f"job progress: {error}") from error
+            raise _translated(error) from error
         state = {_text(k): _text(v) for k, v in state.items()}
         imported = state.get("import")
         return JobCounts(
@@ -159,7 +159,22 @@ class JobProgress:
                 pipe.expire(state, RETIRED_SECONDS)
                 pipe.execute()
         except redis.RedisError as error:
-            raise BackendUnavailable(Backend.REDIS, f"job progress: {error}") from error
+            raise _translated(error) from error
+
+
+def refused(error: redis.RedisError) -> bool:
+    """Redis answered and said no (NOPERM: a key outside the tenant's ACL user, WRONGTYPE, a
+    bad command): a bug or a permission, not an outage, so retrying the same call will not
+    help. READONLY (a replica mid-failover) is the exception: it passes."""
+    return isinstance(error, redis.ResponseError) and not isinstance(
+        error, redis.exceptions.ReadOnlyError
+    )
+
+
+def _translated(error: redis.RedisError) -> BackendError:
+    if refused(error):
+        return BackendRejected(Backend.REDIS, f"job progress: {error}")
+    return BackendUnavailable(Backend.REDIS, f"job progress: {error}")
 
 
 def _text(value: bytes | str) -> str:

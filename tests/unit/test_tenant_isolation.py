@@ -9,13 +9,17 @@ from unittest.mock import MagicMock
 from urllib.parse import urlsplit
 
 import pytest
+import redis
 from minio.credentials import Credentials
 from minio.error import S3Error
 from minio.signer import sign_v4_s3
 
 from annostack.adapters.identities import AccessKey, bucket_policy, sign_v4
+from annostack.adapters.job_progress import JobProgress
 from annostack.adapters.object_store import ObjectStoreAdmin
 from annostack.domain import keyspace
+from annostack.domain.errors import Backend, BackendRejected, BackendUnavailable
+from annostack.domain.items import SkipReason
 from annostack.domain.keyspace import Family
 from annostack.domain.push import Destination
 from annostack.domain.tenant_stack import TenantConnection
@@ -30,6 +34,7 @@ from annostack.services.tenant_credentials import (
 )
 from annostack.services.tenants import rollout_finished
 from annostack.settings import DatabaseSettings
+from annostack.workers.runtime import Transient, backend_down
 
 
 def _reaches(tenant: str, key: str) -> bool:
@@ -50,6 +55,26 @@ def test_a_tenants_patterns_cover_its_worker_keys_and_nothing_of_a_neighbours() 
     assert not any(_reaches("a", key) for key in neighbours)
     api_only = [keyspace.key(Family.LOCK, "a", 1), keyspace.key(Family.RATE, "a", 1)]
     assert not any(_reaches("a", key) for key in api_only), "locks and rates are the API's"
+
+
+def test_every_job_progress_key_a_worker_writes_is_inside_its_tenants_acl() -> None:
+    parts = ["expected", "succeeded", "failed", "state", *(f"skipped:{r}" for r in SkipReason)]
+    keys = [JobProgress._key("a", "uid", part) for part in parts]
+    assert all(_reaches("a", key) for key in keys), "NOPERM at run time otherwise"
+    assert not any(_reaches("a-b", key) for key in keys)
+
+
+def test_a_refusal_by_redis_is_not_an_outage_the_worker_waits_out() -> None:
+    """NOPERM retried as an outage would block the message forever."""
+    assert backend_down(redis.ConnectionError("Connection refused"))
+    assert backend_down(redis.TimeoutError("Timeout reading from socket"))
+    assert backend_down(redis.exceptions.ReadOnlyError("READONLY replica"))
+    assert backend_down(BackendUnavailable(Backend.DATABASE, "lost connection"))
+    assert backend_down(Transient("S3 GET data/1/2.pcd: 503"))
+    assert not backend_down(redis.exceptions.NoPermissionError("NOPERM no permissions"))
+    assert not backend_down(redis.ResponseError("WRONGTYPE Operation against a key"))
+    assert not backend_down(BackendRejected(Backend.REDIS, "job progress: NOPERM"))
+    assert not backend_down(ValueError("a bug"))
 
 
 def test_a_tenants_channel_pattern_is_its_own_destinations_only() -> None:
