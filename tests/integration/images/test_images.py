@@ -29,11 +29,19 @@ COMMANDS = {
     "worker": ["worker", "run", "--help"],
 }
 # Every native library the worker's code path loads: the Pulsar client, the compiled LZF
-# (a source-only package the builder compiles), Pillow, numpy; and a PCD round trip.
+# (a source-only package the builder compiles), Pillow, numpy; FFmpeg inside PyAV (a WAV's
+# waveform) and Arrow (ASCII PCD's CSV reader), which bring their own shared libraries to
+# the Debian base; plyfile.
 WORKER_IMPORTS = (
-    "import lzf, numpy, PIL.Image, pulsar, annostack.workers.runtime;"
+    "import io, wave, lzf, numpy, PIL.Image, pulsar, plyfile, pyarrow.csv,"
+    " annostack.workers.runtime;"
+    "from annostack.domain.media import audio_waveform;"
     "data = bytes(range(256)) * 64;"
     "assert lzf.decompress(lzf.compress(data), len(data)) == data;"
+    "out = io.BytesIO(); w = wave.open(out, 'wb'); w.setnchannels(1); w.setsampwidth(2);"
+    "w.setframerate(8000); w.writeframes(bytes(16000)); w.close();"
+    "assert audio_waveform(out.getvalue())[0].sample_rate == 8000;"
+    "assert pyarrow.csv.read_csv(io.BytesIO(b'x,y\\n1,2\\n')).num_rows == 1;"
     "print('worker libraries ok')"
 )
 
