@@ -20,6 +20,8 @@ import redis
 from PIL import Image
 
 from annostack.adapters.object_store import ObjectStoreAdmin
+from annostack.adapters.pulsar_tokens import client_authentication
+from annostack.domain import keyspace
 from annostack.domain.pointclouds import Field, PointCloud, write_pcd
 from annostack.domain.tenant_stack import TenantConnection
 from annostack.settings import Settings
@@ -59,7 +61,10 @@ def worker_bench() -> Figures:
 def _measure(settings: Settings, connection: TenantConnection) -> Figures:
     tenant = connection.tenant
     store = ObjectStoreAdmin(settings.s3).client
-    client = pulsar.Client(connection.pulsar_service_url)
+    token = connection.pulsar_token.get_secret_value()  # the tenant's role, as its workers
+    client = pulsar.Client(
+        connection.pulsar_service_url, authentication=client_authentication(token)
+    )
     try:
         jobs = [("thumbnails", ".jpg", _jpeg())] * IMAGES + [
             ("pointclouds", ".pcd", _cloud())
@@ -81,10 +86,9 @@ def _measure(settings: Settings, connection: TenantConnection) -> Figures:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
+        processed = keyspace.key(keyspace.Family.PROCESSING, tenant)
         try:
-            while int(counters.hget(f"annostack:processing:{tenant}", "processed") or 0) < len(
-                jobs
-            ):
+            while int(counters.hget(processed, "processed") or 0) < len(jobs):
                 time.sleep(0.1)
                 if time.monotonic() - started > 600:
                     raise RuntimeError("worker did not finish in 10 minutes")
