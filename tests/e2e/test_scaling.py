@@ -1,0 +1,186 @@
+"""Traffic through the cluster: metrics scraped as Prometheus would, a backlog the workers drain.
+
+Uploads go through the API's Service (its NodePort on the node's address), workers are pods the
+operator scales on the tenant's queue depth, and the counters are read from a pod in a
+monitoring namespace, over cluster DNS, as a ServiceMonitor's scrape would.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import io
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from kubernetes import client
+from PIL import Image
+
+from annostack.devstack.platform import API, NAMESPACE, OPERATOR, Platform
+from annostack.domain.tenants import TenantNames
+from annostack.services.tenancy import TenantDirectory
+from tests.e2e.conftest import ClusterTenants, api_token
+from tests.e2e.pods import pods, run_in, running_ready
+from tests.support import wait_for
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning"),
+]
+
+ITEMS = 300
+# Two workers fit the two-core node beside the operator and the API only with a small plan.
+SMALL_WORKER = {"workerCpu": "250m", "workerMemory": "512Mi"}
+
+
+@pytest.fixture(scope="module")
+def scraper(platform: Platform, core: client.CoreV1Api) -> Iterator[tuple[str, str]]:
+    """A pod in a namespace labelled for monitoring (the NetworkPolicies let it scrape)."""
+    namespace = f"e2e-monitoring-{uuid.uuid4().hex[:6]}"
+    labels = {"annostack.io/role": "monitoring", "pod-security.kubernetes.io/enforce": "restricted"}
+    core.create_namespace(
+        client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace, labels=labels))
+    )
+    name = "scraper"
+    security = client.V1SecurityContext(
+        allow_privilege_escalation=False,
+        capabilities=client.V1Capabilities(drop=["ALL"]),
+        run_as_non_root=True,
+        seccomp_profile=client.V1SeccompProfile(type="RuntimeDefault"),
+    )
+    container = client.V1Container(
+        name="scraper",
+        image=platform.images.api.ref,
+        command=["python", "-c", "import time; time.sleep(3600)"],
+        security_context=security,
+        resources=client.V1ResourceRequirements(requests={"cpu": "10m", "memory": "64Mi"}),
+    )
+    spec = client.V1PodSpec(containers=[container], termination_grace_period_seconds=0)
+    core.create_namespaced_pod(
+        namespace, client.V1Pod(metadata=client.V1ObjectMeta(name=name), spec=spec)
+    )
+    wait_for(
+        lambda: running_ready(core.read_namespaced_pod(name, namespace)),
+        timeout=120,
+        what="the scraper pod Ready",
+    )
+    yield namespace, name
+    core.delete_namespace(namespace)
+
+
+def scrape(core: client.CoreV1Api, scraper: tuple[str, str], url: str) -> str:
+    namespace, pod = scraper
+    code = (
+        f"import urllib.request; print(urllib.request.urlopen({url!r}, timeout=10).read().decode())"
+    )
+    return run_in(core, pod, namespace, code)
+
+
+def sample_total(metrics: str, name: str, **labels: str) -> float:
+    """The sum of a metric's samples whose labels include `labels`."""
+    wanted = [f'{key}="{value}"' for key, value in labels.items()]
+    total = 0.0
+    for line in metrics.splitlines():
+        if line.startswith((f"{name} ", f"{name}{{")) and all(w in line for w in wanted):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def test_operator_and_api_metrics_move_when_scraped_through_the_cluster(
+    platform: Platform,
+    core: client.CoreV1Api,
+    scraper: tuple[str, str],
+    tenants: ClusterTenants,
+    directory: TenantDirectory,
+) -> None:
+    operator = f"http://{OPERATOR}-metrics.{NAMESPACE}.svc.cluster.local:9090/metrics"
+    api = f"http://{API}.{NAMESPACE}.svc.cluster.local"
+    reconciles = "annostack_operator_reconciles_total"
+    requests = "annostack_api_request_duration_seconds_count"
+    before = sample_total(scrape(core, scraper, operator), reconciles, kind="Tenant")
+    api_before = sample_total(scrape(core, scraper, f"{api}/metrics"), requests)
+    name = tenants.create(plan=SMALL_WORKER)
+    tenants.wait_condition(name, "Ready", "True")
+    token = api_token(directory, name)
+    listed = httpx.get(
+        f"{platform.api_url}/v1/datasets", headers={"Authorization": f"Bearer {token}"}
+    )
+    assert listed.status_code == 200, listed.text
+    assert sample_total(scrape(core, scraper, operator), reconciles, kind="Tenant") > before
+    assert sample_total(scrape(core, scraper, f"{api}/metrics"), requests) > api_before
+
+
+def jpeg(seed: int) -> bytes:
+    image = Image.new("RGB", (64, 48), ((seed * 37) % 256, (seed * 91) % 256, 120))
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=80)
+    return out.getvalue()
+
+
+def upload(api: httpx.Client, dataset: int, index: int) -> int:
+    payload = jpeg(index)
+    ticket = api.post(
+        f"/v1/datasets/{dataset}/uploads",
+        json={"name": f"f{index:04}.jpg", "size": len(payload), "contentType": "image/jpeg"},
+    )
+    assert ticket.status_code == 201, ticket.text
+    body = ticket.json()
+    assert httpx.put(body["url"], content=payload, timeout=30).status_code == 200
+    completed = api.post(f"/v1/items/{body['itemId']}/complete")
+    assert completed.status_code == 200, completed.text
+    return int(body["itemId"])
+
+
+def worker_pods(core: client.CoreV1Api, tenant: str) -> list[client.V1Pod]:
+    namespace = TenantNames(tenant=tenant).namespace
+    return pods(core, namespace, "app.kubernetes.io/name=annostack-worker")
+
+
+def test_a_backlog_starts_workers_that_process_every_item_despite_a_killed_pod(
+    platform: Platform,
+    core: client.CoreV1Api,
+    tenants: ClusterTenants,
+    directory: TenantDirectory,
+) -> None:
+    workers = {"minReplicas": 0, "maxReplicas": 2, "targetBacklogPerReplica": 100}
+    name = tenants.create(
+        plan=SMALL_WORKER, workers={**workers, "scaleDownStabilizationSeconds": 10}
+    )
+    tenants.wait_condition(name, "Ready", "True")
+    assert not worker_pods(core, name), "minReplicas 0: no worker before there is work"
+    auth = {"Authorization": f"Bearer {api_token(directory, name)}"}
+    with httpx.Client(base_url=platform.api_url, headers=auth, timeout=30) as api:
+        created = api.post(
+            "/v1/datasets", json={"name": "frames", "displayName": "F", "dataType": "IMAGE"}
+        )
+        assert created.status_code == 201, created.text
+        dataset = int(created.json()["id"])
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            items = list(pool.map(lambda i: upload(api, dataset, i), range(ITEMS)))
+        assert len(set(items)) == ITEMS
+        wait_for(
+            lambda: any(running_ready(p) for p in worker_pods(core, name)),
+            timeout=180,
+            what="a worker pod Running and Ready",
+        )
+        # A worker killed mid-batch: its unacknowledged messages go to the others.
+        victim = next(p for p in worker_pods(core, name) if running_ready(p))
+        core.delete_namespaced_pod(
+            victim.metadata.name, victim.metadata.namespace, grace_period_seconds=0
+        )
+
+        def processed() -> int:
+            return int(api.get(f"/v1/datasets/{dataset}").json()["processedCount"])
+
+        try:
+            wait_for(lambda: processed() >= ITEMS, timeout=420, what=f"{ITEMS} items processed")
+        except AssertionError as error:
+            states = Counter(api.get(f"/v1/items/{item}").json()["status"] for item in items)
+            raise AssertionError(f"{error}; item states: {dict(states)}") from error
+        assert processed() == ITEMS, "each item counted once"
+    wait_for(lambda: not worker_pods(core, name), timeout=240, what="worker pods back to 0")
+    tenants.wait_condition(name, "WorkersReady", "True")
+    workers_ready = tenants.condition(name, "WorkersReady")
+    assert workers_ready is not None and workers_ready["reason"] == "ScaledToZero"
