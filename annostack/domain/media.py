@@ -28,10 +28,10 @@ import av.container
 import numpy as np
 from PIL import Image
 
+from annostack.domain.derived import FRAME_COUNT
 from annostack.domain.models import CamelModel
 
 POSTER_AT = 0.10
-FRAME_COUNT = 8
 POSTER_MAX_EDGE = 1280
 WAVEFORM_WIDTH, WAVEFORM_HEIGHT = 1024, 200
 BLOCK = 256  # samples per min/max pair kept while decoding

@@ -15,6 +15,21 @@ import orjson
 from PIL import Image
 from pydantic import ValidationError
 
+from annostack.domain.derived import (
+    BEV,
+    CLOUD,
+    INFO,
+    POSTER,
+    PREVIEW_CLOUD,
+    THUMBNAIL_SIZES,
+    TILE_INDEX,
+    WAVEFORM,
+    DerivedFile,
+    derived_key,
+    frame,
+    thumbnail,
+    tile,
+)
 from annostack.domain.images import thumbnails
 from annostack.domain.items import (
     DATA_KINDS,
@@ -36,9 +51,7 @@ from annostack.domain.rendering import (
 )
 from annostack.domain.texts import read_text
 
-THUMBNAIL_SIZES = (200, 400, 800)
 FRAME_SIZE = 200  # a video's frame thumbnails: a strip under the player
-JPEG = "image/jpeg"
 BEV_SIZE = 1024
 TILE_METRES = 50.0
 PREVIEW_VOXEL_METRES = 0.2  # a light cloud a browser can open before the full-resolution tiles
@@ -146,15 +159,16 @@ class Output:
     content_type: str
 
 
-def derived(item_id: int, name: str) -> str:
-    return f"derived/{int(item_id)}/{name}"
+def output(task: Task, file: DerivedFile, body: bytes) -> Output:
+    """One of the item's derived files, named as the listing names it (domain.derived)."""
+    return Output(derived_key(task.item_id, file.name), body, file.content_type)
 
 
 def image_outputs(task: Task, data: bytes) -> list[Output]:
     if not task.wants("thumbnail"):
         return []
     return [
-        Output(derived(task.item_id, f"thumb-{size}.jpg"), jpeg, JPEG)
+        output(task, thumbnail(size), jpeg)
         for size, jpeg in sorted(thumbnails(data, THUMBNAIL_SIZES).items())
     ]
 
@@ -163,17 +177,10 @@ def pointcloud_outputs(task: Task, data: bytes, options: Options) -> list[Output
     cloud = read_any(data, task.key)
     outputs = []
     if task.wants("compress"):
-        outputs.append(
-            Output(derived(task.item_id, "cloud.pcd"), write_pcd(cloud), "application/octet-stream")
-        )
+        outputs.append(output(task, CLOUD, write_pcd(cloud)))
     if task.wants("render-bev"):
-        outputs.append(
-            Output(
-                derived(task.item_id, "bev.png"),
-                render_bev(cloud, BEV_SIZE, range_metres=options.bev_range_metres),
-                "image/png",
-            )
-        )
+        png = render_bev(cloud, BEV_SIZE, range_metres=options.bev_range_metres)
+        outputs.append(output(task, BEV, png))
     if task.wants("split") and len(cloud) > options.split_above_points:
         outputs += split_outputs(task, cloud)
     return outputs
@@ -189,8 +196,7 @@ def _jpeg(image: Image.Image, size: int | None = None) -> bytes:
 
 
 def _info(task: Task, info: CamelModel) -> Output:
-    body = orjson.dumps(info.model_dump(mode="json", by_alias=True))
-    return Output(derived(task.item_id, "info.json"), body, "application/json")
+    return output(task, INFO, orjson.dumps(info.model_dump(mode="json", by_alias=True)))
 
 
 def video_outputs(task: Task, data: bytes) -> list[Output]:
@@ -198,20 +204,16 @@ def video_outputs(task: Task, data: bytes) -> list[Output]:
     if not task.wants("thumbnail"):
         return []
     preview = video_preview(data)
-    frames = [{"file": f"frames/{n}.jpg", "seconds": round(at, 3)}
+    frames = [{"file": frame(n).name, "seconds": round(at, 3)}
               for n, (at, _) in enumerate(preview.frames)]  # fmt: skip
     info = preview.info.model_dump(mode="json", by_alias=True) | {"frameThumbnails": frames}
-    outputs = [
-        Output(derived(task.item_id, "info.json"), orjson.dumps(info), "application/json"),
-        Output(derived(task.item_id, "poster.jpg"), _jpeg(preview.poster), "image/jpeg"),
+    outputs = [output(task, INFO, orjson.dumps(info)), output(task, POSTER, _jpeg(preview.poster))]
+    outputs += [
+        output(task, thumbnail(size), _jpeg(preview.poster, size)) for size in THUMBNAIL_SIZES
     ]
     outputs += [
-        Output(derived(task.item_id, f"thumb-{size}.jpg"), _jpeg(preview.poster, size), JPEG)
-        for size in THUMBNAIL_SIZES
-    ]
-    outputs += [
-        Output(derived(task.item_id, f"frames/{n}.jpg"), _jpeg(frame, FRAME_SIZE), JPEG)
-        for n, (_, frame) in enumerate(preview.frames)
+        output(task, frame(n), _jpeg(image, FRAME_SIZE))
+        for n, (_, image) in enumerate(preview.frames)
     ]
     return outputs
 
@@ -221,7 +223,7 @@ def audio_outputs(task: Task, data: bytes) -> list[Output]:
     if not task.wants("thumbnail"):
         return []
     info, png = audio_waveform(data)
-    return [_info(task, info), Output(derived(task.item_id, "waveform.png"), png, "image/png")]
+    return [_info(task, info), output(task, WAVEFORM, png)]
 
 
 def text_outputs(task: Task, data: bytes) -> list[Output]:
@@ -234,20 +236,11 @@ def text_outputs(task: Task, data: bytes) -> list[Output]:
 def split_outputs(task: Task, cloud: PointCloud) -> list[Output]:
     """A light preview, fixed-size tiles and their index, for clouds too big to open whole."""
     preview = voxel_downsample(cloud, PREVIEW_VOXEL_METRES)
-    outputs = [
-        Output(derived(task.item_id, "preview.pcd"), write_pcd(preview), "application/octet-stream")
-    ]
+    outputs = [output(task, PREVIEW_CLOUD, write_pcd(preview))]
     tiles = split_tiles(cloud, TILE_METRES)
-    outputs += [
-        Output(
-            derived(task.item_id, f"tiles/{meta.name}.pcd"),
-            write_pcd(part),
-            "application/octet-stream",
-        )
-        for meta, part in tiles
-    ]
+    outputs += [output(task, tile(meta.name), write_pcd(part)) for meta, part in tiles]
     index = tile_index([meta for meta, _ in tiles], TILE_METRES, None)
-    outputs.append(Output(derived(task.item_id, "tiles/index.json"), index, "application/json"))
+    outputs.append(output(task, TILE_INDEX, index))
     return outputs
 
 
