@@ -7,8 +7,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 
-from annostack.apps.deps import TenantDep
+from annostack.apps.deps import ObjectsDep, TenantDep
+from annostack.domain.items import FileKind, ItemStatus
+from annostack.services import browsing
 from annostack.services import datasets as service
+from annostack.services.browsing import DEFAULT_PAGE, MAX_PAGE, ItemFilter, ItemPage
 from annostack.services.datasets import DatasetCreate, DatasetPage, DatasetPublic, ItemPublic
 
 router = APIRouter(prefix="/v1", tags=["datasets"])
@@ -41,6 +44,39 @@ async def get_dataset(ctx: TenantDep, dataset_id: int) -> DatasetPublic:
 )
 async def delete_dataset(ctx: TenantDep, dataset_id: int) -> None:
     await asyncio.to_thread(service.delete_dataset, ctx, dataset_id)
+
+
+@router.get(
+    "/datasets/{dataset_id}/items",
+    summary="Browse a dataset's items: keyset pages, filters, annotations, derived-file URLs.",
+)
+async def list_items(
+    ctx: TenantDep,
+    io: ObjectsDep,
+    dataset_id: int,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="Items per page.")] = DEFAULT_PAGE,
+    after: Annotated[
+        str | None, Query(max_length=64, description="`next` of the previous page.")
+    ] = None,
+    status: Annotated[
+        list[ItemStatus] | None, Query(description="Only items in these statuses (repeatable).")
+    ] = None,
+    kind: Annotated[
+        list[FileKind] | None, Query(description="Only items of these kinds (repeatable).")
+    ] = None,
+    name_prefix: Annotated[
+        str | None,
+        Query(alias="namePrefix", min_length=1, max_length=512, description="Name starts with."),
+    ] = None,
+    has_annotations: Annotated[
+        bool | None,
+        Query(alias="hasAnnotations", description="Only items with (true) or without (false)."),
+    ] = None,
+) -> ItemPage:
+    filters = ItemFilter(tuple(status or ()), tuple(kind or ()), name_prefix, has_annotations)
+    return await asyncio.to_thread(
+        browsing.list_items, ctx, io.presigner, dataset_id, filters, after, limit
+    )
 
 
 @router.get("/items/{item_id}", summary="One data item and its processing status.")
