@@ -9,6 +9,7 @@ from bench import (  # noqa: F401  (they register themselves)
     cli_bench,
     jobs_bench,
     limits_bench,
+    listing_bench,
     operator_bench,
     pointcloud_bench,
     push_bench,
