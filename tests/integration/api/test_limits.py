@@ -116,16 +116,19 @@ def test_field_errors_are_capped(api: httpx.Client, tenant_a: ApiTenant) -> None
     assert "not a number" not in response.text, "the input is not echoed"
 
 
-def test_a_5_tib_upload_gets_its_part_urls_a_page_at_a_time(
+def test_a_10_000_part_upload_gets_its_part_urls_a_page_at_a_time(
     api: httpx.Client, tenant_b: ApiTenant
 ) -> None:
     dataset = new_dataset(api, tenant_b)
     uploads = f"/v1/datasets/{dataset}/uploads"
     too_big = {"name": "huge.las", "size": MAX_OBJECT_BYTES + 1}
     assert api.post(uploads, json=too_big, headers=tenant_b.auth).status_code == 413
-    ticket = api.post(
-        uploads, json={"name": "huge.las", "size": MAX_OBJECT_BYTES}, headers=tenant_b.auth
-    )
+    # S3's largest object is over the default plan's 100Gi: refused before anything is stored.
+    largest = {"name": "huge.las", "size": MAX_OBJECT_BYTES}
+    over_plan = api.post(uploads, json=largest, headers=tenant_b.auth)
+    assert over_plan.status_code == 403 and "plan.storage" in over_plan.text, over_plan.text
+    # 90 GiB fits the plan and still needs S3's 10,000 parts (8 MiB parts cover only 78 GiB).
+    ticket = api.post(uploads, json={"name": "huge.las", "size": 90 * 2**30}, headers=tenant_b.auth)
     assert ticket.status_code == 201, ticket.text
     assert len(ticket.content) < 200_000
     multipart = ticket.json()["multipart"]

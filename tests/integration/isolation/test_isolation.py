@@ -19,6 +19,7 @@ from annostack.domain import keyspace
 from annostack.domain.tenants import DeletionPolicy, TenantNames, TenantSpec
 from annostack.services.tenants import TenantProvisioner
 from annostack.settings import Settings
+from tests.integration.conftest import provision
 from tests.integration.isolation.probe import attack, connection_of, own_access
 
 pytestmark = pytest.mark.integration
@@ -28,8 +29,7 @@ pytestmark = pytest.mark.integration
 def victim(provisioner: TenantProvisioner, stack_settings: Settings) -> Iterator[TenantNames]:
     """Tenant B, with something worth stealing in its bucket and its Redis keys."""
     names = TenantNames(tenant=f"vic{uuid.uuid4().hex[:8]}")
-    report = provisioner.reconcile(names.tenant, TenantSpec(display_name="victim"))
-    assert report.ready, report.failures
+    provision(provisioner, names.tenant, TenantSpec(display_name="victim"))
     body = b'{"objects": ["secret"]}'
     store = ObjectStoreAdmin(stack_settings.s3)
     store.client.put_object(names.bucket, "annotations/1/probe.json", io.BytesIO(body), len(body))
@@ -44,8 +44,7 @@ def victim(provisioner: TenantProvisioner, stack_settings: Settings) -> Iterator
 def attacker(provisioner: TenantProvisioner, admin_kube: Kube) -> Iterator[dict[str, str]]:
     """Tenant A's Secret: every value its worker pods get, and nothing else."""
     names = TenantNames(tenant=f"att{uuid.uuid4().hex[:8]}")
-    report = provisioner.reconcile(names.tenant, TenantSpec(display_name="attacker"))
-    assert report.ready, report.failures
+    provision(provisioner, names.tenant, TenantSpec(display_name="attacker"))
     secret = admin_kube.secret_data(names.namespace, names.secret)
     assert secret
     yield secret
