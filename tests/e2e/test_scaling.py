@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import concurrent.futures
 import io
+import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -30,9 +32,11 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning"),
 ]
 
-ITEMS = 300
+ITEMS = 200
 # Two workers fit the two-core node beside the operator and the API only with a small plan.
 SMALL_WORKER = {"workerCpu": "250m", "workerMemory": "512Mi"}
+# Requests are limits: at 250m a worker takes a minute to import its libraries.
+SCALING_WORKER = {"workerCpu": "500m", "workerMemory": "768Mi"}
 
 
 @pytest.fixture(scope="module")
@@ -119,16 +123,35 @@ def jpeg(seed: int) -> bytes:
     return out.getvalue()
 
 
-def upload(api: httpx.Client, dataset: int, index: int) -> int:
+class PoliteClient:
+    """What the API asks of its clients: a 503 is temporary, retried after Retry-After."""
+
+    ATTEMPTS = 5
+
+    def __init__(self, api: httpx.Client) -> None:
+        self.api = api
+        self.unavailable = 0  # 503s answered, for the test to bound
+
+    def post(self, url: str, **kwargs: Any) -> httpx.Response:
+        for _ in range(self.ATTEMPTS):
+            response = self.api.post(url, **kwargs)
+            if response.status_code != httpx.codes.SERVICE_UNAVAILABLE:
+                return response
+            self.unavailable += 1
+            time.sleep(float(response.headers.get("Retry-After", "1")))
+        return response
+
+
+def upload(client: PoliteClient, dataset: int, index: int) -> int:
     payload = jpeg(index)
-    ticket = api.post(
+    ticket = client.post(
         f"/v1/datasets/{dataset}/uploads",
         json={"name": f"f{index:04}.jpg", "size": len(payload), "contentType": "image/jpeg"},
     )
     assert ticket.status_code == 201, ticket.text
     body = ticket.json()
     assert httpx.put(body["url"], content=payload, timeout=30).status_code == 200
-    completed = api.post(f"/v1/items/{body['itemId']}/complete")
+    completed = client.post(f"/v1/items/{body['itemId']}/complete")
     assert completed.status_code == 200, completed.text
     return int(body["itemId"])
 
@@ -138,6 +161,7 @@ def worker_pods(core: client.CoreV1Api, tenant: str) -> list[client.V1Pod]:
     return pods(core, namespace, "app.kubernetes.io/name=annostack-worker")
 
 
+@pytest.mark.timeout(900)  # uploads, two pod starts, a kill, the drain and the scale-down
 def test_a_backlog_starts_workers_that_process_every_item_despite_a_killed_pod(
     platform: Platform,
     core: client.CoreV1Api,
@@ -146,7 +170,7 @@ def test_a_backlog_starts_workers_that_process_every_item_despite_a_killed_pod(
 ) -> None:
     workers = {"minReplicas": 0, "maxReplicas": 2, "targetBacklogPerReplica": 100}
     name = tenants.create(
-        plan=SMALL_WORKER, workers={**workers, "scaleDownStabilizationSeconds": 10}
+        plan=SCALING_WORKER, workers={**workers, "scaleDownStabilizationSeconds": 10}
     )
     tenants.wait_condition(name, "Ready", "True")
     assert not worker_pods(core, name), "minReplicas 0: no worker before there is work"
@@ -157,9 +181,12 @@ def test_a_backlog_starts_workers_that_process_every_item_despite_a_killed_pod(
         )
         assert created.status_code == 201, created.text
         dataset = int(created.json()["id"])
+        polite = PoliteClient(api)
         with concurrent.futures.ThreadPoolExecutor(4) as pool:
-            items = list(pool.map(lambda i: upload(api, dataset, i), range(ITEMS)))
+            items = list(pool.map(lambda i: upload(polite, dataset, i), range(ITEMS)))
         assert len(set(items)) == ITEMS
+        # Seen on the local node: now and then "503 Redis: ConnectionError" (issue 12's note).
+        assert polite.unavailable <= ITEMS * 2 // 20, f"{polite.unavailable} answers were 503"
         wait_for(
             lambda: any(running_ready(p) for p in worker_pods(core, name)),
             timeout=180,
@@ -178,7 +205,8 @@ def test_a_backlog_starts_workers_that_process_every_item_despite_a_killed_pod(
             wait_for(lambda: processed() >= ITEMS, timeout=420, what=f"{ITEMS} items processed")
         except AssertionError as error:
             states = Counter(api.get(f"/v1/items/{item}").json()["status"] for item in items)
-            raise AssertionError(f"{error}; item states: {dict(states)}") from error
+            running = [(p.metadata.name, p.status.phase) for p in worker_pods(core, name)]
+            raise AssertionError(f"{error}; items: {dict(states)}; pods: {running}") from error
         assert processed() == ITEMS, "each item counted once"
     wait_for(lambda: not worker_pods(core, name), timeout=240, what="worker pods back to 0")
     tenants.wait_condition(name, "WorkersReady", "True")
