@@ -32,6 +32,7 @@ from annostack.apps.testing import serve
 from annostack.services.annotations import presign_sequence
 from annostack.services.tenancy import create_api_token
 from annostack.settings import Settings
+from bench import runner
 from bench.runner import Figures, bench_tenant, benchmark
 
 FRAMES = 300
@@ -62,16 +63,7 @@ def frame_document(frame: int) -> dict[str, Any]:
 
 
 def timed(function: Callable[[], object], rounds: int = ROUNDS) -> dict[str, float]:
-    samples = []
-    for _ in range(rounds):
-        started = time.perf_counter()
-        function()
-        samples.append(time.perf_counter() - started)
-    samples.sort()
-    return {
-        "p50_ms": round(statistics.median(samples) * 1000, 1),
-        "p95_ms": round(samples[int(0.95 * (len(samples) - 1))] * 1000, 1),
-    }
+    return runner.timed(function, rounds, digits=1)
 
 
 def throughput(function: Callable[[], object], seconds: float = 10.0) -> float:

@@ -16,9 +16,6 @@ case, 100 videos (info, poster, 3 thumbnails, 8 frames: 1,300).
 from __future__ import annotations
 
 import os
-import statistics
-import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from pydantic import SecretStr
@@ -29,7 +26,7 @@ from annostack.domain.derived import derived_files, derived_key
 from annostack.domain.items import FileKind, ItemStatus
 from annostack.services.browsing import sign_derived
 from annostack.settings import ObjectStoreSettings
-from bench.runner import Figures, benchmark
+from bench.runner import Figures, benchmark, timed
 
 ROUNDS = 200
 NAIVE_ROUNDS = 20  # the SDK is ~20x slower; fewer rounds give as stable a median
@@ -57,19 +54,6 @@ def page_of(kinds: list[FileKind]) -> Page:
 
 def keys_of(page: Page) -> list[str]:
     return [derived_key(i, f.name) for i, kind, status in page for f in derived_files(kind, status)]
-
-
-def timed(function: Callable[[], object], rounds: int) -> dict[str, float]:
-    samples = []
-    for _ in range(rounds):
-        started = time.perf_counter()
-        function()
-        samples.append(time.perf_counter() - started)
-    samples.sort()
-    return {
-        "p50_ms": round(statistics.median(samples) * 1000, 2),
-        "p95_ms": round(samples[int(0.95 * (len(samples) - 1))] * 1000, 2),
-    }
 
 
 def one_mix(kinds: list[FileKind]) -> Figures:

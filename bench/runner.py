@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import time
@@ -125,3 +126,17 @@ def bench_tenant(prefix: str) -> Iterator[tuple[Any, Any]]:
         directory.close()
         provisioner.teardown(tenant, DeletionPolicy.DELETE)
         provisioner.b.close()
+
+
+def timed(function: Callable[[], object], rounds: int, digits: int = 2) -> dict[str, float]:
+    """p50 and p95 of `rounds` calls, in milliseconds."""
+    samples = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        function()
+        samples.append(time.perf_counter() - started)
+    samples.sort()
+    return {
+        "p50_ms": round(statistics.median(samples) * 1000, digits),
+        "p95_ms": round(samples[int(0.95 * (len(samples) - 1))] * 1000, digits),
+    }
