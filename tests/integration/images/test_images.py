@@ -31,7 +31,9 @@ COMMANDS = {
 # Every native library the worker's code path loads: the Pulsar client, the compiled LZF
 # (a source-only package the builder compiles), Pillow, numpy; FFmpeg inside PyAV (a WAV's
 # waveform) and Arrow (ASCII PCD's CSV reader), which bring their own shared libraries to
-# the Debian base; plyfile.
+# the Debian base; plyfile. The CSV read here is single-threaded: Arrow's thread pool can abort
+# the interpreter when it exits within milliseconds of a threaded read (apache/arrow#39862,
+# #34314, open upstream); a worker exits only after draining and closing its clients.
 WORKER_IMPORTS = (
     "import io, wave, lzf, numpy, PIL.Image, pulsar, plyfile, pyarrow.csv,"
     " annostack.workers.runtime;"
@@ -41,7 +43,8 @@ WORKER_IMPORTS = (
     "out = io.BytesIO(); w = wave.open(out, 'wb'); w.setnchannels(1); w.setsampwidth(2);"
     "w.setframerate(8000); w.writeframes(bytes(16000)); w.close();"
     "assert audio_waveform(out.getvalue())[0].sample_rate == 8000;"
-    "assert pyarrow.csv.read_csv(io.BytesIO(b'x,y\\n1,2\\n')).num_rows == 1;"
+    "single = pyarrow.csv.ReadOptions(use_threads=False);"
+    "assert pyarrow.csv.read_csv(io.BytesIO(b'x,y\\n1,2\\n'), read_options=single).num_rows == 1;"
     "print('worker libraries ok')"
 )
 
