@@ -31,7 +31,6 @@ from annostack.domain.items import (
     SkipReason,
     classify,
     skip_reason,
-    status_on_arrival,
 )
 from annostack.domain.keyspace import Family
 from annostack.domain.processing import DataType, wanted_on
@@ -48,6 +47,7 @@ from annostack.services.archives import (
     iter_zip,
 )
 from annostack.services.datasets import get_dataset, get_item
+from annostack.services.item_states import mark_arrived
 from annostack.services.processing import InvalidTask, Task
 from annostack.services.tenancy import TenantContext
 from annostack.services.uploads import object_key
@@ -182,15 +182,10 @@ class ArchiveImporter:
                 return int(conn.execute(query).scalar_one())
 
     def _mark_arrived(self, item_id: int, verdict: FileClass) -> None:
-        status, reason = status_on_arrival(verdict)
         with self.ctx.engine.begin() as conn:
             item = conn.execute(sa.select(data_items).where(data_items.c.id == item_id)).one()
             key = object_key(item.dataset_id, item_id, item.name)
-            conn.execute(
-                data_items.update()
-                .where(data_items.c.id == item_id)
-                .values(object_key=key, status=status, status_reason=reason)
-            )
+            mark_arrived(conn, item_id, verdict, object_key=key)
 
     def _range(self, key: str, first: int, last: int) -> bytes:
         url = self.signer.presign_get(self.ctx.connection.bucket, key)

@@ -45,11 +45,10 @@ from annostack.adapters.job_progress import ImportState, JobProgress, refused
 from annostack.adapters.objects import Presigner
 from annostack.adapters.pulsar_tokens import client_authentication
 from annostack.adapters.push import PushPublisher
-from annostack.adapters.tenant_tables import data_items
 from annostack.domain import keyspace
 from annostack.domain.errors import Backend, BackendUnavailable
 from annostack.domain.images import ImageError
-from annostack.domain.items import PROCESSABLE_STATUSES, ItemStatus, ProcessingMessage
+from annostack.domain.items import ItemStatus, ProcessingMessage
 from annostack.domain.keyspace import Family
 from annostack.domain.media import MediaError
 from annostack.domain.pointclouds import PointCloudError
@@ -58,6 +57,7 @@ from annostack.domain.tenant_stack import TenantConnection
 from annostack.domain.tenants import DEAD_LETTER_TOPIC, WORKER_SUBSCRIPTION, TenantNames
 from annostack.domain.texts import TextError
 from annostack.services.archives import Limits, UnsafeArchive
+from annostack.services.item_states import record_outcome
 from annostack.services.processing import (
     InvalidTask,
     Options,
@@ -268,16 +268,8 @@ class Worker:
             self.jobs.failed(task.tenant, task.job, task.item_id)
 
     def _set_status(self, task: Task, outcome: Outcome) -> None:
-        """An item's status after processing (only of items whose file is in the bucket)."""
         with self.tenant.engine.begin() as conn:
-            conn.execute(
-                data_items.update()
-                .where(
-                    data_items.c.id == task.item_id,
-                    data_items.c.status.in_(PROCESSABLE_STATUSES),
-                )
-                .values(status=outcome.status, status_reason=outcome.reason)
-            )
+            record_outcome(conn, task.item_id, outcome.status, outcome.reason)
 
     def _process(self, task: Task) -> Outcome:
         if task.topic.endswith("/archives"):

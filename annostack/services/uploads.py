@@ -38,7 +38,6 @@ from annostack.domain.items import (
     ItemStatus,
     ProcessingMessage,
     classify,
-    status_on_arrival,
 )
 from annostack.domain.models import CamelModel
 from annostack.domain.processing import (
@@ -47,6 +46,7 @@ from annostack.domain.processing import (
     processing_job_manifest,
 )
 from annostack.services.datasets import ItemPublic, get_dataset, get_item
+from annostack.services.item_states import mark_arrived
 from annostack.services.quotas import ensure_room
 from annostack.services.tenancy import TenantContext
 
@@ -306,6 +306,7 @@ async def complete(
     # Enqueue before marking uploaded: a crash in between leaves the item `uploading` and the
     # client's retry of `complete` enqueues again, which the workers' deterministic output
     # keys (and the job's fixed name) make harmless. The reverse order could lose the work.
+    # A worker may so finish first; marking arrived never overwrites its verdict (item_states).
     # Files of no processed kind are kept as they are, with the reason; nothing is queued.
     dataset = await asyncio.to_thread(get_dataset, ctx, item.dataset_id)
     verdict = classify(item.name, dataset.data_type, item.content_type)
@@ -338,13 +339,8 @@ def _forget(ctx: TenantContext, item_id: int) -> None:
 
 
 def _mark_arrived(ctx: TenantContext, item_id: int, etag: str, verdict: FileClass) -> None:
-    status, reason = status_on_arrival(verdict)
     with ctx.engine.begin() as conn:
-        conn.execute(
-            data_items.update()
-            .where(data_items.c.id == item_id)
-            .values(status=status, status_reason=reason, checksum=etag, kind=verdict.kind)
-        )
+        mark_arrived(conn, item_id, verdict, checksum=etag)
 
 
 def count_by_status(ctx: TenantContext, dataset_id: int) -> dict[str, int]:
