@@ -6,6 +6,7 @@ values are in the assertion messages.
 
 from __future__ import annotations
 
+import ipaddress
 import threading
 import time
 import uuid
@@ -212,7 +213,10 @@ def _from(address: str, token: str) -> dict[str, str]:
 
 
 def _address() -> str:
-    return f"198.51.100.{uuid.uuid4().int % 250 + 1}"  # TEST-NET-2, never a real client
+    """A client address of its own: failures are counted per address in Redis for the whole
+    stack, so two tests drawing the same address would share a count. 2001:db8::/32 is the
+    documentation range (never a real client), 96 random bits never collide."""
+    return str(ipaddress.IPv6Address((0x20010DB8 << 96) | (uuid.uuid4().int >> 32)))
 
 
 def test_an_unknown_tenant_is_looked_up_once_not_per_request(api: httpx.Client) -> None:
@@ -231,7 +235,7 @@ def test_failed_authentications_are_limited_per_client_address(
     stack_settings: Settings, tenant_a: ApiTenant
 ) -> None:
     api = ApiSettings(auth_failures_allowed=3, auth_failure_window_seconds=30)
-    attacker, neighbour = _address(), f"203.0.113.{uuid.uuid4().int % 250 + 1}"
+    attacker, neighbour = _address(), _address()
     wrong = f"ast_{tenant_a.name}_wrong"
     with serve(create_app(stack_settings, api)) as limited:
         statuses = [

@@ -95,13 +95,14 @@ def test_the_worker_and_the_api_ride_out_redis_database_and_s3_outages(
 
     for item, key in items:
         publish(tenant, "pointclouds", item, key)
+    database = local_stack.settings.database  # the component's name: mariadb or tidb
     try:
-        for component in ("redis", "mariadb", "seaweedfs"):
+        for component in ("redis", database, "seaweedfs"):
             before = statuses().get("processed", 0)
             pid = local_stack.settings.state_dir / f"{component}.pid"
             processes.stop(pid)
             started = time.monotonic()
-            if component == "mariadb":
+            if component == database:
                 with serve(create_app(stack_settings)) as api:
                     auth = {"Authorization": f"Bearer {token}"}
                     answer = api.get(f"/v1/datasets/{dataset.id}", headers=auth)
@@ -111,7 +112,7 @@ def test_the_worker_and_the_api_ride_out_redis_database_and_s3_outages(
                 assert worker.proc is not None and worker.proc.poll() is None, "worker died"
                 time.sleep(1)
             local_stack.up()
-            if component != "mariadb":
+            if component != database:
                 assert statuses().get("processed", 0) < MESSAGES, f"{component}: batch over"
             wait_for(
                 lambda before=before: statuses().get("processed", 0) > before,  # type: ignore[misc]
