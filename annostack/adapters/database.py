@@ -233,17 +233,12 @@ class DatabaseAdmin:
     def ensure_resource_group(self, group: str, request_units: int, user: str) -> bool:
         """TiDB only: a resource group with RU_PER_SEC, bound to the tenant's user."""
         name = _identifier(group)
+        current = self.resource_group_units(name)
+        if current == request_units:
+            return False
+        verb = "ALTER" if current is not None else "CREATE"
+        ru = int(request_units)
         with self._transaction() as conn:
-            row = conn.execute(
-                sa.text(
-                    "SELECT ru_per_sec FROM information_schema.resource_groups WHERE name = :g"
-                ),
-                {"g": name},
-            ).first()
-            if row is not None and int(row[0]) == request_units:
-                return False
-            verb = "ALTER" if row is not None else "CREATE"
-            ru = int(request_units)
             conn.execute(sa.text(f"{verb} RESOURCE GROUP `{name}` RU_PER_SEC = {ru}"))
             conn.execute(sa.text(f"ALTER USER '{_identifier(user)}'@'%' RESOURCE GROUP `{name}`"))
             return True
@@ -259,9 +254,25 @@ class DatabaseAdmin:
             result = conn.execute(sa.text(f"DROP DATABASE IF EXISTS `{_identifier(schema)}`"))
             return bool(result.rowcount)
 
-    def drop_resource_group(self, group: str) -> None:
+    def resource_group_units(self, group: str) -> int | None:
+        """TiDB only: the group's RU_PER_SEC, None if there is no such group."""
+        with self._transaction() as conn:
+            row = conn.execute(
+                sa.text(
+                    "SELECT ru_per_sec FROM information_schema.resource_groups WHERE name = :g"
+                ),
+                {"g": _identifier(group)},
+            ).first()
+        return None if row is None else int(row[0])
+
+    def drop_resource_group(self, group: str) -> bool:
+        """Drop the tenant's group (after its user: TiDB refuses to drop a group in use).
+        False where there is none, as on servers without resource groups."""
+        if not self.supports_resource_groups() or self.resource_group_units(group) is None:
+            return False
         with self._transaction() as conn:
             conn.execute(sa.text(f"DROP RESOURCE GROUP IF EXISTS `{_identifier(group)}`"))
+        return True
 
     @staticmethod
     def _exists_in(conn: Connection, user: str) -> bool:

@@ -90,8 +90,11 @@ class DevStackSettings(BaseSettings):
         description="Cache root: builds, binaries and the stack's data live below it.",
     )
     database: Literal["mariadb", "tidb"] = Field(
-        default="mariadb",
-        description="MySQL-protocol server: MariaDB (Debian) or tidb-server built from source.",
+        default="tidb",
+        description=(
+            "MySQL-protocol server: tidb-server built from source (what production runs; "
+            "per-tenant resource groups), or MariaDB from Debian (lighter, nothing to build)."
+        ),
     )
     ports: Ports = Field(default_factory=Ports)
     node: NodeSettings = Field(default_factory=NodeSettings)

@@ -451,6 +451,10 @@ class TenantProvisioner:
             (f"bucket/{names.bucket}", lambda: self._delete_bucket(names.bucket)),
             (f"user/{names.db_user}", lambda: self.b.db.drop_user(names.db_user)),
             (f"user/{names.api_db_user}", lambda: self.b.db.drop_user(names.api_db_user)),
+            (
+                f"resource-group/{names.db_user}",
+                lambda: self.b.db.drop_resource_group(names.db_user),
+            ),
             (f"schema/{names.database}", lambda: self.b.db.drop_schema(names.database)),
         ]
         for label, remove in data_steps:

@@ -21,7 +21,7 @@ from annostack.adapters.kube import Kube
 from annostack.adapters.object_store import ObjectStoreAdmin
 from annostack.adapters.redis_acl import RedisAcl
 from annostack.domain.tenant_stack import TenantConnection
-from annostack.domain.tenants import API_GROUP, API_VERSION, TenantNames
+from annostack.domain.tenants import API_GROUP, API_VERSION, Plan, TenantNames
 from annostack.settings import Settings
 from tests.integration.conftest import ROOT, load_documents, pulsar_admin
 from tests.integration.operator.conftest import OperatorProcess, Tenants
@@ -58,7 +58,14 @@ def test_create_provisions_every_backend(
     messages = {c["type"]: c["message"] for c in tenant["status"]["conditions"]}
     assert messages["BucketReady"] == "", "SeaweedFS takes the quota: nothing to report"
     db = DatabaseAdmin(stack_settings.db)
-    if not db.supports_resource_groups():  # MariaDB; on TiDB the group is created instead
+    connection = connection_of(admin_kube, names)
+    password = connection.db_password.get_secret_value()
+    if db.supports_resource_groups():  # TiDB: the plan's RU limit, on the workers' user
+        assert messages["DatabaseReady"] == ""
+        units = Plan().request_units_per_second  # the default plan
+        assert db.resource_group_units(names.db_user) == units
+        assert _current_resource_group(stack_settings, names, password) == names.db_user
+    else:  # MariaDB says what it cannot enforce
         assert "no resource groups" in messages["DatabaseReady"]
     db.close()
     # kopf writes its bookkeeping after the handler that wrote Ready has returned.
@@ -92,8 +99,6 @@ def test_create_provisions_every_backend(
     assert container.env_from[0].secret_ref.name == names.secret
     assert container.liveness_probe.http_get.path == "/healthz"
 
-    connection = connection_of(admin_kube, names)
-    password = connection.db_password.get_secret_value()
     _assert_database_isolated(stack_settings, names, password)
     _assert_bucket(stack_settings, names)
     _assert_messaging(stack_settings, names, backlog_bytes=64 * 2**20)
@@ -119,6 +124,16 @@ def _assert_database_isolated(settings: Settings, names: TenantNames, password: 
         with admin.engine.begin() as conn:
             conn.execute(sa.text(f"DROP DATABASE {other}"))
         admin.close()
+
+
+def _current_resource_group(settings: Settings, names: TenantNames, password: str) -> str:
+    """The group TiDB charges the tenant's own sessions to."""
+    engine = engine_for(settings.db, names.db_user, password, names.database)
+    try:
+        with engine.connect() as conn:
+            return str(conn.execute(sa.text("SELECT CURRENT_RESOURCE_GROUP()")).scalar_one())
+    finally:
+        engine.dispose()
 
 
 def _assert_bucket(settings: Settings, names: TenantNames) -> None:
@@ -270,6 +285,8 @@ def test_deletion_honours_the_policy(
         "s3 identity": identities.user_exists(names.identity),
         "redis user": redis_acl.user(names.identity) is not None,
     }
+    if db.supports_resource_groups():  # TiDB: the RU limit's group goes with the tenant
+        kept["resource group"] = db.resource_group_units(names.db_user) is not None
     expected = policy == "Retain"
     assert kept == dict.fromkeys(kept, expected)
     if expected:  # clean up what Retain left behind
@@ -278,6 +295,7 @@ def test_deletion_honours_the_policy(
         redis_acl.delete_user(names.identity)
         db.drop_user(names.api_db_user)
         db.drop_user(names.db_user)
+        db.drop_resource_group(names.db_user)
         db.drop_schema(names.database)
         with pulsar_admin(stack_settings) as http:
             http.delete(f"/tenants/{names.pulsar_tenant}", params={"force": "true"})
