@@ -20,7 +20,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import orjson
 import sqlalchemy as sa
@@ -109,6 +109,14 @@ def curl_parallel(urls: list[str], workdir: Path, upload: dict[str, Path] | None
     )
 
 
+class PresignedUrls(TypedDict):
+    """One entry of the API's `/v1/annotations/presign` answer."""
+
+    itemId: int  # the API's camelCase field
+    get: str
+    put: str
+
+
 class RowPerObject:
     """The replaced design: one row per annotation object."""
 
@@ -194,7 +202,7 @@ def _run(settings: Settings, ctx: Any, token: str) -> Figures:
         files[item] = path
 
     with serve(create_app(settings)) as api:
-        batch_save = {
+        batch_save: dict[str, Any] = {
             "source": SOURCE,
             "documents": [{"itemId": i, "document": d} for i, d in documents.items()],
         }
@@ -239,7 +247,7 @@ def _run(settings: Settings, ctx: Any, token: str) -> Figures:
             assert all(r["status"] == 200 for r in results)
             current.update({r["itemId"]: r["etag"] for r in results})
 
-        def presigned_urls() -> list[dict[str, str]]:
+        def presigned_urls() -> list[PresignedUrls]:
             response = api.post(
                 "/v1/annotations/presign", json={"source": SOURCE, "itemIds": items}, headers=auth
             )

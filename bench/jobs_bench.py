@@ -16,8 +16,6 @@ from __future__ import annotations
 import time
 import uuid
 
-import httpx
-
 from annostack.adapters.tenant_tables import data_items
 from annostack.domain.items import ProcessingMessage
 from annostack.domain.processing import ProcessingJobSpec
@@ -25,7 +23,7 @@ from annostack.services.datasets import DatasetCreate, create_dataset
 from annostack.services.jobs import JobRef, JobRunner, _candidates, _routed
 from annostack.services.tenancy import TenantContext
 from annostack.settings import Settings
-from bench.runner import Figures, bench_tenant, benchmark
+from bench.runner import Figures, bench_tenant, benchmark, skip_backlog
 
 ITEMS = 10_000
 BATCH = 500
@@ -80,11 +78,6 @@ def _per_message(runner: JobRunner, ctx: TenantContext, spec: ProcessingJobSpec)
     return time.perf_counter() - started
 
 
-def _skip_backlog(settings: Settings, ctx: TenantContext) -> None:
-    path = f"/persistent/{ctx.names.pulsar_namespace}/thumbnails/subscription/workers/skip_all"
-    httpx.post(f"{settings.pulsar.admin_url}/admin/v2{path}").raise_for_status()
-
-
 @benchmark("jobs")
 def jobs_bench() -> Figures:
     with bench_tenant("bench") as (settings, ctx):
@@ -102,9 +95,9 @@ def _measure(settings: Settings, ctx: TenantContext, runner: JobRunner) -> Figur
     _items(ctx, dataset.id)
     spec = ProcessingJobSpec(dataset="bench", operations=["thumbnail"])
     batched = _batched(runner, ctx, spec)
-    _skip_backlog(settings, ctx)
+    skip_backlog(settings.pulsar, ctx.names, "thumbnails")
     per_message = _per_message(runner, ctx, spec)
-    _skip_backlog(settings, ctx)
+    skip_backlog(settings.pulsar, ctx.names, "thumbnails")
     job = JobRef(ctx.names.tenant, f"bench-{uuid.uuid4().hex}")
     runner.progress.expect(job.tenant, job.uid, range(1, ITEMS + 1))
     started = time.perf_counter()

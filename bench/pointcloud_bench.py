@@ -60,18 +60,18 @@ def pointcloud_bench() -> Figures:
         ours_path.write_bytes(write_pcd(read_pcd(source.read_bytes()), "binary_compressed"))
 
     def theirs() -> None:
-        cloud = o3d.t.io.read_point_cloud(str(source))
-        o3d.t.io.write_point_cloud(str(theirs_path), cloud, compressed=True)
+        cloud = o3d.t.io.read_point_cloud(source)
+        o3d.t.io.write_point_cloud(theirs_path, cloud, compressed=True)
 
     ours_seconds, theirs_seconds = best(ours), best(theirs)
     pointclouds.ARROW_THREADS = False  # what a worker pod limited to one core gets
     ours_one_core = best(ours)
     pointclouds.ARROW_THREADS = True
     arrow = pointclouds._read_ascii_arrow
-    pointclouds._read_ascii_arrow = lambda *_: None  # type: ignore[assignment]
+    pointclouds._read_ascii_arrow = lambda *_: None
     numpy_parser = best(ours)  # the parser before Arrow's: numpy's loadtxt
     pointclouds._read_ascii_arrow = arrow
-    reference = o3d.t.io.read_point_cloud(str(source))
+    reference = o3d.t.io.read_point_cloud(source)
     result = read_pcd(ours_path.read_bytes())
     lossless = bool(
         np.array_equal(

@@ -241,7 +241,8 @@ def push_bench() -> Figures:
             results = [_summarise(p, _latencies(out_dir, p["phase"])) for p in phases]
             counters = [_push_counters(url) for _, url in replicas]
     finally:
-        for process in [*loads, *(replica for replica, _ in replicas)]:
+        processes: list[subprocess.Popen[Any]] = [*loads, *(replica for replica, _ in replicas)]
+        for process in processes:
             process.kill()
             process.wait()
         provisioner.teardown(tenant, DeletionPolicy.DELETE)

@@ -17,9 +17,17 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # imported where used: the benchmarks without a stack start quickly
+    from annostack.devstack.host_operator import OperatorProcess
+    from annostack.devstack.platform import Platform
+    from annostack.devstack.stack import Stack
+    from annostack.domain.tenants import TenantNames
+    from annostack.settings import PulsarSettings
 
 Figures = dict[str, Any]
 Benchmark = Callable[[], Figures]
@@ -88,17 +96,57 @@ def process_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
-def fresh_operator(extra_env: dict[str, str]) -> tuple[Any, Any, int]:
-    """Stack up, CRDs installed, a newly started operator: (stack, platform, operator pid)."""
-    from annostack.devstack.platform import Platform
+@dataclass(frozen=True)
+class FreshOperator:
+    """What an operator benchmark gets: the stack, the platform, and its own host operator."""
+
+    stack: Stack
+    platform: Platform
+    operator: OperatorProcess
+
+
+@contextmanager
+def fresh_operator(extra_env: dict[str, str]) -> Iterator[FreshOperator]:
+    """Stack up, CRDs installed, a newly started host operator; the in-cluster one paused.
+
+    A process on the host, as the operator tests run it, so its CPU and memory can be read
+    from /proc; with the stack's admin kubeconfig, since the figures are the operator's cost,
+    not its RBAC's. The in-cluster operator is given back however the benchmark ends.
+    """
+    from annostack.devstack.console import say
+    from annostack.devstack.host_operator import OperatorProcess
+    from annostack.devstack.platform import Platform, install_crds
     from annostack.devstack.stack import Stack
 
     stack = Stack()
     stack.up()
     platform = Platform(stack)
-    platform.install()
-    platform.stop()
-    return stack, platform, platform.start_operator(extra_env)
+    install_crds(platform.kube)
+    ports = stack.settings.ports
+    log = stack.settings.state_dir / "logs" / "bench-operator.log"
+    log.unlink(missing_ok=True)  # one run's output: the benchmark's, not the previous one's
+    env = {**os.environ, **stack.client_env(), **extra_env}
+    operator = OperatorProcess(env, log, ports.operator_health, ports.operator_metrics)
+    with platform.operator_paused():
+        say(f"  starting the benchmark's operator (log: {log})")
+        operator.start()
+        try:
+            yield FreshOperator(stack, platform, operator)
+        finally:
+            operator.stop()
+
+
+def skip_backlog(settings: PulsarSettings, names: TenantNames, topic: str) -> None:
+    """Empty the workers' subscription on one of a tenant's topics (with the admin's token)."""
+    from annostack.adapters.pulsar_admin import PulsarAdmin
+    from annostack.domain.tenants import WORKER_SUBSCRIPTION
+
+    path = f"/persistent/{names.pulsar_namespace}/{topic}/subscription/{WORKER_SUBSCRIPTION}"
+    admin = PulsarAdmin(settings)
+    try:
+        admin.http.post(f"{path}/skip_all").raise_for_status()
+    finally:
+        admin.close()
 
 
 @contextmanager

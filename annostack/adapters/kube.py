@@ -95,6 +95,18 @@ class Kube:
                 return False
             return True
 
+    def established_crds(self) -> set[str]:
+        """Names of the CustomResourceDefinitions whose API is established (servable)."""
+        with translated_errors("list CustomResourceDefinitions"):
+            crds = client.ApiextensionsV1Api(self.api).list_custom_resource_definition().items
+        established = set()
+        for crd in crds:
+            conditions = (crd.status.conditions if crd.status else None) or []
+            name = crd.metadata.name if crd.metadata else None
+            if name and any(c.type == "Established" and c.status == "True" for c in conditions):
+                established.add(name)
+        return established
+
     def get(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> Any:
         """The object, or None if it does not exist."""
         with translated_errors(f"get {kind} {name}"):

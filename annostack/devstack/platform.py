@@ -12,9 +12,9 @@ operator scales. Nothing here starts a process on the host.
 from __future__ import annotations
 
 import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ from annostack.settings import KubernetesSettings
 ROOT = Path(__file__).resolve().parents[2]
 OVERLAY = ROOT / "manifests" / "overlays" / "local"
 DEMO_TENANT = ROOT / "examples" / "tenant.yaml"
+PEERING_CRD = ROOT / "manifests" / "base" / "operator" / "kopf-peering-crd.yaml"
 NAMESPACE = "annostack-system"
 OPERATOR = "annostack-operator"
 API = "annostack-api"
@@ -66,12 +67,24 @@ OPERATOR_IDENTITY_KEYS = (
 API_IDENTITY_KEYS = ("ANNOSTACK_REDIS__URL", "ANNOSTACK_PULSAR__TOKEN")
 
 
-def operator_command(health_port: int, metrics_port: int) -> list[str]:
-    """`annostack operator run` on loopback, as the integration tests start it."""
-    return [
-        sys.executable, "-m", "annostack", "operator", "run", "--bind-address", "127.0.0.1",
-        "--health-port", str(health_port), "--metrics-port", str(metrics_port),
-    ]  # fmt: skip
+def install_crds(kube: Kube) -> None:
+    """Our CRDs (crds/) and kopf's peering CRD, until established; then the peering object.
+
+    What a host operator needs on a stack where the platform is not deployed (the operator
+    tests, the operator benchmarks); `Platform.deploy` applies the same with the overlay.
+    """
+    later = []
+    for path in [*sorted((ROOT / "crds").glob("*.yaml")), PEERING_CRD]:
+        for doc in documents(path.read_text()):
+            if doc["kind"] == "CustomResourceDefinition":
+                kube.apply(doc)
+            else:
+                later.append(doc)
+    wanted = {f"{plural}.{API_GROUP}" for plural in ("tenants", "datasets", "processingjobs")}
+    wanted.add("clusterkopfpeerings.kopf.dev")
+    Platform._wait(lambda: wanted <= kube.established_crds(), "CRDs established")
+    for doc in later:
+        kube.apply(doc)
 
 
 def documents(text: str) -> list[dict[str, Any]]:
@@ -218,6 +231,37 @@ class Platform:
         previous = int(found.spec.replicas or 0)
         self.kube.scale_deployment(NAMESPACE, OPERATOR, replicas)
         return previous
+
+    @contextmanager
+    def operator_paused(self) -> Iterator[int]:
+        """The in-cluster operator at 0 replicas for the block (yields its replicas before).
+
+        For a host operator (`host_operator.py`) that must be the only one: two would share
+        kopf's peering and handle the same objects. Its pods are awaited gone, since a pod
+        being terminated still handles events; the replicas come back however the block ends.
+        """
+        replicas = self.scale_operator(0)
+        try:
+            if replicas:
+                say(f"  paused the in-cluster operator ({replicas} replica(s))")
+                self._wait(
+                    lambda: not self._operator_pods(),
+                    "in-cluster operator stopped",
+                    READY_TIMEOUT_SECONDS,  # beyond its pods' grace period (60 s)
+                )
+            yield replicas
+        finally:
+            if replicas:
+                self.scale_operator(replicas)
+                say(f"  restored the in-cluster operator ({replicas} replica(s))")
+
+    def _operator_pods(self) -> list[dict[str, Any]]:
+        found = self.kube.get("apps/v1", "Deployment", OPERATOR, NAMESPACE)
+        if found is None:
+            return []
+        labels = found.to_dict()["spec"]["selector"]["matchLabels"]
+        selector = ",".join(f"{k}={v}" for k, v in labels.items())
+        return self.kube.list_objects("v1", "Pod", NAMESPACE, selector)
 
     @staticmethod
     def _wait(condition: Callable[[], bool], what: str, timeout: float = 60.0) -> None:

@@ -20,12 +20,12 @@ from annostack.adapters.pulsar_tokens import client_authentication
 from annostack.apps.testing import ApiProcess
 from annostack.apps.testing import api_process as run_api_process
 from annostack.devstack.components import Redis
+from annostack.devstack.platform import install_crds
 from annostack.devstack.stack import Stack
 from annostack.domain.tenants import TenantSpec
 from annostack.services.tenancy import TenantDirectory
 from annostack.services.tenants import Backends, TenantProvisioner
 from annostack.settings import Settings
-from tests.support import wait_for
 
 ROOT = Path(__file__).parents[2]
 SYSTEM_NAMESPACE = "annostack-system"
@@ -84,30 +84,7 @@ def admin_kube(stack_settings: Settings) -> Kube:
 
 @pytest.fixture(scope="session")
 def installed_crds(admin_kube: Kube) -> None:
-    crd_files = [*sorted((ROOT / "crds").glob("*.yaml"))]
-    crd_files.append(ROOT / "manifests/base/operator/kopf-peering-crd.yaml")
-    later = []
-    for path in crd_files:
-        for doc in load_documents(path):
-            if doc["kind"] == "CustomResourceDefinition":
-                admin_kube.apply(doc)
-            else:
-                later.append(doc)
-    extensions = client.ApiextensionsV1Api(admin_kube.api)
-
-    def all_established() -> bool:
-        crds = extensions.list_custom_resource_definition().items
-        established = {
-            crd.metadata.name
-            for crd in crds
-            if any(c.type == "Established" and c.status == "True" for c in crd.status.conditions)
-        }
-        wanted = {f"{plural}.annostack.io" for plural in ("tenants", "datasets", "processingjobs")}
-        return wanted | {"clusterkopfpeerings.kopf.dev"} <= established
-
-    wait_for(all_established, what="CRDs established")
-    for doc in later:
-        admin_kube.apply(doc)
+    install_crds(admin_kube)
 
 
 def service_account_kubeconfig(

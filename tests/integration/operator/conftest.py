@@ -8,19 +8,17 @@ start `annostack operator run` with a kubeconfig holding only that token — as 
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from kubernetes import client
 
 from annostack.adapters.kube import Kube
-from annostack.devstack.platform import Platform, operator_command
+from annostack.devstack.host_operator import OperatorProcess
+from annostack.devstack.platform import Platform
 from annostack.devstack.stack import Stack
 from annostack.domain.tenants import API_GROUP, API_VERSION
 from tests.integration.conftest import ROOT, service_account_kubeconfig
@@ -44,62 +42,14 @@ def operator_kubeconfig(
     )
 
 
-class OperatorProcess:
-    """`annostack operator run` as a child process, restartable and killable like a pod."""
-
-    def __init__(self, env: dict[str, str], log: Path, health_port: int, metrics_port: int) -> None:
-        self.env, self.log = env, log
-        self.health_port, self.metrics_port = health_port, metrics_port
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                operator_command(self.health_port, self.metrics_port),
-                env=self.env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        wait_for(self.healthy, timeout=60, what="operator /healthz")
-
-    def healthy(self) -> bool:
-        assert self.proc is not None
-        if self.proc.poll() is not None:
-            raise AssertionError(f"operator exited; see {self.log}")
-        try:
-            return httpx.get(f"http://127.0.0.1:{self.health_port}/healthz").status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    def metrics(self) -> str:
-        return httpx.get(f"http://127.0.0.1:{self.metrics_port}/metrics").text
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait()
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-
 @pytest.fixture(scope="session")
 def operator(
     local_stack: Stack,
     operator_kubeconfig: Path,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[OperatorProcess]:
-    # The in-cluster operator (`make dev`, the e2e tier) would share kopf's peering and pause
-    # both: the tests need theirs to be the only one, and give it back afterwards.
-    platform = Platform(local_stack)
-    replicas = platform.scale_operator(0)
-    if replicas:
-        print(f"\npaused the in-cluster operator for the operator tests ({replicas} replica(s))")
+    # The in-cluster operator (`make dev`, the e2e tier) would share kopf's peering: the tests
+    # need theirs to be the only one, and give it back afterwards.
     env = {**os.environ, **local_stack.client_env()}
     env.pop("KUBECONFIG", None)
     env["ANNOSTACK_KUBERNETES__KUBECONFIG"] = str(operator_kubeconfig)
@@ -115,16 +65,16 @@ def operator(
     env["ANNOSTACK_OPERATOR_DEAD_LETTER_INTERVAL_SECONDS"] = "2"
     env["ANNOSTACK_OPERATOR_ROTATION_GRACE_SECONDS"] = "2"
     log = tmp_path_factory.mktemp("operator-log") / "operator.log"
-    # The dev platform's operator ports (stopped above): this stack's own, shifted per checkout
-    # by ANNOSTACK_DEV_PORTS__*, so two stacks on one machine never collide.
+    # The dev platform's operator ports: this stack's own, shifted per checkout by
+    # ANNOSTACK_DEV_PORTS__*, so two stacks on one machine never collide.
     ports = local_stack.settings.ports
     process = OperatorProcess(env, log, ports.operator_health, ports.operator_metrics)
-    process.start()
-    yield process
-    process.stop()
-    if replicas:
-        platform.scale_operator(replicas)
-        print(f"\nrestored the in-cluster operator ({replicas} replica(s))")
+    with Platform(local_stack).operator_paused():
+        process.start()
+        try:
+            yield process
+        finally:
+            process.stop()
 
 
 class Tenants:

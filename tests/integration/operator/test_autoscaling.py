@@ -7,13 +7,14 @@ import pytest
 from kubernetes import client
 
 from annostack.adapters.kube import Kube
+from annostack.devstack.host_operator import OperatorProcess
 from annostack.domain.scaling import scaled_object, trigger_authentication
 from annostack.domain.tenants import TenantNames, WorkerScaling
 from annostack.services.tenant_credentials import PULSAR_TOKEN_KEY
 from annostack.settings import Settings
 from tests.integration.conftest import ROOT, load_documents, pulsar_admin
 from tests.integration.conftest import pulsar_client as new_pulsar_client
-from tests.integration.operator.conftest import OperatorProcess, Tenants
+from tests.integration.operator.conftest import Tenants
 from tests.support import wait_for
 
 pytestmark = pytest.mark.integration

@@ -22,6 +22,7 @@ from annostack.adapters.push import channel_for
 from annostack.adapters.tenant_tables import data_items
 from annostack.apps.main import create_app
 from annostack.apps.testing import serve
+from annostack.devstack.host_operator import OperatorProcess
 from annostack.domain.push import Destination
 from annostack.domain.tenants import API_GROUP, API_VERSION, TenantNames
 from annostack.services.datasets import DatasetCreate, create_dataset
@@ -29,7 +30,7 @@ from annostack.services.tenancy import TenantContext, TenantDirectory, create_ap
 from annostack.services.uploads import UploadRequest, count_by_status, register_item
 from annostack.settings import Settings
 from tests.integration.conftest import ROOT, load_documents, pulsar_admin
-from tests.integration.operator.conftest import OperatorProcess, Tenants
+from tests.integration.operator.conftest import Tenants
 from tests.integration.workloads import WorkerProcess, jpeg, small_cloud
 from tests.support import wait_for
 

@@ -13,10 +13,11 @@ from annostack.adapters.database import DatabaseAdmin
 from annostack.adapters.kube import Kube
 from annostack.adapters.object_store import ObjectStoreAdmin
 from annostack.devstack import processes
+from annostack.devstack.host_operator import OperatorProcess
 from annostack.devstack.stack import Stack
 from annostack.domain.tenants import TenantNames
 from annostack.settings import Settings
-from tests.integration.operator.conftest import OperatorProcess, Tenants
+from tests.integration.operator.conftest import Tenants
 from tests.support import wait_for
 
 pytestmark = pytest.mark.integration

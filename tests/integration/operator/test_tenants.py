@@ -20,11 +20,12 @@ from annostack.adapters.identities import IamIdentities
 from annostack.adapters.kube import Kube
 from annostack.adapters.object_store import ObjectStoreAdmin
 from annostack.adapters.redis_acl import RedisAcl
+from annostack.devstack.host_operator import OperatorProcess
 from annostack.domain.tenant_stack import TenantConnection
 from annostack.domain.tenants import API_GROUP, API_VERSION, Plan, TenantNames
 from annostack.settings import Settings
 from tests.integration.conftest import ROOT, load_documents, pulsar_admin
-from tests.integration.operator.conftest import OperatorProcess, Tenants
+from tests.integration.operator.conftest import Tenants
 from tests.support import wait_for
 
 pytestmark = pytest.mark.integration
