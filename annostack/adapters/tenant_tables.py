@@ -76,10 +76,14 @@ api_tokens = sa.Table(
     sa.Column("revoked_at", sa.DateTime, nullable=True),
 )
 
+# BIGINT in MySQL and TiDB; INTEGER in SQLite, the only type it numbers by itself (the unit
+# tests insert scenes and frames without ids, as the import does).
+SERIAL = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
 scenes = sa.Table(
     "scenes",
     metadata,
-    sa.Column("id", sa.BigInteger, primary_key=True, autoincrement=True),
+    sa.Column("id", SERIAL, primary_key=True, autoincrement=True),
     sa.Column("dataset_id", sa.BigInteger, sa.ForeignKey("datasets.id"), nullable=False),
     sa.Column("name", sa.String(512), nullable=False),
     sa.Column("layout", sa.String(16), nullable=False),
@@ -91,7 +95,7 @@ scenes = sa.Table(
 frames = sa.Table(
     "frames",
     metadata,
-    sa.Column("id", sa.BigInteger, primary_key=True, autoincrement=True),
+    sa.Column("id", SERIAL, primary_key=True, autoincrement=True),
     sa.Column("scene_id", sa.BigInteger, sa.ForeignKey("scenes.id"), nullable=False),
     sa.Column("idx", sa.Integer, nullable=False),
     sa.Column("name", sa.String(512), nullable=False),

@@ -121,6 +121,13 @@ def import_scenes(
     return SceneImport(scene_total, frame_total, annotated, tuple(problems))
 
 
+def _insert_ignore(table: sa.Table) -> sa.Insert:
+    """INSERT that skips rows already there (MySQL and TiDB; SQLite for the unit tests)."""
+    return table.insert().prefix_with("IGNORE", dialect="mysql").prefix_with(
+        "OR IGNORE", dialect="sqlite"
+    )
+
+
 def _names_in(planned: Iterable[PlannedScene]) -> list[str]:
     return [
         name
@@ -158,7 +165,7 @@ def _with_items(
 def _ensure_scene(ctx: TenantContext, dataset_id: int, scene: PlannedScene) -> int:
     values = {"dataset_id": dataset_id, "name": scene.name[:512], "layout": scene.layout}
     with ctx.engine.begin() as conn:
-        conn.execute(scenes.insert().prefix_with("IGNORE").values(**values))
+        conn.execute(_insert_ignore(scenes).values(**values))
         query = sa.select(scenes.c.id).where(
             scenes.c.dataset_id == dataset_id, scenes.c.name == values["name"]
         )
@@ -180,7 +187,7 @@ def _insert_frames(
             for index, (frame, _) in batch
         ]  # fmt: skip
         with ctx.engine.begin() as conn:
-            conn.execute(frames.insert().prefix_with("IGNORE"), rows)
+            conn.execute(_insert_ignore(frames), rows)
             ids = _frame_ids(conn, scene_id, [index for index, _ in batch])
             images = [
                 _image_row(ids[index], image.camera, items[image.name], calibration.cameras)
@@ -189,7 +196,7 @@ def _insert_frames(
                 if image.name in items
             ]
             if images:
-                conn.execute(frame_images.insert().prefix_with("IGNORE"), images)
+                conn.execute(_insert_ignore(frame_images), images)
     with ctx.engine.begin() as conn:
         counted = sa.select(sa.func.count()).where(frames.c.scene_id == scene_id)
         conn.execute(
@@ -250,7 +257,7 @@ def _record_imported(ctx: TenantContext, written: list[tuple[int, str, int]]) ->
         for item, etag, count in written
     ]
     with ctx.engine.begin() as conn:
-        conn.execute(annotation_results.insert().prefix_with("IGNORE"), rows)
+        conn.execute(_insert_ignore(annotation_results), rows)
 
 
 # -- reading -----------------------------------------------------------------------------------
