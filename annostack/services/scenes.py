@@ -123,8 +123,10 @@ def import_scenes(
 
 def _insert_ignore(table: sa.Table) -> sa.Insert:
     """INSERT that skips rows already there (MySQL and TiDB; SQLite for the unit tests)."""
-    return table.insert().prefix_with("IGNORE", dialect="mysql").prefix_with(
-        "OR IGNORE", dialect="sqlite"
+    return (
+        table.insert()
+        .prefix_with("IGNORE", dialect="mysql")
+        .prefix_with("OR IGNORE", dialect="sqlite")
     )
 
 
