@@ -5,8 +5,10 @@ prefix import once its objects are): the plan (domain.scenes) names files; their
 found by (dataset, name) in batches, the calibration files read through `SceneFiles`, and
 scenes, frames and frame images inserted with INSERT IGNORE on their unique keys, so a
 redelivered import message ends as one that ran once. Xtreme1 results become annotation
-documents of source `imported` on the frame's point cloud, written only if none is there
-(an import never overwrites a document), and indexed like any saved document.
+documents on the frame's point cloud by the converter its Xtreme1 export uses
+(domain.exports.xtreme1), one per entry of the file: source `imported`, then `imported-2`...
+Each is written only if none is there (an import never overwrites a document), and indexed
+like any saved document.
 
 Reading (`get_scene`, `list_frames`): frames in index order by keyset on (scene, idx); each
 frame's point cloud and images are listed as the items listing lists them (services.browsing:
@@ -36,6 +38,7 @@ from annostack.adapters.tenant_tables import (
 )
 from annostack.domain.calibration import CameraCalibration
 from annostack.domain.errors import NotFound
+from annostack.domain.exports.xtreme1 import ImportedDocument, ResultError, import_result
 from annostack.domain.models import CamelModel
 from annostack.domain.scenes import (
     FrameCalibration,
@@ -46,7 +49,6 @@ from annostack.domain.scenes import (
     ScenePlan,
     calibrations_of,
 )
-from annostack.domain.xtreme1_results import SOURCE, ResultError, convert_result
 from annostack.services.annotations import document_key
 from annostack.services.browsing import (
     EXAMPLE_URL,
@@ -230,33 +232,41 @@ def _image_row(
 def _import_results(
     ctx: TenantContext, planned: list[PlannedFrame], items: dict[str, int], files: SceneFiles
 ) -> tuple[list[Problem], int]:
-    """Each frame's result as the `imported` document of its point cloud."""
-    problems, written = [], []
+    """Each frame's result as the `imported` documents of its point cloud; frames annotated."""
+    problems, written, annotated = [], [], 0
     for frame in planned:
         if frame.result is None:
             continue
         try:
-            converted = convert_result(files.read(frame.result), frame.stem)
+            documents = import_result(files.read(frame.result), frame.stem)
         except ResultError as error:
             problems.append(Problem(frame.result, f"not imported: {error}"))
             continue
         item_id = items[frame.point_cloud]
-        etag = files.put_new(document_key(item_id, SOURCE), converted.document.body)
-        written.append((item_id, etag, converted.document.object_count))
-        if converted.unconverted:
-            reason = f"{converted.unconverted} object(s) of types annostack has no counterpart "
-            problems.append(Problem(frame.result, reason + "for: kept as `xtreme1Unconverted`"))
+        for imported in documents:
+            etag = files.put_new(document_key(item_id, imported.source), imported.document.body)
+            written.append((item_id, imported.source, etag, imported.document.object_count))
+        annotated += bool(documents)
+        problems.extend(_unconverted(frame.result, documents))
     _record_imported(ctx, written)
-    return problems, len(written)
+    return problems, annotated
 
 
-def _record_imported(ctx: TenantContext, written: list[tuple[int, str, int]]) -> None:
+def _unconverted(name: str, documents: list[ImportedDocument]) -> list[Problem]:
+    skipped = [skip for imported in documents for skip in imported.skipped]
+    if not skipped:
+        return []
+    reason = f"{len(skipped)} object(s) annostack cannot hold (first: {skipped[0].reason}): "
+    return [Problem(name, reason + "kept as `xtreme1Unconverted`")]
+
+
+def _record_imported(ctx: TenantContext, written: list[tuple[int, str, str, int]]) -> None:
     """Index rows of imported documents; one already there (an earlier delivery) is kept."""
     if not written:
         return
     rows = [
-        {"data_item_id": item, "source": SOURCE, "version": 1, "object_count": count, "etag": etag}
-        for item, etag, count in written
+        {"data_item_id": item, "source": source, "version": 1, "object_count": n, "etag": etag}
+        for item, source, etag, n in written
     ]
     with ctx.engine.begin() as conn:
         conn.execute(_insert_ignore(annotation_results), rows)

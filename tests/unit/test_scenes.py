@@ -15,6 +15,12 @@ from annostack.domain.calibration import (
     parse_kitti_calib,
     parse_xtreme1_config,
 )
+from annostack.domain.exports.xtreme1 import (
+    UNCONVERTED,
+    ResultError,
+    import_result,
+    result_to_xtreme1,
+)
 from annostack.domain.scenes import (
     Layout,
     PlannedScene,
@@ -23,7 +29,6 @@ from annostack.domain.scenes import (
     natural_key,
     plan_scenes,
 )
-from annostack.domain.xtreme1_results import UNCONVERTED, ResultError, convert_result
 from annostack.services.scenes import SceneImport
 
 # A config as Xtreme1's docs show it (frontend/pc-tool/docs/camera_config.md): column-major.
@@ -352,12 +357,13 @@ RECT = {"type": "2D_RECT", "classId": 2,
         "contour": {"points": [{"x": 10, "y": 20}, {"x": 50, "y": 20}, {"x": 50, "y": 80},
                                {"x": 10, "y": 80}], "viewIndex": 1}}  # fmt: skip
 CUBOID = {"id": "c", "type": "2D_BOX", "contour": {"points": [{"x": 0, "y": 0}] * 8}}
+SEGMENT = {"id": "s", "type": "3D_SEGMENT_POINTS", "contour": {"indices": [1, 2, 3]}}
 
 
 def test_results_convert_with_unknown_fields_kept() -> None:
-    body = orjson.dumps({"version": "1.0", "dataId": 5, "objects": [BOX, RECT, CUBOID]})
-    converted = convert_result(body, "000002")
-    document = orjson.loads(converted.document.body)
+    body = orjson.dumps({"version": "1.0", "dataId": 5, "objects": [BOX, RECT, SEGMENT]})
+    (imported,) = import_result(body, "000002")
+    document = orjson.loads(imported.document.body)
     AnnotationDocument.model_validate(document)
     box, rect = document["objects"]
     assert box["contour"]["center"] == [1, 2, 0.5] and box["contour"]["pointN"] == 120
@@ -370,13 +376,36 @@ def test_results_convert_with_unknown_fields_kept() -> None:
         "width": 40,
         "height": 60,
     }
-    assert document[UNCONVERTED] == [CUBOID] and converted.unconverted == 1
-    assert converted.document.object_count == 2
+    assert document[UNCONVERTED] == [{"index": 2, "object": SEGMENT}]
+    assert (imported.source, len(imported.skipped), imported.document.object_count) == (
+        "imported",
+        1,
+        2,
+    )
 
 
-def test_a_list_of_results_is_one_document() -> None:
+def test_an_imported_result_exports_to_the_same_bytes() -> None:
+    result = [{"sourceName": "Ground Truth", "objects": [BOX, RECT, CUBOID, SEGMENT]},
+              {"sourceName": "model", "objects": [{**BOX, "type": "3d"}]}]  # fmt: skip
+    imported = import_result(orjson.dumps(result), "1")
+    assert [i.source for i in imported] == ["imported", "imported-2"]
+    assert orjson.loads(imported[0].document.body)["objects"][2]["type"] == "2D_BOX"
+    exported, skipped = result_to_xtreme1(orjson.loads(i.document.body) for i in imported)
+    assert orjson.dumps(exported) == orjson.dumps(result) and not skipped
+
+
+def test_a_list_of_results_is_one_document_per_entry() -> None:
     body = orjson.dumps([{"objects": [BOX]}, {"objects": [RECT]}])
-    assert convert_result(body, "1").document.object_count == 2
+    counts = [(i.source, i.document.object_count) for i in import_result(body, "1")]
+    assert counts == [("imported", 1), ("imported-2", 1)]
+
+
+def test_objects_annostack_cannot_hold_are_kept_not_refused() -> None:
+    empty = {**BOX, "contour": {"center3D": {}, "size3D": {}, "rotation3D": {}}}
+    long_id = {**BOX, "id": "x" * 65}
+    body = orjson.dumps({"objects": [empty, long_id, BOX]})
+    (imported,) = import_result(body, "1")
+    assert imported.document.object_count == 1 and len(imported.skipped) == 2
 
 
 @pytest.mark.parametrize(
@@ -386,14 +415,13 @@ def test_a_list_of_results_is_one_document() -> None:
         b'{"objects": NaN}',
         b'"text"',
         b'{"objects": {"a": 1}}',
-        orjson.dumps(
-            {"objects": [{**BOX, "contour": {"center3D": {}, "size3D": {}, "rotation3D": {}}}]}
-        ),
+        b'[{"objects": []}, 3]',
+        orjson.dumps({"objects": [{**BOX, "classId": [1]}]}),
     ],
 )
 def test_a_result_that_cannot_be_imported_says_why(body: bytes) -> None:
     with pytest.raises(ResultError):
-        convert_result(body, "1")
+        import_result(body, "1")
 
 
 def test_the_import_summary_fits_a_status_reason() -> None:

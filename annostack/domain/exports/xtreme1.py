@@ -28,34 +28,55 @@ not on validated models, because it must keep what annostack does not know, wher
   in it. On the way out the box is dropped again and the points are kept as they were if the
   box still bounds them, else moved and scaled onto the edited box.
 * **Types.** 3D_BOX, POLYGON and POLYLINE keep their names; the 2D boxes become RECTANGLE
-  (rectangles) or 2D_BOX (the cuboid), with Xtreme1's own name in `xtreme1Type` next to
-  `type` unless it is BOUNDING_BOX (the type a native annostack 2D box is exported as).
+  (rectangles) or 2D_BOX (the cuboid). Xtreme1's own name is kept in `xtreme1Type` next to
+  `type` unless it is the name the annostack type is exported as (BOUNDING_BOX for both 2D
+  boxes); so are the other spellings the first scenes importer accepted (`3d`, `rect`, `RECT`,
+  `polygon`, `polyline`).
 * **What annostack cannot hold** (an unknown type such as `3D_SEGMENT_POINTS`, a box without
-  geometry) is kept verbatim in the document's `xtreme1Unconverted` list with its position,
-  reported as a `Skip`, and put back in its place on the way out.
+  geometry, an id that is not a string of at most 64 characters) is kept verbatim in the
+  document's `xtreme1Unconverted` list with its position, reported as a `Skip`, and put back
+  in its place on the way out.
 * annostack's own `attributes` and `classifications` are written only when not empty
   (Xtreme1 has `classValues` and `classificationValues` instead; those are kept as they
   came). An object without an id gets `x1-<index>` and a marker, so the id is dropped again.
 
 So `export(import(entry)) == entry`, key order included, for what Xtreme1 writes; the test
 compares serialised bytes.
+
+A dataset import (`import_result`, used for the `result/` files of an Xtreme1 archive or
+prefix) reads a file with these functions and checks each document as any saved one is
+(`ResultError` if the file does not parse or a document does not validate). Entry n of the
+file becomes source `imported` (n = 0) or `imported-<n+1>`: one document per entry, never
+merged, so exporting a frame's documents in source order gives the file back.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from annostack.domain.errors import Invalid
+import orjson
+
+from annostack.domain.annotations import MAX_OBJECT_ID, CheckedDocument, check_document, parse_json
+from annostack.domain.errors import Invalid, TooLarge
 from annostack.domain.exports.report import Skip
 
 JSON = dict[str, Any]
 VECTORS = {"center3D": "center", "size3D": "size", "rotation3D": "rotation"}
 AXES = ("x", "y", "z")
-BOX_TYPES = {"BOUNDING_BOX": "RECTANGLE", "RECTANGLE": "RECTANGLE", "2D_RECT": "RECTANGLE",
-             "2D_BOX": "2D_BOX"}  # fmt: skip
+# Xtreme1's type names -> annostack's. The lower-case and `RECT` spellings are the ones the
+# first scenes importer accepted; kept so the files it converted still convert.
+TYPES = {"3D_BOX": "3D_BOX", "3d": "3D_BOX", "POLYGON": "POLYGON", "polygon": "POLYGON",
+         "POLYLINE": "POLYLINE", "polyline": "POLYLINE", "BOUNDING_BOX": "RECTANGLE",
+         "RECTANGLE": "RECTANGLE", "2D_RECT": "RECTANGLE", "RECT": "RECTANGLE",
+         "rect": "RECTANGLE", "2D_BOX": "2D_BOX"}  # fmt: skip
+# annostack's types -> the Xtreme1 name an object without `xtreme1Type` is exported as;
+# BOUNDING_BOX is Xtreme1's image-tool rectangle.
+EXPORTED_AS = {"3D_BOX": "3D_BOX", "POLYGON": "POLYGON", "POLYLINE": "POLYLINE",
+               "RECTANGLE": "BOUNDING_BOX", "2D_BOX": "BOUNDING_BOX"}  # fmt: skip
 LINE_TYPES = {"POLYGON": 3, "POLYLINE": 2}  # and the points each needs (annostack's minimum)
-DEFAULT_BOX_TYPE = "BOUNDING_BOX"  # Xtreme1's image-tool rectangle
+IMPORTED_SOURCE = "imported"
 TYPE_KEY = "xtreme1Type"
 UNCONVERTED = "xtreme1Unconverted"
 GENERATED_ID = "xtreme1GeneratedId"
@@ -64,13 +85,13 @@ GENERATED_ID = "xtreme1GeneratedId"
 # -- Xtreme1 -> annostack ---------------------------------------------------------------------
 
 
-def result_from_xtreme1(value: object) -> list[tuple[JSON, list[Skip]]]:
+def result_from_xtreme1(value: object, id_prefix: str = "x1") -> list[tuple[JSON, list[Skip]]]:
     """A `result/<frame>.json` (an array of sources, or one) as annostack documents."""
     entries = value if isinstance(value, list) else [value]
-    return [document_from_xtreme1(entry) for entry in entries]
+    return [document_from_xtreme1(entry, id_prefix) for entry in entries]
 
 
-def document_from_xtreme1(entry: object) -> tuple[JSON, list[Skip]]:
+def document_from_xtreme1(entry: object, id_prefix: str = "x1") -> tuple[JSON, list[Skip]]:
     """One source's result as an annostack document; Skips for objects kept unconverted."""
     if not isinstance(entry, dict):
         raise Invalid("an Xtreme1 result entry is a JSON object")
@@ -80,10 +101,12 @@ def document_from_xtreme1(entry: object) -> tuple[JSON, list[Skip]]:
         if key != "objects":
             document[key] = value
             continue
+        if value is not None and not isinstance(value, list):
+            raise Invalid("`objects` must be a list")
         objects, unconverted = [], []
         for index, raw in enumerate(value or []):
             try:
-                objects.append(object_from_xtreme1(raw, index))
+                objects.append(object_from_xtreme1(raw, index, id_prefix))
             except Invalid as error:
                 unconverted.append({"index": index, "object": raw})
                 skipped.append(_skip_of(raw, str(error)))
@@ -96,32 +119,36 @@ def document_from_xtreme1(entry: object) -> tuple[JSON, list[Skip]]:
 def _skip_of(raw: object, reason: str) -> Skip:
     fields = raw if isinstance(raw, dict) else {}
     kind = fields.get("type")
-    known = kind == "3D_BOX" or kind in BOX_TYPES or kind in LINE_TYPES
-    return Skip(_str(fields.get("id")), _str(kind), reason, unsupported_type=not known)
+    return Skip(_str(fields.get("id")), _str(kind), reason, unsupported_type=kind not in TYPES)
 
 
 def _str(value: object) -> str | None:
     return None if value is None else str(value)
 
 
-def object_from_xtreme1(raw: object, index: int = 0) -> JSON:
-    """One Xtreme1 object as an annostack object; Invalid if annostack cannot hold it."""
+def object_from_xtreme1(raw: object, index: int = 0, id_prefix: str = "x1") -> JSON:
+    """One Xtreme1 object as an annostack object; Invalid if annostack cannot hold it.
+
+    An object without an id gets `<id_prefix>-<index>` (cut to fit annostack's limit) and a
+    marker, so that the id is dropped again on the way out.
+    """
     if not isinstance(raw, dict):
         raise Invalid("an Xtreme1 object is a JSON object")
-    kind = raw.get("type")
-    if kind != "3D_BOX" and kind not in BOX_TYPES and kind not in LINE_TYPES:
-        raise Invalid(f"Xtreme1 object type {kind!r} has no annostack type")
+    name = raw.get("type")
+    kind = TYPES.get(name) if isinstance(name, str) else None
+    if kind is None:
+        raise Invalid(f"Xtreme1 object type {name!r} has no annostack type")
     contour = raw.get("contour")
     if not isinstance(contour, dict):
         raise Invalid("the object has no contour")
-    converted: JSON = {}
-    if not raw.get("id"):
-        converted.update({"id": f"x1-{index}", GENERATED_ID: True})
+    converted: JSON = {} if raw.get("id") else _generated_id(id_prefix, index)
     for key, value in raw.items():
         if key == "id" and GENERATED_ID in converted:
             continue
-        if key == "type":
-            converted.update(_type_from_xtreme1(kind))
+        if key == "id":
+            converted[key] = _object_id(value)
+        elif key == "type":
+            converted.update(_type_from_xtreme1(str(name), kind))
         elif key == "contour" and kind in LINE_TYPES:
             converted.update(_line_from_xtreme1(contour, LINE_TYPES[kind]))
         elif key == "contour":
@@ -131,12 +158,21 @@ def object_from_xtreme1(raw: object, index: int = 0) -> JSON:
     return converted
 
 
-def _type_from_xtreme1(kind: str) -> JSON:
-    if kind not in BOX_TYPES:
-        return {"type": kind}
-    if kind == DEFAULT_BOX_TYPE:
-        return {"type": BOX_TYPES[kind]}
-    return {"type": BOX_TYPES[kind], TYPE_KEY: kind}
+def _generated_id(prefix: str, index: int) -> JSON:
+    suffix = f"-{index}"
+    return {"id": prefix[: MAX_OBJECT_ID - len(suffix)] + suffix, GENERATED_ID: True}
+
+
+def _object_id(value: object) -> str:
+    # Checked here, not left to the document's validation, so that one such object is kept
+    # unconverted instead of failing the whole file.
+    if not isinstance(value, str) or len(value) > MAX_OBJECT_ID:
+        raise Invalid(f"an object id is a string of at most {MAX_OBJECT_ID} characters")
+    return value
+
+
+def _type_from_xtreme1(name: str, kind: str) -> JSON:
+    return {"type": kind} if EXPORTED_AS[kind] == name else {"type": kind, TYPE_KEY: name}
 
 
 def _box3d_from(contour: JSON) -> JSON:
@@ -176,6 +212,42 @@ def _line_from_xtreme1(contour: JSON, minimum: int) -> JSON:
     points = _points(contour.get("points"), minimum)
     rest = {key: value for key, value in contour.items() if key != "points"}
     return {"points": points, "contour": rest} if rest else {"points": points}
+
+
+# -- a dataset's imported results ------------------------------------------------------------
+
+
+class ResultError(ValueError):
+    """A result file that cannot become annotation documents; the message says why."""
+
+
+@dataclass(frozen=True)
+class ImportedDocument:
+    source: str  # `imported` for the file's first entry, `imported-<n>` for its n-th
+    document: CheckedDocument  # checked as any saved document is
+    skipped: list[Skip]  # objects kept under `xtreme1Unconverted`, and why
+
+
+def import_result(body: bytes, stem: str) -> list[ImportedDocument]:
+    """A `result/<stem>.json` as checked documents; ids of objects without one from `stem`."""
+    try:
+        converted = result_from_xtreme1(parse_json(body), id_prefix=stem)
+    except Invalid as error:
+        raise ResultError(str(error)) from None
+    return [_checked(position, *pair) for position, pair in enumerate(converted)]
+
+
+def imported_source(position: int) -> str:
+    """The source of the file's entry at `position` (0-based)."""
+    return IMPORTED_SOURCE if position == 0 else f"{IMPORTED_SOURCE}-{position + 1}"
+
+
+def _checked(position: int, document: JSON, skipped: list[Skip]) -> ImportedDocument:
+    try:
+        checked = check_document(orjson.dumps(document))
+    except (Invalid, TooLarge) as error:
+        raise ResultError(f"not a valid annotation document once converted: {error}") from None
+    return ImportedDocument(imported_source(position), checked, skipped)
 
 
 # -- annostack -> Xtreme1 ---------------------------------------------------------------------
@@ -232,7 +304,7 @@ def _converted(obj: JSON, skipped: list[Skip]) -> JSON | None:
 def object_to_xtreme1(obj: Mapping[str, Any]) -> JSON:
     """One annostack object as an Xtreme1 object; Invalid if Xtreme1 has no such type."""
     kind = obj.get("type")
-    if kind not in ("3D_BOX", "RECTANGLE", "2D_BOX") and kind not in LINE_TYPES:
+    if kind not in EXPORTED_AS:
         raise Invalid(f"Xtreme1 results have no {kind} objects")
     out: JSON = {}
     for key, value in obj.items():
@@ -254,10 +326,7 @@ def object_to_xtreme1(obj: Mapping[str, Any]) -> JSON:
 
 
 def _type_to_xtreme1(obj: Mapping[str, Any]) -> str:
-    kind = str(obj["type"])
-    if kind in ("RECTANGLE", "2D_BOX"):
-        return str(obj.get(TYPE_KEY, DEFAULT_BOX_TYPE))
-    return kind
+    return str(obj.get(TYPE_KEY, EXPORTED_AS[str(obj["type"])]))
 
 
 def _box3d_to(contour: Mapping[str, Any]) -> JSON:
