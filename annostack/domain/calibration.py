@@ -14,7 +14,10 @@ One model (`CameraCalibration`) read from the two sources annostack imports:
 * **KITTI** calib files (`calib/<stem>.txt` of the object layout; `calib_cam_to_cam.txt` and
   `calib_velo_to_cam.txt` of a raw drive). Camera N's projection is `P_N = K [I | t]`, so the
   LiDAR-to-camera extrinsics are `[I | K^-1 p4] . R_rect . Tr_velo_to_cam` and the intrinsics
-  are K's.
+  are K's. The files' lines are read by the one KITTI calib reader (`domain.kitti_calib`,
+  which also takes the tracking benchmark's names); this module only builds cameras from them.
+
+A config or file that cannot be read raises `Invalid` (the domain's 422), saying what is wrong.
 
 Extrinsics are always stored row-major, with last row 0 0 0 1 (anything else is refused: it
 is not a rigid transform, and the editor would project nonsense).
@@ -28,6 +31,8 @@ from collections.abc import Mapping, Sequence
 
 from pydantic import Field
 
+from annostack.domain.errors import Invalid
+from annostack.domain.kitti_calib import CalibEntries, matrix
 from annostack.domain.models import CamelModel
 
 Matrix = list[list[float]]
@@ -36,10 +41,6 @@ TRANSLATION_IN_COLUMN_MAJOR = (12, 13, 14)
 LAST_ROW = (0.0, 0.0, 0.0, 1.0)
 TOLERANCE = 1e-6
 CAMERA_NUMBER = re.compile(r"([0-9]+)$")
-
-
-class CalibrationError(ValueError):
-    """A camera config or calib file cannot be read; the message says what is wrong."""
 
 
 class Intrinsics(CamelModel):
@@ -71,7 +72,7 @@ def parse_xtreme1_config(document: object) -> list[CameraCalibration]:
         return [_xtreme1_camera(document, "camera 0")]
     if isinstance(document, Mapping):
         return [_xtreme1_camera(document[view], view) for view in _views_in_order(document)]
-    raise CalibrationError("a camera config is a list of cameras or an object of them")
+    raise Invalid("a camera config is a list of cameras or an object of them")
 
 
 def _is_camera(document: Mapping[str, object]) -> bool:
@@ -83,22 +84,22 @@ def _views_in_order(document: Mapping[str, object]) -> list[str]:
     for view in document:
         found = CAMERA_NUMBER.search(str(view))
         if found is None:
-            raise CalibrationError(f"view {view!r} does not end in its camera number")
+            raise Invalid(f"view {view!r} does not end in its camera number")
         numbered[int(found.group(1))] = str(view)
     return [numbered[number] for number in sorted(numbered)]
 
 
 def _xtreme1_camera(config: object, where: str) -> CameraCalibration:
     if not isinstance(config, Mapping):
-        raise CalibrationError(f"{where}: not an object")
+        raise Invalid(f"{where}: not an object")
     internal = config.get("cameraInternal", config.get("camera_internal"))
     external = config.get("cameraExternal", config.get("camera_external"))
     if not isinstance(internal, Mapping):
-        raise CalibrationError(f"{where}: cameraInternal (or camera_internal) is missing")
+        raise Invalid(f"{where}: cameraInternal (or camera_internal) is missing")
     flat = _numbers(external, 16, f"{where}: cameraExternal (or camera_external)")
     row_major = config.get("rowMajor", True)
     if not isinstance(row_major, bool):
-        raise CalibrationError(f"{where}: rowMajor must be true or false")
+        raise Invalid(f"{where}: rowMajor must be true or false")
     if row_major is False or _looks_column_major(flat):
         flat = _transposed(flat)
     return _calibration(
@@ -122,12 +123,12 @@ def _transposed(flat: Sequence[float]) -> list[float]:
 
 def _numbers(value: object, count: int, what: str) -> list[float]:
     if not isinstance(value, list) or len(value) != count:
-        raise CalibrationError(f"{what} must be a list of {count} numbers")
+        raise Invalid(f"{what} must be a list of {count} numbers")
     if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in value):
-        raise CalibrationError(f"{what} must hold numbers only")
+        raise Invalid(f"{what} must hold numbers only")
     numbers = [float(v) for v in value]
     if not all(math.isfinite(v) for v in numbers):
-        raise CalibrationError(f"{what} must be finite")
+        raise Invalid(f"{what} must be finite")
     return numbers
 
 
@@ -138,7 +139,7 @@ def _calibration(
     if any(
         abs(got - want) > TOLERANCE for got, want in zip(extrinsics[12:], LAST_ROW, strict=True)
     ):
-        raise CalibrationError(
+        raise Invalid(
             f"{where}: the extrinsic matrix is not a rigid transform (its last row must be "
             "0 0 0 1, in row-major order; say rowMajor: false for column-major)"
         )
@@ -147,7 +148,7 @@ def _calibration(
             {"intrinsics": intrinsics, "extrinsics": extrinsics, "width": width, "height": height}
         )
     except ValueError as error:  # pydantic's ValidationError is a ValueError
-        raise CalibrationError(f"{where}: {_first_problem(error)}") from None
+        raise Invalid(f"{where}: {_first_problem(error)}") from None
 
 
 def _first_problem(error: ValueError) -> str:
@@ -161,37 +162,9 @@ def _first_problem(error: ValueError) -> str:
 # -- KITTI --------------------------------------------------------------------------------------
 
 
-def parse_kitti_calib(text: str) -> dict[str, list[float]]:
-    """`KEY: n n n ...` lines (both KITTI flavours); lines without numbers are skipped."""
-    values: dict[str, list[float]] = {}
-    for number, line in enumerate(text.splitlines(), 1):
-        key, colon, rest = line.partition(":")
-        if not colon or not key.strip():
-            continue
-        try:
-            numbers = [float(part) for part in rest.split()]
-        except ValueError:
-            if key.strip() == "calib_time":  # raw drives date their calibration
-                continue
-            raise CalibrationError(
-                f"line {number}: {key.strip()} holds something not a number"
-            ) from None
-        if not all(math.isfinite(v) for v in numbers):
-            raise CalibrationError(f"line {number}: {key.strip()} must be finite")
-        values[key.strip()] = numbers
-    return values
-
-
-def _matrix(values: Mapping[str, list[float]], key: str, rows: int, columns: int) -> Matrix:
-    found = values.get(key)
-    if found is None or len(found) != rows * columns:
-        raise CalibrationError(f"{key} must hold {rows * columns} numbers")
-    return [found[row * columns : (row + 1) * columns] for row in range(rows)]
-
-
-def _homogeneous(matrix: Matrix) -> Matrix:
+def _homogeneous(given: Matrix) -> Matrix:
     """A 3x3 or 3x4 matrix as 4x4."""
-    rows = [[*row, *([0.0] * (4 - len(row)))] for row in matrix]
+    rows = [[*row, *([0.0] * (4 - len(row)))] for row in given]
     return [*rows, [0.0, 0.0, 0.0, 1.0]]
 
 
@@ -202,7 +175,7 @@ def _product(a: Matrix, b: Matrix) -> Matrix:
 def _from_projection(projection: Matrix, lidar_to_rectified: Matrix) -> CameraCalibration:
     fx, cx, fy, cy = projection[0][0], projection[0][2], projection[1][1], projection[1][2]
     if fx <= 0 or fy <= 0:
-        raise CalibrationError("the projection matrix has no positive focal length")
+        raise Invalid("the projection matrix has no positive focal length")
     # P = K [I | t]: t = K^-1 p4 (K upper triangular, no skew in KITTI's rectified cameras).
     tz = projection[2][3]
     ty = (projection[1][3] - cy * tz) / fy
@@ -215,24 +188,28 @@ def _from_projection(projection: Matrix, lidar_to_rectified: Matrix) -> CameraCa
     )
 
 
-def kitti_object_camera(values: Mapping[str, list[float]], camera: int = 2) -> CameraCalibration:
-    """Camera `camera` of a KITTI object calib file (`P2`, `R0_rect`, `Tr_velo_to_cam`)."""
-    rectify = _homogeneous(_matrix(values, "R0_rect", 3, 3))
-    velo_to_cam = _homogeneous(_matrix(values, "Tr_velo_to_cam", 3, 4))
-    return _from_projection(_matrix(values, f"P{camera}", 3, 4), _product(rectify, velo_to_cam))
+def kitti_object_camera(entries: CalibEntries, camera: int = 2) -> CameraCalibration:
+    """Camera `camera` of a KITTI object or tracking calib file (P2, R0_rect, Tr_velo_to_cam)."""
+    projection = matrix(
+        entries, f"P{camera}", 3, 4
+    )  # first: the camera asked for is the likeliest gap
+    rectify = _homogeneous(matrix(entries, "R0_rect", 3, 3))
+    velo_to_cam = _homogeneous(matrix(entries, "Tr_velo_to_cam", 3, 4))
+    return _from_projection(projection, _product(rectify, velo_to_cam))
 
 
 def kitti_raw_camera(
-    cam_to_cam: Mapping[str, list[float]], velo_to_cam: Mapping[str, list[float]], camera: int
+    cam_to_cam: CalibEntries, velo_to_cam: CalibEntries, camera: int
 ) -> CameraCalibration:
     """Camera `camera` (0-3) of a KITTI raw drive, with its rectified image size."""
-    rotation, translation = _matrix(velo_to_cam, "R", 3, 3), _matrix(velo_to_cam, "T", 3, 1)
+    rotation, translation = matrix(velo_to_cam, "R", 3, 3), matrix(velo_to_cam, "T", 3, 1)
     lidar = _homogeneous([[*rotation[row], translation[row][0]] for row in range(3)])
-    rectify = _homogeneous(_matrix(cam_to_cam, "R_rect_00", 3, 3))
+    rectify = _homogeneous(matrix(cam_to_cam, "R_rect_00", 3, 3))
     calibration = _from_projection(
-        _matrix(cam_to_cam, f"P_rect_{camera:02d}", 3, 4), _product(rectify, lidar)
+        matrix(cam_to_cam, f"P_rect_{camera:02d}", 3, 4), _product(rectify, lidar)
     )
     size = cam_to_cam.get(f"S_rect_{camera:02d}")
-    if size is None or len(size) != 2:
+    if size is None or len(size.values) != 2:  # the size is a bonus: the camera works without it
         return calibration
-    return calibration.model_copy(update={"width": round(size[0]), "height": round(size[1])})
+    width, height = size.values
+    return calibration.model_copy(update={"width": round(width), "height": round(height)})

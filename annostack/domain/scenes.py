@@ -35,13 +35,13 @@ from pathlib import PurePosixPath
 import orjson
 
 from annostack.domain.calibration import (
-    CalibrationError,
     CameraCalibration,
     kitti_object_camera,
     kitti_raw_camera,
-    parse_kitti_calib,
     parse_xtreme1_config,
 )
+from annostack.domain.errors import Invalid
+from annostack.domain.kitti_calib import CalibEntries, read_calib
 
 MAX_CALIBRATION_BYTES = 1 * 2**20  # a camera config of 12 cameras is a few KiB
 DEFAULT_SCENE = "scene"  # the name of a scene whose files sit at the top of the archive
@@ -346,10 +346,10 @@ def _frame_calibration(layout: Layout, frame: PlannedFrame, read: Read) -> Frame
     try:
         if layout is Layout.XTREME1:
             return _xtreme1_frame(frame, _json(read(frame.calibration)))
-        values = parse_kitti_calib(_text(read(frame.calibration)))
-        cameras = {image.camera: _kitti_object(values, image.camera) for image in frame.images}
+        entries = read_calib(_text(read(frame.calibration)))
+        cameras = {image.camera: _kitti_object(entries, image.camera) for image in frame.images}
         return FrameCalibration(cameras)
-    except CalibrationError as error:
+    except Invalid as error:
         return FrameCalibration({}, (Problem(frame.calibration, f"not a camera config: {error}"),))
 
 
@@ -367,8 +367,8 @@ def _xtreme1_frame(frame: PlannedFrame, document: object) -> FrameCalibration:
     return FrameCalibration(paired, (Problem(frame.calibration, reason),))
 
 
-def _kitti_object(values: Mapping[str, list[float]], camera: str) -> CameraCalibration:
-    return kitti_object_camera(values, int(camera.removeprefix("image_")))
+def _kitti_object(entries: CalibEntries, camera: str) -> CameraCalibration:
+    return kitti_object_camera(entries, int(camera.removeprefix("image_")))
 
 
 def _raw_calibrations(scene: PlannedScene, read: Read) -> list[FrameCalibration]:
@@ -380,16 +380,32 @@ def _raw_calibrations(scene: PlannedScene, read: Read) -> list[FrameCalibration]
     if missing:
         reason = f"no {', '.join(missing)} beside or in the drive: its images have no calibration"
         return _once(scene, Problem(scene.name, reason))
+    read_files = _raw_calib_files(files, read)
+    if isinstance(read_files, Problem):
+        return _once(scene, read_files)
+    cam_to_cam, velo_to_cam = read_files
     try:
-        cam_to_cam = parse_kitti_calib(_text(read(files["calib_cam_to_cam.txt"])))
-        velo_to_cam = parse_kitti_calib(_text(read(files["calib_velo_to_cam.txt"])))
         known = {c: kitti_raw_camera(cam_to_cam, velo_to_cam, int(c[-2:])) for c in cameras}
-    except CalibrationError as error:
+    except Invalid as error:  # the reason names the entry (R, T: velo_to_cam; the rest: cam_to_cam)
         return _once(scene, Problem(files["calib_cam_to_cam.txt"], f"not a calibration: {error}"))
     return [
         FrameCalibration({image.camera: known[image.camera] for image in frame.images})
         for frame in scene.frames
     ]
+
+
+def _raw_calib_files(
+    files: Mapping[str, str], read: Read
+) -> tuple[CalibEntries, CalibEntries] | Problem:
+    """A drive's cam_to_cam and velo_to_cam entries, or a problem naming the file that is bad."""
+    entries = []
+    for name in RAW_CALIB_FILES:  # one at a time, so that the problem names the bad file
+        try:
+            entries.append(read_calib(_text(read(files[name]))))
+        except Invalid as error:
+            return Problem(files[name], f"not a calibration: {error}")
+    cam_to_cam, velo_to_cam = entries
+    return cam_to_cam, velo_to_cam
 
 
 def _once(scene: PlannedScene, problem: Problem) -> list[FrameCalibration]:
@@ -399,17 +415,17 @@ def _once(scene: PlannedScene, problem: Problem) -> list[FrameCalibration]:
 
 def _json(body: bytes) -> object:
     if len(body) > MAX_CALIBRATION_BYTES:
-        raise CalibrationError(f"{len(body)} bytes; a camera config is at most 1 MiB")
+        raise Invalid(f"{len(body)} bytes; a camera config is at most 1 MiB")
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as error:
-        raise CalibrationError(f"not JSON: {error}") from None
+        raise Invalid(f"not JSON: {error}") from None
 
 
 def _text(body: bytes) -> str:
     if len(body) > MAX_CALIBRATION_BYTES:
-        raise CalibrationError(f"{len(body)} bytes; a calib file is at most 1 MiB")
+        raise Invalid(f"{len(body)} bytes; a calib file is at most 1 MiB")
     try:
         return body.decode()
     except UnicodeDecodeError:
-        raise CalibrationError("not UTF-8 text") from None
+        raise Invalid("not UTF-8 text") from None

@@ -9,18 +9,18 @@ import pytest
 
 from annostack.domain.annotations import AnnotationDocument
 from annostack.domain.calibration import (
-    CalibrationError,
     kitti_object_camera,
     kitti_raw_camera,
-    parse_kitti_calib,
     parse_xtreme1_config,
 )
+from annostack.domain.errors import Invalid
 from annostack.domain.exports.xtreme1 import (
     UNCONVERTED,
     ResultError,
     import_result,
     result_to_xtreme1,
 )
+from annostack.domain.kitti_calib import read_calib
 from annostack.domain.scenes import (
     Layout,
     PlannedScene,
@@ -241,7 +241,7 @@ def test_an_object_of_views_is_read_in_camera_order() -> None:
     ],
 )
 def test_bad_configs_say_what_is_wrong(config: object, message: str) -> None:
-    with pytest.raises(CalibrationError, match=message):
+    with pytest.raises(Invalid, match=message):
         parse_xtreme1_config([config] if isinstance(config, dict) and "front" not in config
                              else config)  # fmt: skip
 
@@ -289,7 +289,7 @@ Tr_imu_to_velo: 1 0 0 -0.8 0 1 0 0.3 0 0 1 -0.9
 
 
 def test_kitti_object_extrinsics_by_hand() -> None:
-    parsed = kitti_object_camera(parse_kitti_calib(KITTI_OBJECT_CALIB), 2)
+    parsed = kitti_object_camera(read_calib(KITTI_OBJECT_CALIB), 2)
     assert parsed.intrinsics.model_dump() == {"fx": 700, "fy": 700, "cx": 600, "cy": 180}
     # t = K^-1 (42, 7, 0.5): tz = 0.5, ty = (7 - 180 * 0.5) / 700, tx = (42 - 600 * 0.5) / 700.
     tx, ty, tz = (42 - 300) / 700, (7 - 90) / 700, 0.5
@@ -308,13 +308,13 @@ def test_kitti_object_extrinsics_by_hand() -> None:
 
 
 def test_kitti_raw_camera_with_its_image_size() -> None:
-    cam_to_cam = parse_kitti_calib(
+    cam_to_cam = read_calib(
         "calib_time: 09-Jan-2012 13:57:47\n"
         "S_rect_02: 1.242000e+03 3.750000e+02\n"
         "R_rect_00: 1 0 0 0 1 0 0 0 1\n"
         "P_rect_02: 721.5 0 609.5 44.85 0 721.5 172.8 0.2163 0 0 1 0.002745\n"
     )
-    velo_to_cam = parse_kitti_calib("R: 0 -1 0 0 0 -1 1 0 0\nT: 0 -0.07 -0.27\n")
+    velo_to_cam = read_calib("R: 0 -1 0 0 0 -1 1 0 0\nT: 0 -0.07 -0.27\n")
     parsed = kitti_raw_camera(cam_to_cam, velo_to_cam, 2)
     assert (parsed.width, parsed.height) == (1242, 375)
     assert parsed.extrinsics[12:] == [0, 0, 0, 1]
@@ -325,8 +325,8 @@ def test_kitti_raw_camera_with_its_image_size() -> None:
     "text", ["P2: 1 2 x\n", "P2: 1 2 3\nR0_rect: 1 0 0 0 1 0 0 0 1\n", "P2: nan 0 0 0\n"]
 )
 def test_bad_kitti_calib_files_are_refused(text: str) -> None:
-    with pytest.raises(CalibrationError):
-        kitti_object_camera(parse_kitti_calib(text), 2)
+    with pytest.raises(Invalid):
+        kitti_object_camera(read_calib(text), 2)
 
 
 def test_kitti_frames_get_calibration_per_camera_and_raw_drives_per_scene() -> None:
@@ -342,6 +342,57 @@ def test_kitti_frames_get_calibration_per_camera_and_raw_drives_per_scene() -> N
     (drive,) = plan_scenes(raw).scenes
     missing = calibrations_of(drive, {}.__getitem__)
     assert "calib_cam_to_cam.txt" in missing[0].problems[0].reason and not missing[1].problems
+
+
+# A raw drive's two files as published (2011_09_26), camera 2 only: dated, colon-separated.
+RAW_CAM_TO_CAM = """calib_time: 09-Jan-2012 13:57:47
+corner_dist: 9.950000e-02
+S_rect_02: 1.242000e+03 3.750000e+02
+R_rect_00: 9.999239e-01 9.837760e-03 -7.445048e-03 -9.869795e-03 9.999421e-01 -4.278459e-03 7.402527e-03 4.351614e-03 9.999631e-01
+P_rect_02: 7.215377e+02 0.000000e+00 6.095593e+02 4.485728e+01 0.000000e+00 7.215377e+02 1.728540e+02 2.163791e-01 0.000000e+00 0.000000e+00 1.000000e+00 2.745884e-03
+"""  # noqa: E501 - the file's own lines
+RAW_VELO_TO_CAM = """calib_time: 15-Mar-2012 11:37:16
+R: 7.533745e-03 -9.999714e-01 -6.166020e-04 1.480249e-02 7.280733e-04 -9.998902e-01 9.998621e-01 7.523790e-03 1.480755e-02
+T: -4.069766e-03 -7.631618e-02 -2.717806e-01
+delta_f: 0.000000e+00 0.000000e+00
+delta_c: 0.000000e+00 0.000000e+00
+"""  # noqa: E501
+
+
+def raw_drive() -> PlannedScene:
+    names = ["d/calib_cam_to_cam.txt", "d/calib_velo_to_cam.txt", "d/d1/velodyne_points/data/0.bin",
+             "d/d1/image_02/data/0.png", "d/d1/velodyne_points/data/1.bin",
+             "d/d1/image_02/data/1.png"]  # fmt: skip
+    (drive,) = plan_scenes(names).scenes
+    return drive
+
+
+def test_a_dated_raw_drive_gives_every_frame_its_camera() -> None:
+    files = {"d/calib_cam_to_cam.txt": RAW_CAM_TO_CAM.encode(),
+             "d/calib_velo_to_cam.txt": RAW_VELO_TO_CAM.encode()}  # fmt: skip
+    found = calibrations_of(raw_drive(), files.__getitem__)
+    assert [f.problems for f in found] == [(), ()]
+    camera = found[1].cameras["image_02"]
+    assert (camera.intrinsics.fx, camera.width, camera.height) == (721.5377, 1242, 375)
+
+
+def test_a_bad_line_in_a_raw_drive_is_a_problem_of_that_file_naming_the_line() -> None:
+    damaged = RAW_VELO_TO_CAM.replace("-7.631618e-02", "n/a")
+    files = {"d/calib_cam_to_cam.txt": RAW_CAM_TO_CAM.encode(),
+             "d/calib_velo_to_cam.txt": damaged.encode()}  # fmt: skip
+    found = calibrations_of(raw_drive(), files.__getitem__)
+    (problem,) = found[0].problems
+    assert problem.name == "d/calib_velo_to_cam.txt"
+    assert "calibration line 3 (T)" in problem.reason and "'n/a'" in problem.reason
+    assert found[0].cameras == found[1].cameras == {} and not found[1].problems
+
+
+def test_a_tracking_style_calib_file_gives_the_same_camera_as_the_object_one() -> None:
+    tracking = (KITTI_OBJECT_CALIB.replace("P2: ", "P2 ").replace("R0_rect: ", "R_rect ")
+                .replace("Tr_velo_to_cam: ", "Tr_velo_cam "))  # fmt: skip
+    assert kitti_object_camera(read_calib(tracking)) == kitti_object_camera(
+        read_calib(KITTI_OBJECT_CALIB)
+    )
 
 
 # -- Xtreme1 results ---------------------------------------------------------------------------

@@ -7,7 +7,7 @@ a frame's calibration), plus what every export shares:
 |-----------------|------------------------------------------------------------------------|
 | `report`        | `ExportReport`: counts per format, objects skipped or exported with loss |
 | `archive`       | `write_archive`: (name, bytes) entries streamed into a zip or tar.gz    |
-| `kitti_calib`   | KITTI calib files (P0-P3, R0_rect, Tr_velo_to_cam), parsed and written  |
+| `kitti_calib`   | KITTI calib matrices (P0-P3, R0_rect, Tr_velo_to_cam), parsed and written |
 | `kitti`         | KITTI 3D object labels (`label_2`) from LiDAR boxes, and back           |
 | `coco`          | COCO instances JSON for 2D boxes and polygons, written as items stream in |
 | `xtreme1`       | Xtreme1 result files to annostack documents and back, losslessly       |

@@ -11,11 +11,12 @@ A LiDAR point reaches the left colour image (image_2) as
 ``x = P2 · R0_rect · Tr_velo_to_cam · y`` (R0_rect and Tr padded to 4x4 with a 1). KITTI
 labels live in the rectified camera 0 frame: x right, y down, z forward.
 
-Reading also takes the tracking benchmark's names (`R_rect`, `Tr_velo_cam`, `Tr_imu_velo`,
-separated by a space instead of `: `). Writing always gives all seven lines in the devkit's
-order and `%.12e` format, because common readers (OpenPCDet's `get_calib_from_file`) take
-them by line number: a matrix annostack does not have is written as P2 (P0, P1, P3) or the
-identity (Tr_imu_to_velo), never left out.
+Lines are read by the one KITTI calib reader (`domain.kitti_calib`), so the tracking
+benchmark's names (`R_rect`, `Tr_velo_cam`, `Tr_imu_velo`, separated by a space instead of
+`: `) and a raw drive's `calib_time` are read too. Writing always gives all seven lines in the
+devkit's order and `%.12e` format, because common readers (OpenPCDet's `get_calib_from_file`)
+take them by line number: a matrix annostack does not have is written as P2 (P0, P1, P3) or
+the identity (Tr_imu_to_velo), never left out.
 """
 
 from __future__ import annotations
@@ -26,10 +27,10 @@ import numpy as np
 import numpy.typing as npt
 
 from annostack.domain.errors import Invalid
+from annostack.domain.kitti_calib import matrix, read_calib
 
 Matrix = npt.NDArray[np.float64]
 
-ALIASES = {"R_rect": "R0_rect", "Tr_velo_cam": "Tr_velo_to_cam", "Tr_imu_velo": "Tr_imu_to_velo"}
 SHAPES: dict[str, tuple[int, int]] = {
     "P0": (3, 4),
     "P1": (3, 4),
@@ -88,34 +89,18 @@ def calibration_from_camera(intrinsics: Matrix, lidar_to_camera: Matrix) -> Kitt
 
 def parse_calibration(text: str) -> KittiCalibration:
     """A calib file's matrices; Invalid naming the line or matrix that is wrong."""
-    matrices: dict[str, Matrix] = {}
-    for number, line in enumerate(text.splitlines(), start=1):
-        if line.strip():
-            name, matrix = _parse_line(line, number)
-            if name in SHAPES:  # others (a raw drive's calib_time) are not matrices we use
-                matrices[name] = matrix.reshape(SHAPES[name])
-    missing = [name for name in REQUIRED if name not in matrices]
+    entries = read_calib(text)
+    missing = [name for name in REQUIRED if name not in entries]
     if missing:
         raise Invalid(f"calibration has no {', '.join(missing)}")
+    # Other entries (a raw drive's R_rect_00, ...) are not matrices of this layout.
+    matrices = {
+        name: np.array(matrix(entries, name, *shape), dtype=np.float64)
+        for name, shape in SHAPES.items()
+        if name in entries
+    }
     p2, r0, tr = (matrices.pop(name) for name in REQUIRED)
     return KittiCalibration(p2=p2, r0_rect=r0, tr_velo_to_cam=tr, others=matrices)
-
-
-def _parse_line(line: str, number: int) -> tuple[str, Matrix]:
-    head, _, rest = line.partition(":") if ":" in line else line.partition(" ")
-    name = ALIASES.get(head.strip(), head.strip())
-    try:
-        values = np.array([float(value) for value in rest.split()], dtype=np.float64)
-    except ValueError as error:
-        raise Invalid(f"calibration line {number} ({name}): {error}") from error
-    shape = SHAPES.get(name)
-    if shape is not None and values.size != shape[0] * shape[1]:
-        raise Invalid(
-            f"calibration line {number}: {name} has {values.size} values, not {shape[0] * shape[1]}"
-        )
-    if not np.all(np.isfinite(values)):
-        raise Invalid(f"calibration line {number} ({name}) holds a non-finite number")
-    return name, values
 
 
 def format_calibration(calibration: KittiCalibration) -> str:

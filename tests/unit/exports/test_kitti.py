@@ -241,6 +241,7 @@ def test_a_box_off_the_image_is_skipped() -> None:
         ("P2: 1 2 3\nR0_rect: 1 0 0 0 1 0 0 0 1\nTr_velo_to_cam: " + "0 " * 12, "3 values"),
         ("P2: " + "1 " * 12 + "\nR0_rect: " + "1 " * 9, "no Tr_velo_to_cam"),
         ("P2: " + "x " * 12, "could not convert"),
+        ("P2: " + "1 " * 11 + "x\n", r"line 1 \(P2\): could not convert string to float: 'x'"),
     ],
 )
 def test_a_bad_calib_file_says_what_is_wrong(text: str, reason: str) -> None:
@@ -251,6 +252,11 @@ def test_a_bad_calib_file_says_what_is_wrong(text: str, reason: str) -> None:
 def test_the_tracking_benchmark_names_are_read_too() -> None:
     text = CALIB_000000.replace("R0_rect:", "R_rect").replace("Tr_velo_to_cam:", "Tr_velo_cam")
     assert np.array_equal(parse_calibration(text).tr_velo_to_cam, REAL.tr_velo_to_cam)
+
+
+def test_a_raw_drive_style_file_with_its_date_is_read_too() -> None:
+    text = "calib_time: 09-Jan-2012 13:57:47\n" + CALIB_000000
+    assert format_calibration(parse_calibration(text)) == CALIB_000000
 
 
 def test_a_camera_of_a_scene_becomes_a_kitti_calibration() -> None:
