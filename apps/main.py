@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from annostack import __version__
 from annostack.apps import errors, observability
 from annostack.apps.push import endpoint as push
-from annostack.apps.routes import admin, datasets, health, locks, uploads
+from annostack.apps.routes import admin, datasets, health, locks, scenes, uploads
 from annostack.apps.routes import annotations as annotation_routes
 from annostack.apps.settings import ApiSettings
 from annostack.apps.state import AppState
@@ -65,7 +65,13 @@ def create_app(settings: Settings | None = None, api: ApiSettings | None = None)
     if api.gateway == "admin":
         app.include_router(admin.router)
     else:
-        routers = (datasets.router, uploads.router, annotation_routes.router, locks.router)
+        routers = (
+            datasets.router,
+            scenes.router,
+            uploads.router,
+            annotation_routes.router,
+            locks.router,
+        )
         for router in (*routers, push.router):
             app.include_router(router)
     return app

@@ -121,8 +121,9 @@ def _import(
         ctx.names.namespace, job_name, job, "annostack-operator", owner
     )
     _kube(memo).apply(manifest)
+    scenes = f"; scenes: {result.scenes.describe()}" if result.scenes else ""
     logger.info(
-        f"imported {result.registered} items ({result.describe_skipped()}); "
+        f"imported {result.registered} items ({result.describe_skipped()}{scenes}); "
         f"processing them in ProcessingJob {job_name}"
     )
     return current.model_copy(update={"import_job": job_name})

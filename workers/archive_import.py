@@ -9,6 +9,7 @@ If-None-Match: *, so a redelivered import message finishes the job without dupli
 from __future__ import annotations
 
 import io
+import logging
 import mimetypes
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -35,6 +36,7 @@ from annostack.domain.items import (
 from annostack.domain.keyspace import Family
 from annostack.domain.processing import DataType, wanted_on
 from annostack.domain.push import Event, UploadProgress
+from annostack.domain.scenes import plan_scenes
 from annostack.services.archives import (
     CHUNK,
     Entry,
@@ -49,10 +51,12 @@ from annostack.services.archives import (
 from annostack.services.datasets import get_dataset, get_item
 from annostack.services.item_states import mark_arrived
 from annostack.services.processing import InvalidTask, Task
+from annostack.services.scenes import SceneImport, import_scenes
 from annostack.services.tenancy import TenantContext
 from annostack.services.uploads import object_key
 
 PROGRESS_EVERY = 50
+log = logging.getLogger("annostack.worker")
 
 
 class _ResponseStream(io.RawIOBase):
@@ -117,11 +121,17 @@ class ArchiveImporter:
     ) -> int:
         done = 0
         progress = keyspace.key(Family.ARCHIVE, self.ctx.names.tenant, task.item_id)
+        stored: dict[str, str] = {}  # entry name -> object key, for the scenes it makes up
+        names: list[str] = []
         for entry, data in entries:
+            names.append(entry.name)
+            if not _utf8(entry.name):
+                continue  # no item can be named so; the scene plan reports it
             verdict = classify(entry.name, self.data_type, _content_type(entry.name), True)
             item_id = self._register(dataset_id, entry, verdict)
             key = object_key(dataset_id, item_id, entry.name)
             self._put_stream(key, data, entry.size)
+            stored[entry.name] = key
             self._mark_arrived(item_id, verdict)
             self._enqueue(task, entry.name, verdict, item_id, key)
             done += 1
@@ -130,15 +140,24 @@ class ArchiveImporter:
                 self.push(
                     UploadProgress(item_id=task.item_id, state="importing", done=done, total=total)
                 )
+        made = self._scenes(dataset_id, names, stored)
         self.redis.hset(progress, mapping={"done": done, "total": done, "state": "imported"})
         self.push(UploadProgress(item_id=task.item_id, state="imported", done=done, total=done))
+        reason = made.describe() if made.scenes or made.problems else None
         with self.ctx.engine.begin() as conn:
             conn.execute(
                 data_items.update()
                 .where(data_items.c.id == task.item_id)
-                .values(status=ItemStatus.IMPORTED)
+                .values(status=ItemStatus.IMPORTED, status_reason=reason)
             )
         return done
+
+    def _scenes(self, dataset_id: int, names: list[str], stored: dict[str, str]) -> SceneImport:
+        """The scenes the entries make up (Xtreme1, KITTI), once every entry is an item."""
+        made = import_scenes(self.ctx, dataset_id, plan_scenes(names), _StoredFiles(self, stored))
+        for problem in made.problems:
+            log.warning("archive entry %r: %s", problem.name, problem.reason)
+        return made
 
     def _enqueue(self, task: Task, name: str, verdict: FileClass, item_id: int, key: str) -> None:
         """Queue an entry's processing; as part of the task's ProcessingJob, if it has one
@@ -210,6 +229,43 @@ class ArchiveImporter:
         response = self.http.put(url, content=chunks(), headers=headers)
         if response.status_code not in (200, 412):
             raise RuntimeError(f"S3 PUT {key}: {response.status_code}")
+
+
+@dataclass
+class _StoredFiles:
+    """The import's entries in the bucket, as the scene import reads and writes them."""
+
+    importer: ArchiveImporter
+    keys: dict[str, str]
+
+    def read(self, name: str) -> bytes:
+        url = self.importer.signer.presign_get(self.importer.ctx.connection.bucket, self.keys[name])
+        response = self.importer.http.get(url)
+        if response.status_code != 200:
+            raise RuntimeError(f"S3 GET {self.keys[name]}: {response.status_code}")
+        return response.content
+
+    def put_new(self, key: str, body: bytes) -> str:
+        bucket, signer, http = (
+            self.importer.ctx.connection.bucket,
+            self.importer.signer,
+            self.importer.http,
+        )
+        headers = {"If-None-Match": "*", "Content-Type": "application/json"}
+        response = http.put(signer.presign_put(bucket, key), content=body, headers=headers)
+        if response.status_code == 412:  # written by an earlier delivery (or by hand): kept
+            response = http.head(signer.presign_head(bucket, key))
+        if response.status_code != 200:
+            raise RuntimeError(f"S3 PUT {key}: {response.status_code}")
+        return str(response.headers.get("etag", "")).strip('"')
+
+
+def _utf8(name: str) -> bool:
+    try:
+        name.encode()
+    except UnicodeEncodeError:  # a tar keeps bytes that are not UTF-8 as surrogates
+        return False
+    return True
 
 
 def _content_type(name: str) -> str:

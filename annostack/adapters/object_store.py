@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -179,3 +180,34 @@ def list_objects(settings: ObjectStoreSettings, bucket: str, prefix: str) -> Ite
                 continue
             etag = (found.etag or "").strip('"')
             yield ListedObject(key=found.object_name, size=int(found.size or 0), etag=etag)
+
+
+def read_object(settings: ObjectStoreSettings, bucket: str, key: str) -> bytes:
+    """One (small) object's bytes: a calibration file, a result of a prefix import."""
+    client = minio_client(settings)
+    with translated_errors():
+        response = client.get_object(bucket, key)
+        try:
+            return response.read()
+        finally:
+            response.close()
+            response.release_conn()
+
+
+def put_object_once(settings: ObjectStoreSettings, bucket: str, key: str, body: bytes) -> str:
+    """Write `body` unless an object is already at `key`; the ETag of what is there.
+
+    Checked with a HEAD, not If-None-Match (the SDK's PUT sends no conditions): a prefix import
+    is one operator pass per source, so there is no concurrent writer to race with here.
+    """
+    client = minio_client(settings)
+    with translated_errors():
+        try:
+            return (client.stat_object(bucket, key).etag or "").strip('"')
+        except S3Error as error:
+            if error.code not in ("NoSuchKey", "NoSuchObject", "ResourceNotFound"):
+                raise
+        written = client.put_object(
+            bucket, key, io.BytesIO(body), len(body), content_type="application/json"
+        )
+        return (written.etag or "").strip('"')

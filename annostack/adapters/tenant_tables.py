@@ -1,7 +1,8 @@
 """The tables in every tenant's schema (SQLAlchemy Core), and the migration runner.
 
-Only what is queried lives in SQL: datasets, data items, and one index row per annotation
-document (item, source, version, object count, updated time). The annotation documents
+Only what is queried lives in SQL: datasets, data items, scenes with their frames and frame
+images, and one index row per annotation document (item, source, version, object count,
+updated time). The annotation documents
 themselves are JSON files in the tenant's bucket.
 
 The DDL lives in the Alembic revisions under `migrations/` (with TiDB-only options in
@@ -75,6 +76,43 @@ api_tokens = sa.Table(
     sa.Column("revoked_at", sa.DateTime, nullable=True),
 )
 
+# BIGINT in MySQL and TiDB; INTEGER in SQLite, the only type it numbers by itself (the unit
+# tests insert scenes and frames without ids, as the import does).
+SERIAL = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+scenes = sa.Table(
+    "scenes",
+    metadata,
+    sa.Column("id", SERIAL, primary_key=True, autoincrement=True),
+    sa.Column("dataset_id", sa.BigInteger, sa.ForeignKey("datasets.id"), nullable=False),
+    sa.Column("name", sa.String(512), nullable=False),
+    sa.Column("layout", sa.String(16), nullable=False),
+    sa.Column("frame_count", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("created_at", sa.DateTime, nullable=False, server_default=sa.func.now()),
+    sa.UniqueConstraint("dataset_id", "name", name="uq_scenes_dataset_name"),
+)
+
+frames = sa.Table(
+    "frames",
+    metadata,
+    sa.Column("id", SERIAL, primary_key=True, autoincrement=True),
+    sa.Column("scene_id", sa.BigInteger, sa.ForeignKey("scenes.id"), nullable=False),
+    sa.Column("idx", sa.Integer, nullable=False),
+    sa.Column("name", sa.String(512), nullable=False),
+    sa.Column("timestamp", sa.DateTime, nullable=True),
+    sa.Column("point_cloud_item_id", sa.BigInteger, sa.ForeignKey("data_items.id"), nullable=False),
+    sa.UniqueConstraint("scene_id", "idx", name="uq_frames_scene_idx"),
+)
+
+frame_images = sa.Table(
+    "frame_images",
+    metadata,
+    sa.Column("frame_id", sa.BigInteger, sa.ForeignKey("frames.id"), primary_key=True),
+    sa.Column("camera", sa.String(64), primary_key=True),
+    sa.Column("data_item_id", sa.BigInteger, sa.ForeignKey("data_items.id"), nullable=False),
+    sa.Column("calibration", sa.JSON, nullable=True),
+)
+
 tenant_locks = sa.Table(
     "tenant_locks",
     metadata,
@@ -84,12 +122,18 @@ tenant_locks = sa.Table(
 # What each of a tenant's two DB users may do in its schema; nothing schema-wide, no DDL (the
 # migrations run as the operator). Workers (the Secret's user): the data tables. The API's
 # user additionally reads and writes `api_tokens` — so nothing that holds the workers' Secret
-# can mint itself an API token.
+# can mint itself an API token. Scenes are written once, by an import (a worker unpacking an
+# archive, the operator registering a prefix): frames and their images inserted (INSERT IGNORE
+# on a redelivery), a scene's frame count set after them; nothing deletes them, so no DELETE.
 _DATA = frozenset({"SELECT", "INSERT", "UPDATE", "DELETE"})
+_INSERTED = frozenset({"SELECT", "INSERT"})
 WORKER_PRIVILEGES: dict[str, frozenset[str]] = {
     "datasets": _DATA,
     "data_items": _DATA,
     "annotation_results": _DATA,
+    "scenes": frozenset({"SELECT", "INSERT", "UPDATE"}),
+    "frames": _INSERTED,
+    "frame_images": _INSERTED,
     "tenant_locks": frozenset({"SELECT", "UPDATE"}),
 }
 API_PRIVILEGES: dict[str, frozenset[str]] = {

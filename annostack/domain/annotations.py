@@ -35,6 +35,7 @@ BATCH_LIMIT = 1000  # documents per batch request
 # A batch body: up to 1,000 documents of a few KiB to a few MiB each. Larger is refused while
 # it is read (413), before anything parses it.
 MAX_BATCH_BYTES = 64 * 2**20
+MAX_OBJECT_ID = 64  # characters
 MAX_REPORTED_ERRORS = 20  # a response lists at most this many problems, and says how many more
 # orjson reads integers beyond 64 bits as (rounded) floats: a run of 20+ digits sends the body
 # through the exact reader to find out. Rare in annotations, so the fast path stays fast.
@@ -71,7 +72,9 @@ class Point2D(Open):
 
 
 class ObjectBase(Open):
-    id: str = Field(min_length=1, max_length=64, description="Object id, unique in the document.")
+    id: str = Field(
+        min_length=1, max_length=MAX_OBJECT_ID, description="Object id, unique in the document."
+    )
     class_id: str | int | None = Field(default=None, alias="classId")
     track_id: str | int | None = Field(default=None, alias="trackId")
     attributes: dict[str, object] = Field(default_factory=dict)

@@ -18,7 +18,9 @@ Accepted layouts include Xtreme1's export, so datasets move over without re-pack
 ``camera_config/<frame>.json`` and optional ``result/<frame>.json``. Every regular entry
 becomes a data item; `annostack.domain.items.classify` decides its kind, so point clouds,
 images, video, audio and text are queued for processing, configs and results are kept as
-``stored`` items, anything else as ``unsupported`` with the reason.
+``stored`` items, anything else as ``unsupported`` with the reason. Once every entry is an item
+the Xtreme1 and KITTI layouts become scenes (services.scenes): configs are read into the
+frames' calibration, results into `imported` annotation documents.
 """
 
 from __future__ import annotations

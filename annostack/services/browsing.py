@@ -37,7 +37,11 @@ from annostack.services.tenancy import TenantContext
 
 DEFAULT_PAGE = 100
 MAX_PAGE = 1000  # a page's URLs are signed in one go: 1,000 videos are 13,000 URLs
-CURSOR_FORM = re.compile(r"item:([1-9][0-9]{0,18})")
+# What follows the colon of each kind of cursor: item ids start at 1, frame indexes at 0.
+CURSOR_FORMS = {
+    "item": re.compile(r"item:([1-9][0-9]{0,18})"),
+    "frame": re.compile(r"frame:(0|[1-9][0-9]{0,8})"),
+}
 EXAMPLE_URL = "https://s3.example.com/annostack-demo/derived/42/bev.png?X-Amz-..."
 
 
@@ -148,29 +152,36 @@ class ItemFilter:
         return where
 
 
-def encode_cursor(item_id: int) -> str:
-    return base64.urlsafe_b64encode(f"item:{item_id}".encode()).decode().rstrip("=")
+def encode_cursor(position: int, of: str = "item") -> str:
+    """An opaque cursor continuing after `position` (an item id; a frame index for frames)."""
+    return base64.urlsafe_b64encode(f"{of}:{position}".encode()).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str) -> int:
-    """The item id a cursor of ours continues after; Invalid for anything else."""
+def decode_cursor(cursor: str, of: str = "item") -> int:
+    """The position a cursor of ours continues after; Invalid for anything else."""
     try:
         text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError):
         text = ""
-    found = CURSOR_FORM.fullmatch(text)
+    found = CURSOR_FORMS[of].fullmatch(text)
     if found is None:
         raise Invalid("`after` is not a cursor this API issued; pass `next` of the last page")
     return int(found.group(1))
+
+
+# What a listing shows of an item (ListedItem's own columns).
+LISTED_COLUMNS = tuple(
+    data_items.c[name]
+    for name in ("id", "name", "kind", "status", "status_reason", "size", "created_at")
+)
 
 
 def items_query(
     dataset_id: int, filters: ItemFilter, after: int | None, limit: int
 ) -> sa.Select[Any]:
     """One page of a dataset's items (and one more row, to tell whether another page follows)."""
-    columns = ("id", "name", "kind", "status", "status_reason", "size", "created_at")
     query = (
-        sa.select(*(data_items.c[name] for name in columns))
+        sa.select(*LISTED_COLUMNS)
         .where(data_items.c.dataset_id == dataset_id, *filters.conditions())
         .order_by(data_items.c.id)
         .limit(limit + 1)
@@ -238,6 +249,21 @@ def sign_derived(
     return links
 
 
+def listed_items(
+    conn: sa.Connection, signer: Presigner, bucket: str, rows: Sequence[sa.Row[Any]]
+) -> dict[int, ListedItem]:
+    """Rows of LISTED_COLUMNS as listed items, with their annotations and derived-file URLs
+    (one query for the annotations, every URL signed at one instant)."""
+    annotations = _annotations_of(conn, [int(row.id) for row in rows])
+    now = datetime.now(UTC).replace(microsecond=0)
+    items = [(int(row.id), _kind(row), ItemStatus(row.status)) for row in rows]
+    links = sign_derived(signer, bucket, items, now)
+    return {
+        int(row.id): _listed(row, annotations.get(int(row.id), []), links.get(int(row.id), []))
+        for row in rows
+    }
+
+
 def list_items(
     ctx: TenantContext,
     signer: Presigner,
@@ -252,12 +278,6 @@ def list_items(
         _require_dataset(conn, dataset_id)
         rows = conn.execute(items_query(dataset_id, filters, start, limit)).all()
         page = rows[:limit]
-        annotations = _annotations_of(conn, [int(row.id) for row in page])
-    now = datetime.now(UTC).replace(microsecond=0)
-    items = [(int(row.id), _kind(row), ItemStatus(row.status)) for row in page]
-    links = sign_derived(signer, ctx.connection.bucket, items, now)
-    listed = [
-        _listed(row, annotations.get(int(row.id), []), links.get(int(row.id), [])) for row in page
-    ]
+        listed = list(listed_items(conn, signer, ctx.connection.bucket, page).values())
     next_cursor = encode_cursor(listed[-1].id) if len(rows) > limit else None
     return ItemPage(items=listed, next=next_cursor)

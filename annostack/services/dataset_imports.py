@@ -10,7 +10,8 @@ points at the object where it is; nothing is copied. A prefix is a selection of 
 a package the user made, so sidecars (calibration, configs) and unsupported files are not
 registered but counted by kind, and the job says how many were skipped. Registering is
 idempotent (the dataset and item name are unique), so an import interrupted by an operator
-restart is simply run again.
+restart is simply run again. A prefix laid out as Xtreme1 or KITTI scenes also becomes scenes
+(services.scenes): their calibration files are read where they are, once per import.
 An archive source registers the archive as one item; a ProcessingJob then unpacks it.
 """
 
@@ -26,13 +27,20 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
-from annostack.adapters.object_store import ListedObject, list_objects
+from annostack.adapters.object_store import (
+    ListedObject,
+    list_objects,
+    put_object_once,
+    read_object,
+)
 from annostack.adapters.tenant_tables import data_items, datasets
 from annostack.domain.errors import Invalid
 from annostack.domain.items import DATA_KINDS, FileClass, ItemStatus, classify
 from annostack.domain.processing import DatasetSpec, DataType, ImportSource
+from annostack.domain.scenes import plan_scenes
 from annostack.services.datasets import insert_dataset
 from annostack.services.processing import RESERVED_PREFIXES
+from annostack.services.scenes import SceneImport, import_scenes
 from annostack.services.tenancy import TenantContext, object_store_of
 from annostack.services.uploads import count_by_status
 
@@ -45,6 +53,7 @@ class ImportResult:
     skipped: int  # objects of no processed kind
     archive_item_id: int | None = None
     skipped_by_kind: dict[str, int] = field(default_factory=dict)  # sidecar, unsupported
+    scenes: SceneImport | None = None  # what the prefix's layout made of it, if anything
 
     def describe_skipped(self) -> str:
         kinds = ", ".join(f"{count} {kind}" for kind, count in sorted(self.skipped_by_kind.items()))
@@ -108,10 +117,12 @@ def import_source(
     registered = 0
     skipped: Counter[str] = Counter()
     batch: list[dict[str, object]] = []
+    keys: dict[str, str] = {}  # every name under the prefix: the scene plan reads sidecars too
     for found in list_objects(object_store_of(ctx.connection), ctx.connection.bucket, prefix):
         name = found.key[len(prefix) :].lstrip("/")
         if not name or found.key.startswith(RESERVED_PREFIXES):
             continue  # the platform's own outputs are never data
+        keys[name] = found.key
         verdict = classify(name, data_type, _content_type(name))
         if verdict.kind not in DATA_KINDS:
             skipped[verdict.kind] += 1
@@ -121,7 +132,26 @@ def import_source(
             registered += _insert_new(ctx, batch)
             batch = []
     registered += _insert_new(ctx, batch)
-    return ImportResult(registered, sum(skipped.values()), skipped_by_kind=dict(skipped))
+    made = import_scenes(ctx, dataset_id, plan_scenes(keys), _PrefixFiles(ctx, keys))
+    return ImportResult(
+        registered, sum(skipped.values()), skipped_by_kind=dict(skipped), scenes=made
+    )
+
+
+@dataclass(frozen=True)
+class _PrefixFiles:
+    """A prefix's objects where they are, as the scene import reads and writes them."""
+
+    ctx: TenantContext
+    keys: dict[str, str]
+
+    def read(self, name: str) -> bytes:
+        store = object_store_of(self.ctx.connection)
+        return read_object(store, self.ctx.connection.bucket, self.keys[name])
+
+    def put_new(self, key: str, body: bytes) -> str:
+        store = object_store_of(self.ctx.connection)
+        return put_object_once(store, self.ctx.connection.bucket, key, body)
 
 
 def _content_type(name: str) -> str:

@@ -1,0 +1,117 @@
+"""What an export did: per format, how many items and objects went out, and which did not.
+
+The report goes into the export job's status and its final condition, so it is a pydantic
+model with camelCase names like the resources. Lists are capped (`MAX_LISTED`): an export
+of 100,000 frames of unsupported objects must not grow a report of millions of entries; the
+totals still count every one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+MAX_LISTED = 200  # objects listed by name in each list; the totals count all of them
+
+
+class ExportFormat(StrEnum):
+    XTREME1 = "xtreme1"
+    KITTI = "kitti"
+    COCO = "coco"
+
+
+@dataclass(frozen=True)
+class Skip:
+    """One object a converter could not write (or wrote with loss), and why.
+
+    `unsupported_type` is set when the reason is the object's type itself (COCO has no
+    place for a 3D box): those are also counted per type in the report.
+    """
+
+    object_id: str | None
+    object_type: str | None
+    reason: str
+    unsupported_type: bool = False
+
+
+class _ReportModel(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+
+class ObjectNote(_ReportModel):
+    """An object of one item that was skipped or exported with loss."""
+
+    format: ExportFormat
+    item: str
+    object_id: str | None = None
+    object_type: str | None = None
+    reason: str
+
+
+class FormatCounts(_ReportModel):
+    items: int = 0
+    objects: int = 0
+    skipped: int = 0
+    lossy: int = 0
+
+
+class ExportReport(_ReportModel):
+    """Counts per format; the first `MAX_LISTED` skipped and lossy objects by name."""
+
+    formats: dict[ExportFormat, FormatCounts] = Field(default_factory=dict)
+    skipped: list[ObjectNote] = Field(default_factory=list)
+    lossy: list[ObjectNote] = Field(default_factory=list)
+    unsupported_types: dict[str, int] = Field(
+        default_factory=dict,
+        description="Object types a format has no place for, with how many were skipped.",
+    )
+
+    def record(
+        self,
+        format: ExportFormat,
+        item: str,
+        exported: int,
+        skipped: tuple[Skip, ...] | list[Skip] = (),
+        lossy: tuple[Skip, ...] | list[Skip] = (),
+    ) -> None:
+        """Adds one item's outcome in one format."""
+        counts = self.formats.setdefault(format, FormatCounts())
+        counts.items += 1
+        counts.objects += exported
+        counts.skipped += len(skipped)
+        counts.lossy += len(lossy)
+        for skip in skipped:
+            _listed(self.skipped, format, item, skip)
+            if skip.unsupported_type and skip.object_type is not None:
+                key = f"{format}:{skip.object_type}"
+                self.unsupported_types[key] = self.unsupported_types.get(key, 0) + 1
+        for note in lossy:
+            _listed(self.lossy, format, item, note)
+
+    def summary(self) -> str:
+        """One line for a condition message: `kitti: 3 items, 41 objects, 2 skipped`."""
+        parts = []
+        for format, counts in self.formats.items():
+            part = f"{format}: {counts.items} items, {counts.objects} objects"
+            if counts.skipped:
+                part += f", {counts.skipped} skipped"
+            if counts.lossy:
+                part += f", {counts.lossy} with loss"
+            parts.append(part)
+        return "; ".join(parts) or "nothing exported"
+
+
+def _listed(notes: list[ObjectNote], format: ExportFormat, item: str, skip: Skip) -> None:
+    if len(notes) < MAX_LISTED:
+        notes.append(
+            ObjectNote(
+                format=format,
+                item=item,
+                object_id=skip.object_id,
+                object_type=skip.object_type,
+                reason=skip.reason,
+            )
+        )
