@@ -129,7 +129,10 @@ def _summary(samples: list[float]) -> dict[str, float]:
 
 
 def _node_pids(state_dir: Path) -> dict[str, list[int]]:
-    pids = {name: [int((state_dir / f"{name}.pid").read_text())] for name in NODE_PROCESSES}
+    # A pid file holds "pid starttime" (annostack.devstack.processes).
+    pids = {
+        name: [int((state_dir / f"{name}.pid").read_text().split()[0])] for name in NODE_PROCESSES
+    }
     shims = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
