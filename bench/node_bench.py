@@ -52,17 +52,29 @@ def _jpeg() -> bytes:
     return out.getvalue()
 
 
+def _post(api: httpx.Client, url: str, **kwargs: Any) -> httpx.Response:
+    """A polite client: a 503 is temporary, retried after its Retry-After (and said)."""
+    for _ in range(5):
+        response = api.post(url, **kwargs)
+        if response.status_code != httpx.codes.SERVICE_UNAVAILABLE:
+            break
+        print(f"  503 from {url}: {response.text}", flush=True)
+        time.sleep(float(response.headers.get("Retry-After", "1")))
+    response.raise_for_status()
+    return response
+
+
 def _upload(api: httpx.Client, dataset: int, index: int) -> tuple[int, float]:
     """One JPEG through ticket, pre-signed PUT and complete: (item id, when complete returned)."""
     payload = _jpeg()
-    ticket = api.post(
+    ticket = _post(
+        api,
         f"/v1/datasets/{dataset}/uploads",
         json={"name": f"f{index:04}.jpg", "size": len(payload), "contentType": "image/jpeg"},
     )
-    ticket.raise_for_status()
     body = ticket.json()
     httpx.put(body["url"], content=payload, timeout=30).raise_for_status()
-    api.post(f"/v1/items/{body['itemId']}/complete").raise_for_status()
+    _post(api, f"/v1/items/{body['itemId']}/complete")
     return int(body["itemId"]), time.monotonic()
 
 
@@ -203,10 +215,11 @@ def node_bench() -> Figures:
         token = create_api_token(directory.get(name), "node-bench")
         auth = {"Authorization": f"Bearer {token}"}
         with httpx.Client(base_url=platform.api_url, headers=auth, timeout=30) as api:
-            created = api.post(
-                "/v1/datasets", json={"name": "frames", "displayName": "F", "dataType": "IMAGE"}
+            created = _post(
+                api,
+                "/v1/datasets",
+                json={"name": "frames", "displayName": "F", "dataType": "IMAGE"},
             )
-            created.raise_for_status()
             dataset = int(created.json()["id"])
             for index in range(RUNS):
                 _wait(lambda: not watch.pods(), 300, "worker pods at 0 before the round")
