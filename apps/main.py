@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from annostack import __version__
 from annostack.apps import errors, observability
 from annostack.apps.push import endpoint as push
-from annostack.apps.routes import admin, datasets, health, locks, scenes, uploads
+from annostack.apps.routes import admin, datasets, exports, health, locks, scenes, uploads
 from annostack.apps.routes import annotations as annotation_routes
 from annostack.apps.settings import ApiSettings
 from annostack.apps.state import AppState
@@ -68,6 +68,7 @@ def create_app(settings: Settings | None = None, api: ApiSettings | None = None)
         routers = (
             datasets.router,
             scenes.router,
+            exports.router,
             uploads.router,
             annotation_routes.router,
             locks.router,

@@ -128,7 +128,7 @@ def advance_job(
     runner = _runner(memo)
     try:
         ctx = tenant_context(memo, namespace)
-        job = JobRef(tenant=ctx.names.tenant, uid=uid)
+        job = JobRef(tenant=ctx.names.tenant, uid=uid, name=name)
         if job_spec.cancelled:
             runner.cancel(job)
         elif not current.fanned_out:
@@ -218,11 +218,13 @@ def _with_outcome(
             "failed": outcome.failed,
             "skipped": outcome.skipped,
             "observed_generation": generation,
+            "export": outcome.export or current.export,
         }
     )
     if outcome.terminal:
         return _terminal(counted, outcome.phase, outcome.reason, outcome.message, generation)
-    progress = f"{outcome.succeeded + outcome.failed} of {outcome.total} items finished"
+    what = "written" if outcome.export is not None else "finished"
+    progress = f"{outcome.succeeded + outcome.failed} of {outcome.total} items {what}"
     conditions = set_condition(
         counted.conditions, ConditionType.RECONCILING, True, "Processing", progress
     )

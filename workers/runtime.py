@@ -22,6 +22,8 @@
   is not counted twice); the job's messages still queued when it is cancelled are skipped.
 * Each processed or dead-lettered item, and archive import progress, is pushed to the
   tenant's global push destination (best effort, see adapters.push).
+* The `exports` topic carries `ExportMessage`s, one per export job (workers.export), handled
+  with the same retry and dead-letter rules; a failed export marks its job failed.
 * SIGTERM: stop receiving, finish the message in hand, close; well inside a pod's grace period.
 """
 
@@ -46,9 +48,9 @@ from annostack.adapters.objects import Presigner
 from annostack.adapters.pulsar_tokens import client_authentication
 from annostack.adapters.push import PushPublisher
 from annostack.domain import keyspace
-from annostack.domain.errors import Backend, BackendUnavailable
+from annostack.domain.errors import Backend, BackendUnavailable, Invalid
 from annostack.domain.images import ImageError
-from annostack.domain.items import ItemStatus, ProcessingMessage
+from annostack.domain.items import ExportMessage, ItemStatus, ProcessingMessage
 from annostack.domain.keyspace import Family
 from annostack.domain.media import MediaError
 from annostack.domain.pointclouds import PointCloudError
@@ -58,6 +60,7 @@ from annostack.domain.tenants import DEAD_LETTER_TOPIC, WORKER_SUBSCRIPTION, Ten
 from annostack.domain.texts import TextError
 from annostack.services.archives import Limits, UnsafeArchive
 from annostack.services.item_states import record_outcome
+from annostack.services.jobs import EXPORTS_TOPIC
 from annostack.services.processing import (
     InvalidTask,
     Options,
@@ -70,6 +73,7 @@ from annostack.services.processing import (
 from annostack.services.tenancy import TenantContext, object_store_of
 from annostack.settings import DatabaseSettings
 from annostack.workers.archive_import import ArchiveImporter
+from annostack.workers.export import ExportCancelled, Exporter, parse_export
 from annostack.workers.settings import WorkerSettings
 
 log = logging.getLogger("annostack.worker")
@@ -181,7 +185,10 @@ class Worker:
         topic = message.topic_name()
         started = time.monotonic()
         try:
-            self._handle_one(message, consumer, dead_letters)
+            if topic.endswith(f"/{EXPORTS_TOPIC}"):
+                self._handle_export(message, consumer, dead_letters)
+            else:
+                self._handle_one(message, consumer, dead_letters)
         except Exception as error:  # bookkeeping or dead-lettering failed: never end the loop
             if backend_down(error):
                 self._retry_later(message, consumer, f"a backend is unavailable: {error}")
@@ -212,25 +219,52 @@ class Worker:
                 return
             self._succeeded(task, self._process(task))
             processed = self._count("processed")
-        except PERMANENT as error:
-            self._give_up(message, task, dead_letters, "invalid-input", str(error))
-            consumer.acknowledge(message)
-            self._announce(task, "failed")
-            return
         except Exception as error:
-            if backend_down(error):
-                raise  # not the message's fault: retried however long the outage lasts
-            attempts = message.redelivery_count() + 1
-            if attempts < self.settings.max_attempts:
-                raise
-            reason = f"gave up after {attempts} attempts: {error}"
-            self._give_up(message, task, dead_letters, "retries-exhausted", reason)
+            kind, reason = self._verdict(message, error, PERMANENT)
+            self._give_up(message, task, dead_letters, kind, reason)
             consumer.acknowledge(message)
             self._announce(task, "failed")
             return
         consumer.acknowledge(message)
         PROCESSED.labels("ok").inc()
         self._announce(task, "ok", processed)
+
+    def _verdict(
+        self, message: pulsar.Message, error: Exception, permanent: tuple[type[Exception], ...]
+    ) -> tuple[str, str]:
+        """How a failed message is dead-lettered (kind, reason); raises the error again when
+        the message is to be retried instead."""
+        if isinstance(error, permanent):
+            return "invalid-input", str(error)
+        if backend_down(error):
+            raise error  # not the message's fault: retried however long the outage lasts
+        attempts = message.redelivery_count() + 1
+        if attempts < self.settings.max_attempts:
+            raise error
+        return "retries-exhausted", f"gave up after {attempts} attempts: {error}"
+
+    def _handle_export(
+        self, message: pulsar.Message, consumer: pulsar.Consumer, dead_letters: pulsar.Producer
+    ) -> None:
+        """One export (workers.export): written whole, or dead-lettered with the job failed."""
+        export: ExportMessage | None = None
+        exporter = Exporter(self.tenant, self.signer, self.http, self.redis, self._push)
+        try:
+            export = parse_export(message.data(), self.connection.tenant)
+            if not self.jobs.is_cancelled(export.tenant, export.job):
+                exporter.run(export)
+        except ExportCancelled:
+            log.info("export %s cancelled; its upload was aborted", export and export.job_name)
+        except Exception as error:
+            kind, reason = self._verdict(message, error, (*PERMANENT, Invalid))
+            if export is not None:
+                exporter.failed(export, reason)
+            self._dead_letter(message, dead_letters, kind, reason)
+            PROCESSED.labels("dead-lettered").inc()
+            consumer.acknowledge(message)
+            return
+        consumer.acknowledge(message)
+        PROCESSED.labels("ok").inc()
 
     def _succeeded(self, task: Task, outcome: Outcome) -> None:
         """Record the result before acknowledging: a crash in between only repeats a record."""

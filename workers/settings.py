@@ -12,7 +12,7 @@ class WorkerSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ANNOSTACK_WORKER_", extra="ignore")
 
     topics: Annotated[list[str], NoDecode] = Field(
-        default=["thumbnails", "pointclouds", "media", "archives"],
+        default=["thumbnails", "pointclouds", "media", "archives", "exports"],
         description="Processing topics to consume.",
     )
     max_attempts: int = Field(default=5, ge=1, description="Tries before the dead-letter topic.")

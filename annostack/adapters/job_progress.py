@@ -10,7 +10,10 @@ Keys, per job (the job's uid, so a re-created job of the same name starts from z
 * ``annostack:job:<tenant>:<uid>:expected``  item ids published (added *before* sending)
 * ``...:succeeded`` and ``...:failed``       item ids finished either way
 * ``...:state``                              hash: ``cancelled``, ``import`` (pending, done,
-                                             failed) and ``import-reason``
+                                             failed) and ``import-reason``; for an export
+                                             ``export`` (pending, running, done, failed),
+                                             ``export-done``, ``export-total``,
+                                             ``export-reason`` and ``export-report`` (JSON)
 * ``...:skipped:<reason>``                   names of files the job left out, per SkipReason
                                              (names, so a redelivered import adds nothing)
 
@@ -39,6 +42,24 @@ class ImportState(StrEnum):
     PENDING = "pending"
     DONE = "done"
     FAILED = "failed"
+
+
+class ExportState(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class ExportCounts:
+    """An export's progress as its worker last wrote it."""
+
+    state: ExportState | None
+    done: int = 0
+    total: int = 0
+    reason: str = ""
+    report: str = ""  # the ExportReport as JSON, once done
 
 
 @dataclass(frozen=True)
@@ -107,6 +128,37 @@ class JobProgress:
 
     def import_finished(self, tenant: str, job: str, state: ImportState, reason: str = "") -> None:
         self._set_state(tenant, job, {"import": state.value, "import-reason": reason[:500]})
+
+    def export_progress(
+        self, tenant: str, job: str, state: ExportState, done: int = 0, total: int = 0
+    ) -> None:
+        values = {"export": state.value, "export-done": str(done), "export-total": str(total)}
+        self._set_state(tenant, job, values)
+
+    def export_finished(
+        self, tenant: str, job: str, state: ExportState, reason: str = "", report: str = "",
+        done: int | None = None,
+    ) -> None:  # fmt: skip
+        """The export's end, in one write: its state, why it failed or its report (JSON)."""
+        values = {"export": state.value, "export-reason": reason[:500], "export-report": report}
+        if done is not None:
+            values["export-done"] = str(done)
+        self._set_state(tenant, job, values)
+
+    def export_counts(self, tenant: str, job: str) -> ExportCounts:
+        try:
+            raw = self.redis.hgetall(self._key(tenant, job, "state"))
+        except redis.RedisError as error:
+            raise _translated(error) from error
+        state = {_text(k): _text(v) for k, v in raw.items()}
+        found = state.get("export")
+        return ExportCounts(
+            state=ExportState(found) if found else None,
+            done=int(state.get("export-done") or 0),
+            total=int(state.get("export-total") or 0),
+            reason=state.get("export-reason", ""),
+            report=state.get("export-report", ""),
+        )
 
     def is_cancelled(self, tenant: str, job: str) -> bool:
         try:

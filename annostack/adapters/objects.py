@@ -239,16 +239,9 @@ class ObjectIO:
         self, bucket: str, key: str, upload_id: str, parts: list[tuple[int, str]]
     ) -> str:
         """Assemble the parts (number, ETag) in order; the object's ETag."""
-        body = (
-            "<CompleteMultipartUpload>"
-            + "".join(
-                f"<Part><PartNumber>{number}</PartNumber><ETag>&quot;{escape(etag)}&quot;</ETag></Part>"
-                for number, etag in sorted(parts)
-            )
-            + "</CompleteMultipartUpload>"
-        )
         url = self.presigner.presign("POST", bucket, key, params={"uploadId": upload_id})
-        reply = await self._send("POST", url, body.encode(), {"Content-Type": "application/xml"})
+        body = complete_multipart_body(parts)
+        reply = await self._send("POST", url, body, {"Content-Type": "application/xml"})
         if reply.status == 400:
             raise Invalid(f"cannot assemble the parts: {_xml_text(reply.body, 'Message')}")
         self._expect(reply, 200)
@@ -289,6 +282,20 @@ class ObjectIO:
             raise BackendRejected(
                 Backend.OBJECT_STORE, f"{reply.status} {reply.body[:200].decode(errors='replace')}"
             )
+
+
+def complete_multipart_body(parts: list[tuple[int, str]]) -> bytes:
+    """The CompleteMultipartUpload document for parts (number, ETag), in part order."""
+    listed = "".join(
+        f"<Part><PartNumber>{number}</PartNumber><ETag>&quot;{escape(etag)}&quot;</ETag></Part>"
+        for number, etag in sorted(parts)
+    )
+    return f"<CompleteMultipartUpload>{listed}</CompleteMultipartUpload>".encode()
+
+
+def xml_text(document: bytes, tag: str) -> str:
+    """Text of the first element named `tag` in an S3 XML reply (namespace-agnostic)."""
+    return _xml_text(document, tag)
 
 
 def _xml_text(document: bytes, tag: str) -> str:

@@ -1,7 +1,7 @@
 """Publishing processing messages to a tenant's Pulsar topics (pulsar-client).
 
 Messages are `ProcessingMessage`s, keyed by item id (a redelivery or a re-publish of the same
-item lands on the same key).
+item lands on the same key), and `ExportMessage`s, one per export job, keyed by the job.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pulsar
 
 from annostack.adapters.pulsar_tokens import client_authentication
 from annostack.domain.errors import Backend, BackendUnavailable
-from annostack.domain.items import ProcessingMessage
+from annostack.domain.items import ExportMessage, ProcessingMessage
 
 SEND_TIMEOUT_MS = 10_000
 
@@ -44,6 +44,13 @@ class Publisher:
         """Send and wait for the broker's acknowledgement (the message is then durable)."""
         try:
             self._producer(topic).send(_body(message), partition_key=str(message.item_id))
+        except pulsar.PulsarException as error:
+            raise BackendUnavailable(Backend.PULSAR, f"publish to {topic}: {error}") from error
+
+    def publish_export(self, topic: str, message: ExportMessage) -> None:
+        """Send one export and wait for the broker's acknowledgement."""
+        try:
+            self._producer(topic).send(orjson.dumps(message.wire()), partition_key=message.job)
         except pulsar.PulsarException as error:
             raise BackendUnavailable(Backend.PULSAR, f"publish to {topic}: {error}") from error
 

@@ -30,7 +30,8 @@ from annostack.domain.tenants import (
 )
 
 Schema = dict[str, Any]
-DROPPED_KEYWORDS = {"title", "$defs"}
+# propertyNames (an enum-keyed map) is not in the apiserver's schema dialect: the keys go unchecked
+DROPPED_KEYWORDS = {"title", "$defs", "propertyNames"}
 
 
 @dataclass(frozen=True)
@@ -147,7 +148,8 @@ PROCESSING_JOB = ResourceKind(
     spec=ProcessingJobSpec,
     status=ProcessingJobStatus,
     short_names=("pj",),
-    description="A batch of processing (thumbnails, compression, BEV, split) over a dataset.",
+    description="A batch of processing (thumbnails, compression, BEV, split) over a dataset, "
+    "or an export of its annotations (operations: [export]).",
     printer_columns=(
         {"name": "Dataset", "type": "string", "jsonPath": ".spec.dataset"},
         {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
@@ -170,7 +172,29 @@ PROCESSING_JOB = ResourceKind(
             ),
             "message": "itemPrefix and archiveItemId are fixed; create a new job instead",
         },
+        {
+            "rule": "has(self.export) == has(oldSelf.export) && (!has(self.export) || "
+            "self.export == oldSelf.export)",
+            "message": "export is fixed; create a new job for another export",
+        },
+        {
+            "rule": "!has(self.export) || self.operations == ['export']",
+            "message": "an export job has operations: [export] alone; run processing in a job "
+            "of its own",
+        },
+        {
+            "rule": "!self.operations.exists(o, o == 'export') || has(self.export)",
+            "message": "operations: [export] needs export.format (xtreme1, kitti or coco)",
+        },
     ),
+    field_rules={
+        "export": (
+            {
+                "rule": "!has(self.archive) || self.format != 'coco'",
+                "message": "export.archive does not apply to coco: a COCO export is one JSON file",
+            },
+        ),
+    },
 )
 
 KINDS = (TENANT, DATASET, PROCESSING_JOB)

@@ -36,7 +36,7 @@ from pathlib import PurePosixPath
 from pydantic import Field
 
 from annostack.domain.models import CamelModel
-from annostack.domain.processing import DataType, Operation
+from annostack.domain.processing import DataType, ExportSpec, Operation
 
 
 class FileKind(StrEnum):
@@ -258,4 +258,22 @@ class ProcessingMessage(CamelModel):
 
     def wire(self) -> dict[str, object]:
         """The JSON object sent (camelCase, unset fields left out)."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+class ExportMessage(CamelModel):
+    """One export to write: the body of a message on the `exports` topic (JSON).
+
+    One message per export job: a worker streams the whole export (it pages through the
+    dataset itself), so there is no fan-out to count.
+    """
+
+    tenant: str = Field(min_length=1, max_length=64)
+    job: str = Field(min_length=1, max_length=64, description="The ProcessingJob's uid.")
+    job_name: str = Field(min_length=1, max_length=253, description="Its name (push events).")
+    dataset_id: int = Field(ge=1)
+    key: str = Field(min_length=1, max_length=1024, description="Where the export is written.")
+    export: ExportSpec
+
+    def wire(self) -> dict[str, object]:
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)

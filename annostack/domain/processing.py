@@ -5,17 +5,26 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 from enum import StrEnum
-from typing import Literal
+from typing import Literal, Self, get_args
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
+from annostack.domain.annotations import SOURCE_PATTERN
 from annostack.domain.conditions import Conditions
+from annostack.domain.exports.archive import ArchiveKind
+from annostack.domain.exports.kitti import KITTI_TYPES
+from annostack.domain.exports.report import ExportFormat, ExportReport
 from annostack.domain.models import CamelModel
 from annostack.domain.tenants import API_GROUP, API_VERSION
 
 DataType = Literal["IMAGE", "POINT_CLOUD", "POINT_CLOUD_SEQUENCE", "TEXT", "AUDIO", "VIDEO"]
 Operation = Literal["thumbnail", "compress", "render-bev", "split"]
+# What a ProcessingJob may ask for: the per-item operations, or one `export` of the dataset
+# (not a per-item operation, so a Dataset's `operations` cannot name it).
+JobOperation = Literal["thumbnail", "compress", "render-bev", "split", "export"]
+EXPORT: JobOperation = "export"
 DEFAULT_OPERATIONS: tuple[Operation, ...] = ("thumbnail", "compress", "render-bev")
+MAX_CLASSES = 1000  # KITTI mappings and COCO category lists: a dataset's class list, not data
 
 # Which operations each processing topic carries out. One message per item goes to the topic
 # for its kind of data and lists the operations wanted, so a point cloud is read and parsed
@@ -93,12 +102,92 @@ class DatasetStatus(CamelModel):
     conditions: Conditions = Field(default_factory=list)
 
 
+def per_item(operations: Iterable[str]) -> list[Operation]:
+    """The operations run on every item (all of a job's, except `export`)."""
+    known = set(get_args(Operation))
+    return [operation for operation in operations if operation in known]  # type: ignore[misc]
+
+
+class ExportSpec(CamelModel):
+    """What an `export` job writes, and from which annotations.
+
+    Checked here as well as by the CRD's rules, so the API refuses a bad request with the
+    same message the apiserver gives a bad manifest.
+    """
+
+    format: ExportFormat = Field(
+        description="xtreme1 (result/<frame>.json per frame), kitti (label_2/ and calib/ per "
+        "frame) or coco (one instances JSON of the 2D boxes and polygons of the images)."
+    )
+    source: str | None = Field(
+        default=None,
+        pattern=SOURCE_PATTERN,
+        description="The annotation source to export (e.g. imported); every source if unset.",
+    )
+    archive: ArchiveKind | None = Field(
+        default=None,
+        description="zip (the default) or tar.gz, for xtreme1 and kitti. A COCO export is one "
+        "JSON file, not an archive.",
+    )
+    classes: dict[str, str] = Field(
+        default_factory=dict,
+        max_length=MAX_CLASSES,
+        description="kitti only: class id or name -> KITTI type (Car, Pedestrian, ...), for "
+        "classes whose name is not a KITTI type already.",
+    )
+    categories: list[str] = Field(
+        default_factory=list,
+        max_length=MAX_CLASSES,
+        description="coco only: the dataset's class names; class i gets category id i + 1 in "
+        "every export. Classes not listed get the next ids, in the order met.",
+    )
+    camera: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        description="kitti only: the camera whose calibration labels are written for (the "
+        "frame's image folder, e.g. image_2); default image_2, else the frame's first camera.",
+    )
+
+    @model_validator(mode="after")
+    def _fits_its_format(self) -> Self:
+        for problem in export_spec_problems(self):
+            raise ValueError(problem)
+        return self
+
+
+def export_spec_problems(spec: ExportSpec) -> list[str]:
+    """What is wrong with an export spec, in words a person can act on ([] if nothing)."""
+    problems = []
+    if spec.format is ExportFormat.COCO and spec.archive is not None:
+        problems.append("export.archive does not apply to coco: a COCO export is one JSON file")
+    if spec.classes and spec.format is not ExportFormat.KITTI:
+        problems.append("export.classes maps classes to KITTI types: set it for kitti only")
+    if spec.categories and spec.format is not ExportFormat.COCO:
+        problems.append("export.categories lists COCO categories: set it for coco only")
+    if spec.camera is not None and spec.format is not ExportFormat.KITTI:
+        problems.append("export.camera chooses KITTI's calibration: set it for kitti only")
+    wrong = sorted(name for name, kind in spec.classes.items() if kind not in KITTI_TYPES)
+    if wrong:
+        problems.append(
+            f"export.classes maps {', '.join(wrong[:5])} to no KITTI type; use one of "
+            + ", ".join(KITTI_TYPES)
+        )
+    return problems
+
+
 class ProcessingJobSpec(CamelModel):
-    """A batch of processing over a dataset."""
+    """A batch of processing over a dataset, or an export of it."""
 
     dataset: str = Field(min_length=1, max_length=253, description="Dataset resource name.")
-    operations: list[Operation] = Field(
-        min_length=1, max_length=8, description="Operations to run on every selected item."
+    operations: list[JobOperation] = Field(
+        min_length=1,
+        max_length=8,
+        description="Operations to run on every selected item; or [export] alone, with "
+        "`export`, to write the dataset's annotations to an archive in the bucket.",
+    )
+    export: ExportSpec | None = Field(
+        default=None, description="For operations: [export]: the format and what to export."
     )
     item_prefix: str | None = Field(
         default=None, max_length=512, description="Only items whose name starts with this."
@@ -114,6 +203,44 @@ class ProcessingJobSpec(CamelModel):
     cancelled: bool = Field(default=False, description="Set to true to stop the fan-out.")
     ttl_seconds_after_finished: int | None = Field(
         default=86400, ge=0, description="Delete the job this long after it finishes."
+    )
+
+    @model_validator(mode="after")
+    def _export_alone(self) -> Self:
+        for problem in job_spec_problems(self):
+            raise ValueError(problem)
+        return self
+
+    @property
+    def is_export(self) -> bool:
+        return self.export is not None
+
+
+def job_spec_problems(spec: ProcessingJobSpec) -> list[str]:
+    """An export job is `operations: [export]` with `export` set, and nothing per item."""
+    exporting = EXPORT in spec.operations
+    if exporting and spec.operations != [EXPORT]:
+        return ["an export job has operations: [export] alone; run processing in a job of its own"]
+    if exporting and spec.export is None:
+        return ["operations: [export] needs export.format (xtreme1, kitti or coco)"]
+    if spec.export is not None and not exporting:
+        return ["export is set but operations does not name it: set operations: [export]"]
+    if exporting and (spec.archive_item_id is not None or spec.item_prefix is not None):
+        return ["an export job takes no archiveItemId or itemPrefix: it exports the dataset"]
+    return []
+
+
+class ExportStatus(CamelModel):
+    """Where an export job is: items written, the archive's key, and at the end its report."""
+
+    format: ExportFormat = Field(description="xtreme1, kitti or coco.")
+    key: str | None = Field(
+        default=None, description="Object key of the export in the tenant's bucket, once written."
+    )
+    done: int = Field(default=0, description="Frames or images written so far.")
+    total: int = Field(default=0, description="Frames or images to write.")
+    report: ExportReport | None = Field(
+        default=None, description="What was exported, and every object that was not (and why)."
     )
 
 
@@ -139,6 +266,9 @@ class ProcessingJobStatus(CamelModel):
         default=0,
         description="Files left out (unsupported, sidecars, no requested operation applies); "
         "counts per reason and examples are in the final condition's message.",
+    )
+    export: ExportStatus | None = Field(
+        default=None, description="An export job's progress, archive and report."
     )
     start_time: datetime | None = Field(default=None, description="When fan-out began.")
     completion_time: datetime | None = Field(default=None, description="When it finished.")

@@ -132,6 +132,17 @@ class JobProgress(Event):
     failed: int
 
 
+class ExportProgress(Event):
+    """An export job's worker wrote more of the export, or finished (best effort)."""
+
+    type: Literal["export.progress"] = "export.progress"
+    job: str = Field(description="The ProcessingJob's name in the tenant's namespace.")
+    format: str
+    state: Literal["exporting", "exported", "failed"]
+    done: int
+    total: int
+
+
 class LockChanged(Event):
     type: Literal["lock.acquired", "lock.released"]
     item_id: int

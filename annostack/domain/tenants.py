@@ -24,7 +24,7 @@ NAME_PATTERN = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
 # Processing topics each tenant gets, created with their subscription up front so that
 # autoscalers never point at a subscription that does not exist yet.
 # `media` carries video, audio and text (the FileKind -> topic map is in domain.items).
-PROCESSING_TOPICS = ("thumbnails", "pointclouds", "media", "archives")
+PROCESSING_TOPICS = ("thumbnails", "pointclouds", "media", "archives", "exports")
 DEAD_LETTER_TOPIC = "dead-letter"
 WORKER_SUBSCRIPTION = "workers"
 

@@ -14,6 +14,8 @@ cancellation) and picked up again from `status`:
 
 An archive job publishes one import message instead; the worker that unpacks the archive
 records each entry as expected before publishing it, and marks the import done or failed.
+An export job (`operations: [export]`) publishes one export message; its worker records the
+frames written and, at the end, the export's report (services.exports, workers.export).
 """
 
 from __future__ import annotations
@@ -25,12 +27,20 @@ from dataclasses import dataclass
 import redis
 import sqlalchemy as sa
 
-from annostack.adapters.job_progress import ImportState, JobCounts, JobProgress
+from annostack.adapters.job_progress import (
+    ExportCounts,
+    ExportState,
+    ImportState,
+    JobCounts,
+    JobProgress,
+)
 from annostack.adapters.queue import Publisher
 from annostack.adapters.tenant_tables import data_items, datasets
 from annostack.domain.errors import Invalid, NotFound
+from annostack.domain.exports.report import ExportReport
 from annostack.domain.items import (
     PROCESSABLE_STATUSES,
+    ExportMessage,
     FileClass,
     FileKind,
     ProcessingMessage,
@@ -39,21 +49,34 @@ from annostack.domain.items import (
     describe_skipped,
     skip_reason,
 )
-from annostack.domain.processing import JobPhase, Operation, ProcessingJobSpec, wanted_on
+from annostack.domain.processing import (
+    ExportSpec,
+    ExportStatus,
+    JobPhase,
+    Operation,
+    ProcessingJobSpec,
+    per_item,
+    wanted_on,
+)
+from annostack.services.exports import count_units, export_key
 from annostack.services.tenancy import TenantContext
 from annostack.settings import Settings
 
 Candidate = sa.Row[tuple[int, str, str, str, str | None]]
 Skips = defaultdict[SkipReason, list[str]]
 FAN_OUT_BATCH = 500  # default; the operator passes its own setting
+EXPORTS_TOPIC = "exports"
 
 
 @dataclass(frozen=True)
 class JobRef:
-    """Which job a message belongs to: its tenant and uid (not its name, which can be reused)."""
+    """Which job a message belongs to: its tenant and uid (not its name, which can be reused).
+
+    The name is where an export is written and what its push events say."""
 
     tenant: str
     uid: str
+    name: str = ""
 
 
 @dataclass(frozen=True)
@@ -92,6 +115,7 @@ class Outcome:
     reason: str = ""
     message: str = ""
     skipped: int = 0
+    export: ExportStatus | None = None
 
     @property
     def terminal(self) -> bool:
@@ -184,6 +208,8 @@ class JobRunner:
 
     def start(self, ctx: TenantContext, spec: ProcessingJobSpec) -> JobScope:
         dataset_id = dataset_id_by_name(ctx, spec.dataset)
+        if spec.export is not None:
+            return JobScope(dataset_id, count_units(ctx, dataset_id, spec.export), None)
         if spec.archive_item_id is not None:
             return self._archive_scope(ctx, dataset_id, spec.archive_item_id)
         with ctx.engine.connect() as conn:
@@ -217,6 +243,8 @@ class JobRunner:
         batch: int = FAN_OUT_BATCH,
     ) -> FanOutStep:
         """Publish the next batch after `after`; `finished` once the snapshot is covered."""
+        if spec.export is not None:
+            return self._fan_out_export(ctx, job, spec.export, scope)
         if spec.archive_item_id is not None:
             return self._fan_out_archive(ctx, job, spec)
         if scope.snapshot_item_id is None:
@@ -243,10 +271,25 @@ class JobRunner:
             raise NotFound(f"archive item {spec.archive_item_id} no longer exists")
         self.progress.import_finished(job.tenant, job.uid, ImportState.PENDING)
         message = self._message(
-            job, spec.archive_item_id, str(key), FileKind.ARCHIVE, list(spec.operations)
+            job, spec.archive_item_id, str(key), FileKind.ARCHIVE, per_item(spec.operations)
         )
         self.publisher.publish(ctx.names.topic("archives"), message)
         return FanOutStep(last_item_id=spec.archive_item_id, published=1, finished=True)
+
+    def _fan_out_export(
+        self, ctx: TenantContext, job: JobRef, spec: ExportSpec, scope: JobScope
+    ) -> FanOutStep:
+        self.progress.export_progress(job.tenant, job.uid, ExportState.PENDING, 0, scope.total)
+        message = ExportMessage(
+            tenant=job.tenant,
+            job=job.uid,
+            job_name=job.name,
+            dataset_id=scope.dataset_id,
+            key=export_key(job.name, spec),
+            export=spec,
+        )
+        self.publisher.publish_export(ctx.names.topic(EXPORTS_TOPIC), message)
+        return FanOutStep(last_item_id=None, published=1, finished=True)
 
     def _publish(self, ctx: TenantContext, job: JobRef, routes: list[Route]) -> None:
         # Recorded before sending: a message whose item is not expected yet would be counted
@@ -277,6 +320,8 @@ class JobRunner:
         self.progress.cancel(job.tenant, job.uid)
 
     def fold(self, job: JobRef, spec: ProcessingJobSpec, total: int, fanned_out: bool) -> Outcome:
+        if spec.export is not None:
+            return self._fold_export(job, spec, total)
         counts = self.progress.counts(job.tenant, job.uid)
         total = max(total, counts.expected)
         if spec.cancelled:
@@ -301,6 +346,22 @@ class JobRunner:
             return self._outcome(JobPhase.FAILED, total, counts, "NothingToProcess", message)
         done = f"{total} items processed"
         return self._outcome(JobPhase.COMPLETE, total, counts, "AllSucceeded", done, skipped)
+
+    def _fold_export(self, job: JobRef, spec: ProcessingJobSpec, total: int) -> Outcome:
+        assert spec.export is not None
+        counts = self.progress.export_counts(job.tenant, job.uid)
+        status = export_status(job, spec.export, counts, total)
+        done = (status.total, status.done, 0)
+        if spec.cancelled:
+            message = f"cancelled after {status.done} of {status.total} written; nothing kept"
+            return Outcome(JobPhase.CANCELLED, *done, "Cancelled", message, export=status)
+        if counts.state is ExportState.FAILED:
+            return Outcome(JobPhase.FAILED, *done, "ExportFailed", counts.reason, export=status)
+        if counts.state is not ExportState.DONE:
+            return Outcome(JobPhase.RUNNING, *done, export=status)
+        summary = status.report.summary() if status.report else "nothing exported"
+        message = f"{summary}; written to {status.key}"
+        return Outcome(JobPhase.COMPLETE, *done, "Exported", message, export=status)
 
     @staticmethod
     def _outcome(
@@ -327,3 +388,16 @@ class JobRunner:
     def retire(self, job: JobRef) -> None:
         """The job was deleted: its counts go, and its messages still queued are skipped."""
         self.progress.retire(job.tenant, job.uid)
+
+
+def export_status(job: JobRef, spec: ExportSpec, counts: ExportCounts, total: int) -> ExportStatus:
+    """The export's part of the job's status, from what its worker last recorded."""
+    done = counts.state is ExportState.DONE
+    report = ExportReport.model_validate_json(counts.report) if counts.report else None
+    return ExportStatus(
+        format=spec.format,
+        key=export_key(job.name, spec) if done else None,
+        done=counts.done,
+        total=counts.total or total,
+        report=report,
+    )

@@ -62,7 +62,7 @@ class InvalidTask(ValueError):
 
 
 # Keys the platform writes itself; processing reads inputs, never its own outputs.
-RESERVED_PREFIXES = ("derived/", "annotations/")
+RESERVED_PREFIXES = ("derived/", "annotations/", "exports/")
 KIND_OF_TOPIC = {"thumbnails": FileKind.IMAGE, "pointclouds": FileKind.POINT_CLOUD,
                  "archives": FileKind.ARCHIVE}  # fmt: skip
 

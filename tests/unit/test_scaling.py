@@ -30,6 +30,6 @@ def test_scaled_object_covers_every_processing_topic() -> None:
     topics = [t["metadata"]["topic"] for t in manifest["spec"]["triggers"]]
     assert topics == [
         f"persistent://annostack-acme/processing/{t}"
-        for t in ("thumbnails", "pointclouds", "media", "archives")
+        for t in ("thumbnails", "pointclouds", "media", "archives", "exports")
     ]
     assert manifest["spec"]["maxReplicaCount"] == 5

@@ -44,26 +44,32 @@ class _ReportModel(BaseModel):
 class ObjectNote(_ReportModel):
     """An object of one item that was skipped or exported with loss."""
 
-    format: ExportFormat
-    item: str
-    object_id: str | None = None
-    object_type: str | None = None
-    reason: str
+    format: ExportFormat = Field(description="The format it was left out of (or cut for).")
+    item: str = Field(description="The frame (<scene>/<frame>) or item it belongs to.")
+    object_id: str | None = Field(default=None, description="The object's id, if it has one.")
+    object_type: str | None = Field(default=None, description="Its type, e.g. 3D_BOX.")
+    reason: str = Field(description="Why it was left out or cut.")
 
 
 class FormatCounts(_ReportModel):
-    items: int = 0
-    objects: int = 0
-    skipped: int = 0
-    lossy: int = 0
+    items: int = Field(default=0, description="Frames or items written.")
+    objects: int = Field(default=0, description="Objects written.")
+    skipped: int = Field(default=0, description="Objects left out (each with its reason).")
+    lossy: int = Field(default=0, description="Objects written with loss (roll, pitch...).")
 
 
 class ExportReport(_ReportModel):
     """Counts per format; the first `MAX_LISTED` skipped and lossy objects by name."""
 
-    formats: dict[ExportFormat, FormatCounts] = Field(default_factory=dict)
-    skipped: list[ObjectNote] = Field(default_factory=list)
-    lossy: list[ObjectNote] = Field(default_factory=list)
+    formats: dict[ExportFormat, FormatCounts] = Field(
+        default_factory=dict, description="Counts per format written."
+    )
+    skipped: list[ObjectNote] = Field(
+        default_factory=list, description=f"The first {MAX_LISTED} objects left out, and why."
+    )
+    lossy: list[ObjectNote] = Field(
+        default_factory=list, description=f"The first {MAX_LISTED} objects written with loss."
+    )
     unsupported_types: dict[str, int] = Field(
         default_factory=dict,
         description="Object types a format has no place for, with how many were skipped.",

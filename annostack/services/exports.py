@@ -1,0 +1,483 @@
+"""Exports of a dataset's annotations: which frames or images, in pages, converted as they come.
+
+An export is a ProcessingJob with `operations: [export]` (`start_export` creates one for the
+API; GitOps applies its own). The operator publishes one `ExportMessage`; a worker
+(workers.export) calls `write_export` with the pages of this module and a stream that is a
+multipart upload to `exports/<job>.<ext>` in the tenant's bucket.
+
+What is exported, per format:
+
+| format  | unit                     | entries                                                  |
+|---------|--------------------------|----------------------------------------------------------|
+| xtreme1 | each frame of each scene | `<scene>/result/<frame>.json`: one entry per source       |
+| kitti   | each frame of each scene | `<scene>/label_2/<frame>.txt`, `<scene>/calib/<frame>.txt` |
+| coco    | each image item          | one instances JSON (not an archive: COCO is one file)    |
+
+`<scene>` is the scene's name as imported, so an export unpacks into the layout it came from
+and imports again. Without `source`, every source of an item is exported: Xtreme1 writes one
+result entry per source (as Xtreme1 itself does); KITTI and COCO write the objects of all of
+them together. A frame with no document gets no Xtreme1 result, an empty KITTI label file.
+
+**Bounded memory.** Units are read `PAGE` at a time by keyset, each page's documents fetched
+together (`Documents`), converted and written before the next page is read; entries are
+generated lazily, so at most one page of documents is held. The report keeps counts and the
+first few hundred notes (domain.exports.report).
+"""
+
+from __future__ import annotations
+
+import secrets
+import tempfile
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import IO, Any, Protocol
+
+import numpy as np
+import orjson
+import sqlalchemy as sa
+from pydantic import ConfigDict, Field, ValidationError
+from pydantic.config import JsonDict
+
+from annostack.adapters.kube import Kube
+from annostack.adapters.objects import Presigner
+from annostack.adapters.tenant_tables import (
+    annotation_results,
+    data_items,
+    frame_images,
+    frames,
+    scenes,
+)
+from annostack.domain.annotations import AnnotationDocument
+from annostack.domain.calibration import CameraCalibration
+from annostack.domain.conditions import ConditionType
+from annostack.domain.errors import NotFound
+from annostack.domain.exports.archive import ArchiveKind, write_archive
+from annostack.domain.exports.coco import CocoImage, CocoWriter
+from annostack.domain.exports.kitti import export_labels
+from annostack.domain.exports.kitti_calib import (
+    KittiCalibration,
+    calibration_from_camera,
+    format_calibration,
+)
+from annostack.domain.exports.report import ExportFormat, ExportReport, Skip
+from annostack.domain.exports.xtreme1 import result_to_xtreme1
+from annostack.domain.items import FileKind
+from annostack.domain.models import CamelModel
+from annostack.domain.processing import (
+    EXPORT,
+    ExportSpec,
+    ExportStatus,
+    JobPhase,
+    ProcessingJobSpec,
+    ProcessingJobStatus,
+    processing_job_manifest,
+)
+from annostack.domain.tenants import API_GROUP, API_VERSION
+from annostack.services.annotations import document_key
+from annostack.services.browsing import EXAMPLE_URL
+from annostack.services.datasets import get_dataset
+from annostack.services.tenancy import TenantContext
+
+EXPORTS_PREFIX = "exports/"
+PAGE = 100  # frames or images per page: 100 documents of ~25 KB in memory at a time
+DOWNLOAD_LIFETIME = timedelta(minutes=15)  # short: the URL is a bearer credential for the file
+KITTI_CAMERA = "image_2"  # the left colour camera, whose P2 KITTI's labels are drawn with
+NO_CALIBRATION = "the frame has no camera calibration: KITTI labels are in a camera's frame"
+EXTENSIONS = {ArchiveKind.ZIP: "zip", ArchiveKind.TAR_GZ: "tar.gz"}
+CONTENT_TYPES = {"zip": "application/zip", "tar.gz": "application/gzip",
+                 "json": "application/json"}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ExportUnit:
+    """One frame (xtreme1, kitti) or image item (coco), and the sources it has documents of."""
+
+    item_id: int  # the item whose documents are exported: the frame's point cloud, or the image
+    name: str  # the frame's name, or the image item's name
+    scene: str | None = None
+    sources: tuple[str, ...] = ()  # in name order
+    cameras: tuple[tuple[str, CameraCalibration | None], ...] = ()  # kitti: the frame's images
+
+    @property
+    def label(self) -> str:
+        """How the report names it: `<scene>/<frame>`, or the item's name."""
+        return self.name if self.scene is None else f"{self.scene}/{self.name}"
+
+    def document_keys(self) -> list[str]:
+        return [document_key(self.item_id, source) for source in self.sources]
+
+
+class Documents(Protocol):
+    """Reads annotation documents; a key with nothing stored is left out of the answer."""
+
+    def read(self, keys: list[str]) -> dict[str, bytes]: ...
+
+
+# -- which units, page by page ---------------------------------------------------------------
+
+
+def frame_units(
+    ctx: TenantContext, dataset_id: int, source: str | None, with_cameras: bool, page: int = PAGE
+) -> Iterator[list[ExportUnit]]:
+    """The dataset's frames, scene by scene in import order, each scene's in index order."""
+    after: tuple[int, int] | None = None
+    while True:
+        with ctx.engine.connect() as conn:
+            rows = conn.execute(_frames_after(dataset_id, after, page)).all()
+            if not rows:
+                return
+            items = [int(row.point_cloud_item_id) for row in rows]
+            sources = _sources(conn, items, source)
+            cameras = _cameras(conn, [int(row.id) for row in rows]) if with_cameras else {}
+        yield [_frame_unit(row, sources, cameras) for row in rows]
+        after = (int(rows[-1].scene_id), int(rows[-1].idx))
+
+
+def _frames_after(dataset_id: int, after: tuple[int, int] | None, page: int) -> sa.Select[Any]:
+    query = (
+        sa.select(frames.c.id, frames.c.idx, frames.c.name, frames.c.point_cloud_item_id,
+                  frames.c.scene_id, scenes.c.name.label("scene"))
+        .join(scenes, scenes.c.id == frames.c.scene_id)
+        .where(scenes.c.dataset_id == dataset_id)
+    )  # fmt: skip
+    if after is not None:
+        scene, index = after
+        query = query.where(
+            sa.or_(frames.c.scene_id > scene, sa.and_(frames.c.scene_id == scene,
+                                                      frames.c.idx > index))
+        )  # fmt: skip
+    return query.order_by(frames.c.scene_id, frames.c.idx).limit(page)
+
+
+def _frame_unit(
+    row: sa.Row[Any],
+    sources: Mapping[int, tuple[str, ...]],
+    cameras: Mapping[int, tuple[tuple[str, CameraCalibration | None], ...]],
+) -> ExportUnit:
+    item = int(row.point_cloud_item_id)
+    return ExportUnit(
+        item_id=item,
+        name=str(row.name),
+        scene=str(row.scene),
+        sources=sources.get(item, ()),
+        cameras=cameras.get(int(row.id), ()),
+    )
+
+
+def image_units(
+    ctx: TenantContext, dataset_id: int, source: str | None, page: int = PAGE
+) -> Iterator[list[ExportUnit]]:
+    """The dataset's image items, in id order."""
+    after = 0
+    while True:
+        query = (
+            sa.select(data_items.c.id, data_items.c.name)
+            .where(data_items.c.dataset_id == dataset_id, data_items.c.kind == FileKind.IMAGE,
+                   data_items.c.id > after)
+            .order_by(data_items.c.id)
+            .limit(page)
+        )  # fmt: skip
+        with ctx.engine.connect() as conn:
+            rows = conn.execute(query).all()
+            if not rows:
+                return
+            sources = _sources(conn, [int(row.id) for row in rows], source)
+        yield [ExportUnit(int(r.id), str(r.name), sources=sources.get(int(r.id), ())) for r in rows]
+        after = int(rows[-1].id)
+
+
+def units_of(
+    ctx: TenantContext, dataset_id: int, spec: ExportSpec, page: int = PAGE
+) -> Iterator[list[ExportUnit]]:
+    if spec.format is ExportFormat.COCO:
+        return image_units(ctx, dataset_id, spec.source, page)
+    with_cameras = spec.format is ExportFormat.KITTI
+    return frame_units(ctx, dataset_id, spec.source, with_cameras, page)
+
+
+def count_units(ctx: TenantContext, dataset_id: int, spec: ExportSpec) -> int:
+    """How many frames (or images) the export will write: its progress' total."""
+    if spec.format is ExportFormat.COCO:
+        query = sa.select(sa.func.count()).where(
+            data_items.c.dataset_id == dataset_id, data_items.c.kind == FileKind.IMAGE
+        )
+    else:
+        query = (
+            sa.select(sa.func.count())
+            .select_from(frames.join(scenes, scenes.c.id == frames.c.scene_id))
+            .where(scenes.c.dataset_id == dataset_id)
+        )
+    with ctx.engine.connect() as conn:
+        return int(conn.execute(query).scalar_one())
+
+
+def _sources(
+    conn: sa.Connection, item_ids: list[int], source: str | None
+) -> dict[int, tuple[str, ...]]:
+    query = sa.select(annotation_results.c.data_item_id, annotation_results.c.source).where(
+        annotation_results.c.data_item_id.in_(item_ids)
+    )
+    if source is not None:
+        query = query.where(annotation_results.c.source == source)
+    found: defaultdict[int, list[str]] = defaultdict(list)
+    for row in conn.execute(query.order_by(annotation_results.c.source)):
+        found[int(row.data_item_id)].append(str(row.source))
+    return {item: tuple(names) for item, names in found.items()}
+
+
+def _cameras(
+    conn: sa.Connection, frame_ids: list[int]
+) -> dict[int, tuple[tuple[str, CameraCalibration | None], ...]]:
+    query = sa.select(frame_images.c.frame_id, frame_images.c.camera, frame_images.c.calibration)
+    query = query.where(frame_images.c.frame_id.in_(frame_ids)).order_by(frame_images.c.camera)
+    found: defaultdict[int, list[tuple[str, CameraCalibration | None]]] = defaultdict(list)
+    for row in conn.execute(query):
+        calibration = None if row.calibration is None else CameraCalibration(**row.calibration)
+        found[int(row.frame_id)].append((str(row.camera), calibration))
+    return {frame: tuple(cameras) for frame, cameras in found.items()}
+
+
+# -- converting, page by page ----------------------------------------------------------------
+
+
+def write_export(
+    spec: ExportSpec,
+    pages: Iterable[list[ExportUnit]],
+    documents: Documents,
+    out: IO[bytes],
+    on_page: Callable[[int], None] = lambda _: None,
+) -> ExportReport:
+    """Writes the whole export to `out`; `on_page(done)` after each page is written."""
+    report = ExportReport()
+    counted = _counted(pages, on_page)
+    if spec.format is ExportFormat.COCO:
+        _write_coco(spec, counted, documents, out, report)
+        return report
+    convert = _xtreme1_entries if spec.format is ExportFormat.XTREME1 else _kitti_entries
+    entries = (
+        entry
+        for page in counted
+        for unit, bodies in _with_documents(page, documents)
+        for entry in convert(spec, unit, bodies, report)
+    )
+    write_archive(entries, out, spec.archive or ArchiveKind.ZIP)
+    return report
+
+
+def _counted(
+    pages: Iterable[list[ExportUnit]], on_page: Callable[[int], None]
+) -> Iterator[list[ExportUnit]]:
+    """The pages; `on_page` runs when the next one is asked for, i.e. once one is written."""
+    done = 0
+    for page in pages:
+        yield page
+        done += len(page)
+        on_page(done)
+
+
+def _with_documents(
+    page: list[ExportUnit], documents: Documents
+) -> Iterator[tuple[ExportUnit, list[tuple[str, bytes]]]]:
+    """Each unit with its documents' bodies (source, body), read for the page at once."""
+    found = documents.read([key for unit in page for key in unit.document_keys()])
+    for unit in page:
+        keys = zip(unit.sources, unit.document_keys(), strict=True)
+        yield unit, [(source, found[key]) for source, key in keys if key in found]
+
+
+def _xtreme1_entries(
+    spec: ExportSpec, unit: ExportUnit, bodies: list[tuple[str, bytes]], report: ExportReport
+) -> list[tuple[str, bytes]]:
+    if not bodies:
+        return []  # nothing annotated: Xtreme1 writes no result either
+    entries, skipped = result_to_xtreme1(orjson.loads(body) for _, body in bodies)
+    # What Xtreme1 cannot hold is not in `entries` (it is in `skipped`); everything else is.
+    exported = sum(len(entry.get("objects") or []) for entry in entries)
+    report.record(ExportFormat.XTREME1, unit.label, exported, skipped)
+    return [(f"{unit.scene}/result/{unit.name}.json", orjson.dumps(entries))]
+
+
+def _kitti_entries(
+    spec: ExportSpec, unit: ExportUnit, bodies: list[tuple[str, bytes]], report: ExportReport
+) -> list[tuple[str, bytes]]:
+    document, unreadable = merged_document(bodies)
+    camera = kitti_camera(unit, spec.camera)
+    if camera is None:
+        skipped = [Skip(obj.id, obj.type, NO_CALIBRATION) for obj in document.objects]
+        report.record(ExportFormat.KITTI, unit.label, 0, [*unreadable, *skipped])
+        return []
+    calibration = kitti_calibration(camera)
+    size = (camera.width, camera.height) if camera.width and camera.height else None
+    frame = export_labels(document, calibration, spec.classes, size)
+    report.record(
+        ExportFormat.KITTI, unit.label, frame.exported, [*unreadable, *frame.skipped], frame.lossy
+    )
+    return [
+        (f"{unit.scene}/label_2/{unit.name}.txt", frame.label.encode()),
+        (f"{unit.scene}/calib/{unit.name}.txt", format_calibration(calibration).encode()),
+    ]
+
+
+def _write_coco(
+    spec: ExportSpec,
+    pages: Iterable[list[ExportUnit]],
+    documents: Documents,
+    out: IO[bytes],
+    report: ExportReport,
+) -> None:
+    # The annotations wait in a spool until the images are written (domain.exports.coco);
+    # in memory up to 8 MiB, then on disk.
+    with tempfile.SpooledTemporaryFile(max_size=8 * 2**20) as spool:
+        writer = CocoWriter(out, spool, spec.categories)
+        for page in pages:
+            for unit, bodies in _with_documents(page, documents):
+                document, unreadable = merged_document(bodies)
+                written, skipped = writer.add(CocoImage(unit.item_id, unit.name), document)
+                report.record(ExportFormat.COCO, unit.label, written, [*unreadable, *skipped])
+        writer.close()
+
+
+def merged_document(bodies: list[tuple[str, bytes]]) -> tuple[AnnotationDocument, list[Skip]]:
+    """The objects of every source's document as one; a document that does not validate is
+    one Skip with the reason (it was saved before a check it fails, or by hand)."""
+    objects: list[Any] = []
+    unreadable = []
+    for source, body in bodies:
+        try:
+            objects.extend(AnnotationDocument.model_validate_json(body).objects)
+        except ValidationError as error:
+            reason = f"the {source} document is not valid: {error.errors()[0]['msg']}"
+            unreadable.append(Skip(None, None, reason))
+    return AnnotationDocument(objects=objects), unreadable
+
+
+def kitti_camera(unit: ExportUnit, wanted: str | None) -> CameraCalibration | None:
+    """The calibration labels are written for: the camera asked for, else image_2, else the
+    first camera of the frame that has one."""
+    calibrated = {camera: calibration for camera, calibration in unit.cameras if calibration}
+    if wanted is not None:
+        return calibrated.get(wanted)
+    return calibrated.get(KITTI_CAMERA) or next(iter(calibrated.values()), None)
+
+
+def kitti_calibration(camera: CameraCalibration) -> KittiCalibration:
+    """KITTI matrices of an annostack camera (taken as rectified: P2 = [K|0], R0_rect = I)."""
+    k = camera.intrinsics
+    intrinsics = np.array([[k.fx, 0, k.cx], [0, k.fy, k.cy], [0, 0, 1]], dtype=np.float64)
+    extrinsics = np.array(camera.extrinsics, dtype=np.float64).reshape(4, 4)
+    return calibration_from_camera(intrinsics, extrinsics)
+
+
+# -- the job, for the API --------------------------------------------------------------------
+
+
+def export_extension(spec: ExportSpec) -> str:
+    if spec.format is ExportFormat.COCO:
+        return "json"
+    return EXTENSIONS[spec.archive or ArchiveKind.ZIP]
+
+
+def export_key(job_name: str, spec: ExportSpec) -> str:
+    """Where a job's export is written: the job's name is unique in the tenant's namespace."""
+    return f"{EXPORTS_PREFIX}{job_name}.{export_extension(spec)}"
+
+
+def content_type(spec: ExportSpec) -> str:
+    return CONTENT_TYPES[export_extension(spec)]
+
+
+def export_job_name(dataset_id: int) -> str:
+    # A new name per request: every POST is a new export, never a replay of an earlier one.
+    return f"export-{int(dataset_id)}-{secrets.token_hex(4)}"
+
+
+def start_export(kube: Kube, ctx: TenantContext, dataset_id: int, spec: ExportSpec) -> str:
+    """The ProcessingJob that exports the dataset; its name."""
+    dataset = get_dataset(ctx, dataset_id)
+    job = ProcessingJobSpec(dataset=dataset.name, operations=[EXPORT], export=spec)
+    name = export_job_name(dataset_id)
+    kube.apply(processing_job_manifest(ctx.names.namespace, name, job, "annostack-api"))
+    return name
+
+
+def export_job(kube: Kube, ctx: TenantContext, name: str) -> dict[str, Any]:
+    """An export job of the caller's tenant (its namespace, so no other tenant's), as stored."""
+    found = kube.get(f"{API_GROUP}/{API_VERSION}", "ProcessingJob", name, ctx.names.namespace)
+    job = found.to_dict() if hasattr(found, "to_dict") else found
+    if not job or EXPORT not in (job.get("spec", {}).get("operations") or []):
+        raise NotFound(f"export {name!r} not found")
+    return dict(job)
+
+
+_EXPORT_EXAMPLE: JsonDict = {
+    "id": "export-3-9f2c4b1a", "dataset": "drive-1", "format": "kitti", "phase": "Complete",
+    "done": 300, "total": 300, "message": "kitti: 300 items, 8950 objects, 2 skipped; written "
+    "to exports/export-3-9f2c4b1a.zip",
+    "report": {"formats": {"kitti": {"items": 300, "objects": 8950, "skipped": 2, "lossy": 0}},
+               "skipped": [{"format": "kitti", "item": "scene_1/17", "objectId": "p-3",
+                            "objectType": "POLYGON", "reason": "KITTI labels hold 3D boxes"}],
+               "lossy": [], "unsupportedTypes": {"kitti:POLYGON": 2}},
+    "downloadUrl": EXAMPLE_URL, "expiresAt": "2026-12-01T10:17:00Z",
+}  # fmt: skip
+
+
+class ExportAccepted(CamelModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"id": "export-3-9f2c4b1a", "statusUrl": "/v1/exports/export-3-9f2c4b1a"}]
+        }
+    )
+
+    id: str = Field(description="The export's id: its ProcessingJob's name.")
+    status_url: str = Field(description="Where to follow it: `GET /v1/exports/{id}`.")
+
+
+class ExportPublic(CamelModel):
+    """An export as the API shows it: progress, report, and once done where to get it."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [_EXPORT_EXAMPLE]})
+
+    id: str = Field(description="The ProcessingJob's name.")
+    dataset: str = Field(description="The dataset's resource name.")
+    format: ExportFormat
+    phase: JobPhase = Field(description="Pending, Running, Complete, Failed or Cancelled.")
+    done: int = Field(description="Frames or images written so far.")
+    total: int = Field(description="Frames or images to write.")
+    message: str = Field(description="How it ended (the report's summary), or why it failed.")
+    report: ExportReport | None = Field(description="Counts, and every object left out or cut.")
+    download_url: str | None = Field(description="A pre-signed GET of the export, once done.")
+    expires_at: datetime | None = Field(description="When the URL stops working (UTC).")
+
+
+def get_export(kube: Kube, ctx: TenantContext, signer: Presigner, name: str) -> ExportPublic:
+    """The caller's export `name`; a download URL if it is complete."""
+    job = export_job(kube, ctx, name)
+    spec = ProcessingJobSpec.model_validate(job["spec"])
+    status = ProcessingJobStatus.model_validate(job.get("status") or {})
+    assert spec.export is not None  # export_job returns export jobs only
+    export = status.export or ExportStatus(format=spec.export.format)
+    url, expires = None, None
+    if status.phase is JobPhase.COMPLETE and export.key:
+        expires = datetime.now(UTC) + DOWNLOAD_LIFETIME
+        url = signer.presign_get(ctx.connection.bucket, export.key, DOWNLOAD_LIFETIME)
+    return ExportPublic(
+        id=name,
+        dataset=spec.dataset,
+        format=spec.export.format,
+        phase=status.phase or JobPhase.PENDING,
+        done=export.done,
+        total=export.total or status.total,
+        message=_last_message(status),
+        report=export.report,
+        download_url=url,
+        expires_at=expires,
+    )
+
+
+def _last_message(status: ProcessingJobStatus) -> str:
+    for condition in status.conditions:
+        if condition.type in (ConditionType.COMPLETE, ConditionType.FAILED):
+            return condition.message
+    return ""

@@ -1,0 +1,257 @@
+"""Exports on the real stack: asked for through the API, written by a real worker into the
+tenant's bucket, followed and downloaded through `GET /v1/exports/{id}`.
+
+No operator runs in the API tier, so `drive` takes the job through the operator's own steps
+(`JobRunner.start`, `fan_out`, `fold`, and the status the operator writes) — what the timer of
+operator/jobs.py does every few seconds.
+
+* Xtreme1: an archive imported by the worker, exported again: every frame's objects come back
+  byte for byte (serialised the same way), unknown object types included.
+* KITTI: a KITTI prefix with a hand-picked calibration and one saved 3D box per frame: the
+  label file equals a line worked out by hand (tests/unit/test_exports.py shows the working).
+* COCO: 2D boxes of an image dataset; a 3D box on an image is listed in the report.
+* Another tenant cannot see the export.
+"""
+
+from __future__ import annotations
+
+import io
+import uuid
+import zipfile
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+from annostack.adapters.kube import Kube
+from annostack.adapters.object_store import ObjectStoreAdmin
+from annostack.domain.processing import ImportSource, ProcessingJobSpec, ProcessingJobStatus
+from annostack.domain.tenants import API_GROUP, API_VERSION, DeletionPolicy, TenantSpec
+from annostack.operator.jobs import _with_outcome
+from annostack.services.dataset_imports import import_source
+from annostack.services.jobs import JobRef, JobRunner
+from annostack.services.tenancy import TenantDirectory, create_api_token
+from annostack.services.tenants import TenantProvisioner
+from annostack.services.uploads import UploadRequest, register_item
+from annostack.settings import Settings
+from tests.integration.api.conftest import ApiTenant
+from tests.integration.conftest import provision
+from tests.integration.workers.test_worker import publish
+from tests.integration.workloads import WorkerProcess, jpeg, small_cloud
+from tests.support import wait_for
+
+pytestmark = pytest.mark.integration
+
+STEMS = ["1", "2", "10"]
+KITTI_CALIB = (
+    "P0: 700 0 600 0 0 700 180 0 0 0 1 0\nP1: 700 0 600 0 0 700 180 0 0 0 1 0\n"
+    "P2: 700 0 600 0 0 700 180 0 0 0 1 0\nP3: 700 0 600 0 0 700 180 0 0 0 1 0\n"
+    "R0_rect: 1 0 0 0 1 0 0 0 1\nTr_velo_to_cam: 0 -1 0 0 0 0 -1 0 1 0 0 0\n"
+)
+BOX = {"center": [10, 2, -0.75], "size": [4, 2, 1.5], "rotation": [0, 0, 0]}
+CAR = {"id": "c1", "type": "3D_BOX", "classId": "car", "contour": BOX}
+# Hand-checked (tests/unit/test_exports.py): with P2 = [K|0] and the ideal Velodyne rotation.
+CAR_LINE = "Car 0.00 0 -1.37 337.50 180.00 541.67 311.25 1.50 2.00 4.00 -2.00 1.50 10.00 -1.57\n"
+
+
+@pytest.fixture(scope="module")
+def owner(provisioner: TenantProvisioner, directory: TenantDirectory) -> Iterator[ApiTenant]:
+    name = f"exp{uuid.uuid4().hex[:8]}"
+    provision(provisioner, name, TenantSpec(display_name=name))
+    context = directory.get(name)
+    yield ApiTenant(name, create_api_token(context, "export-tests"), context)
+    provisioner.teardown(name, DeletionPolicy.DELETE)
+
+
+@pytest.fixture(scope="module")
+def worker(owner: ApiTenant, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerProcess]:
+    process = WorkerProcess(owner.context.connection, tmp_path_factory.mktemp("wk") / "worker.log")
+    process.start()
+    yield process
+    if process.proc is not None and process.proc.poll() is None:
+        process.stop()
+
+
+def result(stem: str) -> dict[str, Any]:
+    """An Xtreme1 result as its pc-tool writes one, with an object annostack cannot hold."""
+    return {
+        "version": "Xtreme1 V0.6", "dataId": int(stem), "sourceName": "Ground Truth",
+        "objects": [
+            {"id": f"car-{stem}", "type": "3D_BOX", "classId": 7, "className": "Car",
+             "trackId": "t1", "trackName": "1", "classValues": [{"id": "occluded", "value": "no"}],
+             "contour": {"pointN": 42, "points": [], "size3D": {"x": 4, "y": 2, "z": 1.5},
+                         "center3D": {"x": 5, "y": 1, "z": 0.5}, "viewIndex": 0,
+                         "rotation3D": {"x": 0, "y": 0, "z": 0.3}},
+             "modelConfidence": None, "modelClass": ""},
+            {"id": f"seg-{stem}", "type": "3D_SEGMENT_POINTS", "classId": 8,
+             "contour": {"indexs": [1, 2, 3]}},
+        ],
+    }  # fmt: skip
+
+
+def xtreme1_archive() -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        for number, stem in enumerate(STEMS):
+            archive.writestr(f"scene_1/lidar_point_cloud_0/{stem}.pcd", small_cloud(300, number))
+            archive.writestr(f"scene_1/result/{stem}.json", orjson.dumps(result(stem)))
+    return out.getvalue()
+
+
+def new_dataset(api: httpx.Client, owner: ApiTenant, data_type: str) -> int:
+    body = {"name": f"ex-{uuid.uuid4().hex[:8]}", "displayName": "Export", "dataType": data_type}
+    response = api.post("/v1/datasets", json=body, headers=owner.auth)
+    assert response.status_code == 201, response.text
+    return int(response.json()["id"])
+
+
+def put_object(settings: Settings, owner: ApiTenant, key: str, body: bytes) -> None:
+    store = ObjectStoreAdmin(settings.s3).client
+    store.put_object(owner.context.connection.bucket, key, io.BytesIO(body), len(body))
+
+
+def save(api: httpx.Client, owner: ApiTenant, item: int, source: str, objects: list[Any]) -> None:
+    response = api.put(
+        f"/v1/items/{item}/annotations/{source}",
+        content=orjson.dumps({"objects": objects}),
+        headers={**owner.auth, "If-None-Match": "*", "Content-Type": "application/json"},
+    )
+    assert response.status_code in (200, 201), response.text
+
+
+def drive(admin_kube: Kube, settings: Settings, owner: ApiTenant, name: str) -> None:
+    """The operator's steps for one job, until it is terminal, and the status it writes."""
+    namespace = owner.context.names.namespace
+    stored = admin_kube.get(f"{API_GROUP}/{API_VERSION}", "ProcessingJob", name, namespace)
+    spec = ProcessingJobSpec.model_validate(stored.spec.to_dict())
+    ref = JobRef(tenant=owner.name, uid=str(stored.metadata.uid), name=name)
+    runner = JobRunner.for_settings(settings)
+    scope = runner.start(owner.context, spec)
+    runner.fan_out(owner.context, ref, spec, scope, None)
+    outcomes = []
+
+    def folded() -> bool:
+        outcomes.append(runner.fold(ref, spec, scope.total, True))
+        return outcomes[-1].terminal
+
+    wait_for(folded, timeout=120, what=f"export {name} finished")
+    current = ProcessingJobStatus(total=scope.total, fanned_out=True)
+    status = _with_outcome(current, outcomes[-1], 1)
+    admin_kube.patch_status(
+        f"{API_GROUP}/{API_VERSION}", "ProcessingJob", name,
+        status.model_dump(mode="json", by_alias=True, exclude_none=True), namespace,
+    )  # fmt: skip
+
+
+def export(
+    api: httpx.Client, admin_kube: Kube, settings: Settings, owner: ApiTenant, dataset: int,
+    body: dict[str, Any],
+) -> tuple[dict[str, Any], bytes]:  # fmt: skip
+    """Ask for an export, drive it, and download it: (its API view, its bytes)."""
+    accepted = api.post(f"/v1/datasets/{dataset}/exports", json=body, headers=owner.auth)
+    assert accepted.status_code == 202, accepted.text
+    name = accepted.json()["id"]
+    assert accepted.json()["statusUrl"] == f"/v1/exports/{name}"
+    drive(admin_kube, settings, owner, name)
+    shown = api.get(f"/v1/exports/{name}", headers=owner.auth)
+    assert shown.status_code == 200, shown.text
+    view: dict[str, Any] = shown.json()
+    assert view["phase"] == "Complete", view["message"]
+    downloaded = httpx.get(view["downloadUrl"])
+    assert downloaded.status_code == 200
+    return view, downloaded.content
+
+
+def test_an_imported_xtreme1_archive_exports_to_the_same_objects(
+    api: httpx.Client, owner: ApiTenant, worker: WorkerProcess, admin_kube: Kube,
+    stack_settings: Settings,
+) -> None:  # fmt: skip
+    dataset, data = new_dataset(api, owner, "POINT_CLOUD_SEQUENCE"), xtreme1_archive()
+    item, key = register_item(owner.context, dataset, UploadRequest(name="x1.zip", size=len(data)))
+    put_object(stack_settings, owner, key, data)
+    publish(owner.context.connection, "archives", item, key)
+    wait_for(
+        lambda: api.get(f"/v1/items/{item}", headers=owner.auth).json()["status"] == "imported",
+        timeout=90,
+        what="archive imported",
+    )
+    view, body = export(api, admin_kube, stack_settings, owner, dataset, {"format": "xtreme1"})
+    assert (view["done"], view["total"]) == (3, 3)
+    with zipfile.ZipFile(io.BytesIO(body)) as archive:
+        assert sorted(archive.namelist()) == sorted(f"scene_1/result/{s}.json" for s in STEMS)
+        for stem in STEMS:
+            (entry,) = orjson.loads(archive.read(f"scene_1/result/{stem}.json"))
+            assert orjson.dumps(entry["objects"]) == orjson.dumps(result(stem)["objects"])
+    assert view["report"]["formats"]["xtreme1"] == {"items": 3, "objects": 6, "skipped": 0,
+                                                    "lossy": 0}  # fmt: skip
+
+
+def test_a_kitti_export_equals_the_hand_checked_labels(
+    api: httpx.Client, owner: ApiTenant, worker: WorkerProcess, admin_kube: Kube,
+    stack_settings: Settings,
+) -> None:  # fmt: skip
+    dataset = new_dataset(api, owner, "POINT_CLOUD_SEQUENCE")
+    prefix = f"kitti-{uuid.uuid4().hex[:6]}/"
+    for stem in ("000001", "000002"):
+        put_object(stack_settings, owner, f"{prefix}training/velodyne/{stem}.bin", b"\0" * 64)
+        put_object(stack_settings, owner, f"{prefix}training/image_2/{stem}.png", jpeg())
+        put_object(
+            stack_settings, owner, f"{prefix}training/calib/{stem}.txt", KITTI_CALIB.encode()
+        )
+    imported = import_source(
+        owner.context, dataset, "POINT_CLOUD_SEQUENCE", ImportSource(s3_prefix=prefix)
+    )
+    assert imported.scenes is not None and imported.scenes.frames == 2
+    items = api.get(f"/v1/datasets/{dataset}/items", headers=owner.auth).json()["items"]
+    clouds = {i["name"].rsplit("/", 1)[-1]: i["id"] for i in items if i["kind"] == "pointcloud"}
+    save(api, owner, clouds["000001.bin"], "gt", [CAR])
+    polygon = {"id": "p1", "type": "POLYGON", "classId": "car",
+               "points": [{"x": 0, "y": 0}, {"x": 1, "y": 0}, {"x": 0, "y": 1}]}  # fmt: skip
+    save(api, owner, clouds["000002.bin"], "gt", [CAR, polygon])
+    body = {"format": "kitti", "source": "gt"}
+    view, data = export(api, admin_kube, stack_settings, owner, dataset, body)
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        assert archive.read("training/label_2/000001.txt").decode() == CAR_LINE
+        assert archive.read("training/label_2/000002.txt").decode() == CAR_LINE
+        calib = archive.read("training/calib/000001.txt").decode().splitlines()
+    assert calib[2] == "P2: " + " ".join(
+        f"{v:.12e}" for v in (700, 0, 600, 0, 0, 700, 180, 0, 0, 0, 1, 0)
+    )
+    assert view["report"]["unsupportedTypes"] == {"kitti:POLYGON": 1}
+    (skipped,) = view["report"]["skipped"]
+    assert (skipped["item"], skipped["objectId"]) == ("training/000002", "p1")
+
+
+def test_a_coco_export_of_2d_boxes_and_only_the_callers_tenant_sees_it(
+    api: httpx.Client, owner: ApiTenant, tenant_b: ApiTenant, worker: WorkerProcess,
+    admin_kube: Kube, stack_settings: Settings,
+) -> None:  # fmt: skip
+    dataset = new_dataset(api, owner, "IMAGE")
+    image, key = register_item(owner.context, dataset, UploadRequest(name="a.jpg", size=1))
+    put_object(stack_settings, owner, key, jpeg())
+    rect = {"id": "r1", "type": "RECTANGLE", "classId": "car",
+            "contour": {"x": 10, "y": 20, "width": 30, "height": 40}}  # fmt: skip
+    save(api, owner, image, "default", [rect, {**CAR, "id": "c9"}])
+    body = {"format": "coco", "categories": ["person", "car"]}
+    view, data = export(api, admin_kube, stack_settings, owner, dataset, body)
+    coco = orjson.loads(data)
+    assert coco["images"] == [{"id": image, "file_name": "a.jpg", "width": None, "height": None}]
+    (annotation,) = coco["annotations"]
+    assert (annotation["bbox"], annotation["category_id"]) == ([10, 20, 30, 40], 2)
+    assert view["report"]["unsupportedTypes"] == {"coco:3D_BOX": 1}
+    hidden = api.get(f"/v1/exports/{view['id']}", headers=tenant_b.auth)
+    assert hidden.status_code == 404
+
+
+def test_a_bad_export_request_is_refused_with_what_to_change(
+    api: httpx.Client, owner: ApiTenant
+) -> None:
+    dataset = new_dataset(api, owner, "IMAGE")
+    body = {"format": "coco", "archive": "zip"}
+    refused = api.post(f"/v1/datasets/{dataset}/exports", json=body, headers=owner.auth)
+    assert refused.status_code == 422
+    assert "a COCO export is one JSON file" in refused.text
+    missing = api.get("/v1/exports/export-1-00000000", headers=owner.auth)
+    assert missing.status_code == 404

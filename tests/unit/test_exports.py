@@ -1,0 +1,350 @@
+"""Export jobs without a backend: the spec's checks, the paging and converting orchestration
+(services.exports) with fake pages and documents, the job's fold, the multipart stream and
+the worker's message check."""
+
+from __future__ import annotations
+
+import io
+import math
+import tarfile
+import zipfile
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from pydantic import SecretStr, ValidationError
+
+from annostack.adapters.job_progress import ExportCounts, ExportState, JobProgress
+from annostack.adapters.multipart import MultipartUpload, multipart_upload
+from annostack.adapters.objects import Presigner
+from annostack.domain.calibration import CameraCalibration
+from annostack.domain.errors import BackendUnavailable
+from annostack.domain.exports.archive import ArchiveKind
+from annostack.domain.exports.report import ExportFormat, ExportReport
+from annostack.domain.items import ExportMessage
+from annostack.domain.processing import ExportSpec, ProcessingJobSpec, processing_job_manifest
+from annostack.services.annotations import document_key
+from annostack.services.exports import (
+    NO_CALIBRATION,
+    ExportUnit,
+    export_key,
+    kitti_camera,
+    write_export,
+)
+from annostack.services.jobs import JobRef, JobRunner
+from annostack.services.processing import InvalidTask
+from annostack.settings import ObjectStoreSettings
+from annostack.workers.export import parse_export
+
+# An ideal LiDAR-to-camera rotation (x_cam = -y, y_cam = -z, z_cam = x), K of 700 px.
+CAMERA = CameraCalibration.model_validate(
+    {"intrinsics": {"fx": 700, "fy": 700, "cx": 600, "cy": 180},
+     "extrinsics": [0, -1, 0, 0, 0, 0, -1, 0, 1, 0, 0, 0, 0, 0, 0, 1]}
+)  # fmt: skip
+BOX = {"center": [10, 2, -0.75], "size": [4, 2, 1.5], "rotation": [0, 0, 0]}
+CAR = {"id": "c1", "type": "3D_BOX", "classId": "car", "contour": BOX}
+# Worked by hand: bottom centre (10, 2, -1.5) is (-2, 1.5, 10) in the camera; rotation_y =
+# -yaw - pi/2; alpha = ry - atan2(-2, 10); the box spans x -3..-1, y 0..1.5, z 8..12, so
+# u = 700 x / z + 600 runs 337.50 (x -3, z 8) to 541.67 (x -1, z 12), v = 700 y / z + 180
+# 180.00 (y 0) to 311.25 (y 1.5, z 8).
+CAR_LINE = "Car 0.00 0 -1.37 337.50 180.00 541.67 311.25 1.50 2.00 4.00 -2.00 1.50 10.00 -1.57\n"
+RECT = {"id": "r1", "type": "RECTANGLE", "classId": "car",
+        "contour": {"x": 10, "y": 20, "width": 30, "height": 40}}  # fmt: skip
+
+
+# -- the spec ----------------------------------------------------------------------------------
+
+
+def job(**fields: Any) -> ProcessingJobSpec:
+    return ProcessingJobSpec.model_validate({"dataset": "d", **fields})
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"operations": ["export", "thumbnail"], "export": {"format": "kitti"}},
+         "an export job has operations: [export] alone"),
+        ({"operations": ["export"]}, "operations: [export] needs export.format"),
+        ({"operations": ["thumbnail"], "export": {"format": "coco"}},
+         "export is set but operations does not name it"),
+        ({"operations": ["export"], "export": {"format": "xtreme1"}, "archiveItemId": 3},
+         "an export job takes no archiveItemId or itemPrefix"),
+        ({"operations": ["export"], "export": {"format": "coco", "archive": "zip"}},
+         "export.archive does not apply to coco"),
+        ({"operations": ["export"], "export": {"format": "coco", "classes": {"a": "Car"}}},
+         "set it for kitti only"),
+        ({"operations": ["export"], "export": {"format": "kitti", "classes": {"a": "Auto"}}},
+         "export.classes maps a to no KITTI type; use one of Car, Van"),
+        ({"operations": ["export"], "export": {"format": "kitti", "categories": ["a"]}},
+         "export.categories lists COCO categories"),
+        ({"operations": ["export"], "export": {"format": "nuscenes"}}, "'xtreme1', 'kitti' or"),
+        ({"operations": ["export"], "export": {"format": "kitti", "source": "Bad Source"}},
+         "String should match pattern"),
+    ],
+)  # fmt: skip
+def test_a_bad_export_spec_is_refused_with_what_to_change(
+    fields: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ValidationError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        job(**fields)
+
+
+def test_a_good_export_spec_round_trips_through_its_manifest() -> None:
+    spec = job(operations=["export"], export={"format": "kitti", "classes": {"car": "Car"}})
+    manifest = processing_job_manifest("tenant-a", "export-1-ab", spec, "annostack-api")
+    assert manifest["spec"]["export"] == {"format": "kitti", "classes": {"car": "Car"},
+                                          "categories": []}  # fmt: skip
+    assert ProcessingJobSpec.model_validate(manifest["spec"]) == spec
+    assert job(operations=["thumbnail"]).export is None, "processing jobs are unchanged"
+
+
+def test_export_keys_say_what_is_in_them() -> None:
+    assert export_key("e", ExportSpec(format=ExportFormat.XTREME1)) == "exports/e.zip"
+    tar = ExportSpec(format=ExportFormat.KITTI, archive=ArchiveKind.TAR_GZ)
+    assert export_key("e", tar) == "exports/e.tar.gz"
+    assert export_key("e", ExportSpec(format=ExportFormat.COCO)) == "exports/e.json"
+
+
+# -- orchestration, with fakes at the service boundary --------------------------------------
+
+
+class FakeDocuments:
+    """Documents by key; remembers each read, to show reads come a page at a time."""
+
+    def __init__(self, documents: dict[str, dict[str, Any]]) -> None:
+        self.bodies = {key: orjson.dumps(document) for key, document in documents.items()}
+        self.reads: list[list[str]] = []
+
+    def read(self, keys: list[str]) -> dict[str, bytes]:
+        self.reads.append(keys)
+        return {key: self.bodies[key] for key in keys if key in self.bodies}
+
+
+def unit(item: int, name: str, *sources: str, **fields: Any) -> ExportUnit:
+    return ExportUnit(item_id=item, name=name, scene="scene_1", sources=sources, **fields)
+
+
+def pages_of(*pages: list[ExportUnit]) -> Iterator[list[ExportUnit]]:
+    yield from pages
+
+
+def run(
+    spec: ExportSpec, pages: Iterator[list[ExportUnit]], documents: FakeDocuments
+) -> tuple[bytes, ExportReport, list[int]]:
+    out, written = io.BytesIO(), []
+    report = write_export(spec, pages, documents, out, written.append)
+    return out.getvalue(), report, written
+
+
+def test_xtreme1_writes_one_result_per_annotated_frame_page_by_page() -> None:
+    segment = {"id": "s1", "type": "SEGMENTATION", "pointIndices": [1, 2]}
+    documents = FakeDocuments({
+        document_key(1, "imported"): {"version": "Xtreme1 V0.6", "objects": [
+            {**CAR, "contour": {**CAR["contour"], "pointN": 3}}, segment]},
+        document_key(1, "model"): {"objects": []},
+        document_key(3, "imported"): {"objects": []},
+    })  # fmt: skip
+    pages = pages_of([unit(1, "1", "imported", "model"), unit(2, "2")], [unit(3, "10", "imported")])
+    body, report, written = run(ExportSpec(format=ExportFormat.XTREME1), pages, documents)
+    with zipfile.ZipFile(io.BytesIO(body)) as archive:
+        names = archive.namelist()
+        first = orjson.loads(archive.read("scene_1/result/1.json"))
+    assert names == ["scene_1/result/1.json", "scene_1/result/10.json"], "frame 2 has none"
+    assert [entry.get("version") for entry in first] == ["Xtreme1 V0.6", None], "per source"
+    (box,) = first[0]["objects"]
+    assert box["contour"]["center3D"] == {"x": 10, "y": 2, "z": -0.75}
+    assert box["contour"]["pointN"] == 3
+    assert written == [2, 3]
+    assert [len(keys) for keys in documents.reads] == [2, 1], "one read per page"
+    assert report.formats[ExportFormat.XTREME1].objects == 1
+    assert report.unsupported_types == {"xtreme1:SEGMENTATION": 1}, "listed, not dropped"
+    assert (report.skipped[0].item, report.skipped[0].object_id) == ("scene_1/1", "s1")
+
+
+def test_kitti_labels_match_the_hand_computed_line_and_carry_their_calib() -> None:
+    documents = FakeDocuments({
+        document_key(1, "imported"): {"objects": [CAR, RECT]},
+        document_key(2, "imported"): {"objects": [CAR]},
+    })  # fmt: skip
+    pages = pages_of([
+        unit(1, "000001", "imported", cameras=(("image_2", CAMERA),)),
+        unit(2, "000002", "imported", cameras=(("image_2", None),)),
+        unit(3, "000003", cameras=(("image_2", CAMERA),)),
+    ])  # fmt: skip
+    spec = ExportSpec(format=ExportFormat.KITTI, archive=ArchiveKind.TAR_GZ)
+    body, report, _ = run(spec, pages, documents)
+    with tarfile.open(fileobj=io.BytesIO(body)) as archive:
+        files = {m.name: archive.extractfile(m).read().decode() for m in archive}  # type: ignore[union-attr]
+    assert files["scene_1/label_2/000001.txt"] == CAR_LINE
+    assert files["scene_1/calib/000001.txt"].startswith("P0: 7.000000000000e+02 ")
+    assert files["scene_1/label_2/000003.txt"] == "", "a frame without objects: empty labels"
+    assert "scene_1/label_2/000002.txt" not in files, "no calibration, no labels"
+    reasons = {(note.item, note.object_id): note.reason for note in report.skipped}
+    assert reasons[("scene_1/000002", "c1")] == NO_CALIBRATION
+    assert "2D box" in reasons[("scene_1/000001", "r1")]
+    assert report.formats[ExportFormat.KITTI].objects == 1
+
+
+def test_kitti_takes_the_camera_asked_for_then_image_2_then_the_first() -> None:
+    other = CAMERA.model_copy(update={"width": 640})
+    frame = unit(1, "1", cameras=(("image_0", other), ("image_2", CAMERA), ("image_3", None)))
+    assert kitti_camera(frame, None) is CAMERA
+    assert kitti_camera(frame, "image_0") is other
+    assert kitti_camera(frame, "image_3") is None
+    assert kitti_camera(unit(1, "1", cameras=(("cam_a", other),)), None) is other
+
+
+def test_coco_writes_boxes_and_reports_what_it_cannot_hold() -> None:
+    documents = FakeDocuments({document_key(5, "default"): {"objects": [RECT, CAR]}})
+    pages = pages_of([ExportUnit(5, "images/a.jpg", sources=("default",)),
+                      ExportUnit(6, "images/b.jpg")])  # fmt: skip
+    spec = ExportSpec(format=ExportFormat.COCO, categories=["person", "car"])
+    body, report, written = run(spec, pages, documents)
+    coco = orjson.loads(body)
+    assert [image["file_name"] for image in coco["images"]] == ["images/a.jpg", "images/b.jpg"]
+    (annotation,) = coco["annotations"]
+    assert (annotation["bbox"], annotation["area"], annotation["category_id"]) == (
+        [10, 20, 30, 40], 1200, 2,
+    )  # fmt: skip
+    assert coco["categories"] == [{"id": 1, "name": "person"}, {"id": 2, "name": "car"}]
+    assert report.unsupported_types == {"coco:3D_BOX": 1}
+    assert written == [2]
+
+
+def test_a_document_that_does_not_validate_is_reported_not_fatal() -> None:
+    documents = FakeDocuments({document_key(5, "default"): {"objects": [{"type": "3D_BOX"}]}})
+    pages = pages_of([ExportUnit(5, "a.jpg", sources=("default",))])
+    _, report, _ = run(ExportSpec(format=ExportFormat.COCO), pages, documents)
+    (note,) = report.skipped
+    assert note.reason.startswith("the default document is not valid")
+
+
+# -- the job's fold ----------------------------------------------------------------------------
+
+
+class CannedExport(JobProgress):
+    def __init__(self, counts: ExportCounts) -> None:
+        self.canned = counts
+
+    def export_counts(self, tenant: str, job: str) -> ExportCounts:
+        return self.canned
+
+
+EXPORT_JOB = job(operations=["export"], export={"format": "kitti"})
+REF = JobRef(tenant="acme", uid="3f0c", name="export-1-ab")
+
+
+def fold(counts: ExportCounts, spec: ProcessingJobSpec = EXPORT_JOB) -> Any:
+    runner = JobRunner(publisher=None, progress=CannedExport(counts))  # type: ignore[arg-type]
+    return runner.fold(REF, spec, 10, True)
+
+
+def test_an_export_job_is_running_until_its_worker_says_done() -> None:
+    running = fold(ExportCounts(ExportState.RUNNING, done=4, total=10))
+    assert (running.phase, running.succeeded, running.total) == ("Running", 4, 10)
+    assert running.export.key is None, "no key until the archive is complete"
+    report = ExportReport()
+    report.record(ExportFormat.KITTI, "s/1", 3)
+    done = fold(ExportCounts(ExportState.DONE, 10, 10, report=report.model_dump_json()))
+    assert (done.phase, done.reason) == ("Complete", "Exported")
+    assert done.message == "kitti: 1 items, 3 objects; written to exports/export-1-ab.zip"
+    assert done.export.key == "exports/export-1-ab.zip" and done.export.report == report
+
+
+def test_an_export_job_fails_or_is_cancelled_with_the_reason() -> None:
+    failed = fold(ExportCounts(ExportState.FAILED, reason="S3: 403 AccessDenied"))
+    assert (failed.phase, failed.reason, failed.message) == (
+        "Failed", "ExportFailed", "S3: 403 AccessDenied",
+    )  # fmt: skip
+    cancelled = fold(
+        ExportCounts(ExportState.RUNNING, 2, 10),
+        EXPORT_JOB.model_copy(update={"cancelled": True}),
+    )
+    assert cancelled.phase == "Cancelled"
+
+
+# -- the multipart stream and the worker's message check --------------------------------------
+
+
+STORE = ObjectStoreSettings(
+    endpoint="http://s3.local:9000",
+    access_key=SecretStr("ak"),
+    secret_key=SecretStr("sk"),
+)
+
+
+class FakeS3:
+    def __init__(self, fail_part: int | None = None) -> None:
+        self.parts: dict[int, bytes] = {}
+        self.completed: bytes | None = None
+        self.aborted = False
+        self.fail_part = fail_part
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        query = request.url.params
+        if request.method == "POST" and "uploads" in query:
+            return httpx.Response(200, content=b"<R><UploadId>u-1</UploadId></R>")
+        if request.method == "PUT":
+            number = int(query["partNumber"])
+            if number == self.fail_part:
+                return httpx.Response(503)
+            self.parts[number] = request.content
+            return httpx.Response(200, headers={"etag": f'"e{number}"'})
+        if request.method == "POST":
+            self.completed = request.content
+            return httpx.Response(200, content=b'<R><ETag>"whole"</ETag></R>')
+        self.aborted = request.method == "DELETE"
+        return httpx.Response(204)
+
+
+def upload(store: FakeS3, part_bytes: int) -> MultipartUpload:
+    client = httpx.Client(transport=httpx.MockTransport(store))
+    return MultipartUpload(Presigner(STORE), client, "b", "exports/e.zip", "x", part_bytes)
+
+
+def test_the_multipart_stream_sends_full_parts_as_it_goes_and_assembles_them() -> None:
+    store = FakeS3()
+    stream = upload(store, part_bytes=4)
+    for chunk in (b"abc", b"defgh", b"ij"):
+        stream.write(chunk)
+    assert store.parts == {1: b"abcd", 2: b"efgh"}, "sent while writing, not at the end"
+    assert stream.finish() == "whole"
+    assert store.parts[3] == b"ij"
+    assert store.completed is not None and store.completed.count(b"<Part>") == 3
+
+
+def test_a_failed_export_aborts_its_upload() -> None:
+    store = FakeS3(fail_part=1)
+    client = httpx.Client(transport=httpx.MockTransport(store))
+    with (
+        pytest.raises(BackendUnavailable),
+        multipart_upload(Presigner(STORE), client, "b", "exports/e.zip", "x") as stream,
+    ):
+        stream.write(b"x" * (9 * 2**20))  # more than one part: the first PUT fails
+    assert store.aborted and store.completed is None
+
+
+def message(**fields: Any) -> bytes:
+    values: dict[str, Any] = {"tenant": "acme", "job": "3f0c", "jobName": "e", "datasetId": 1,
+                              "key": "exports/e.zip", "export": {"format": "xtreme1"}}  # fmt: skip
+    return orjson.dumps({**values, **fields})
+
+
+def test_the_worker_refuses_exports_of_another_tenant_or_outside_exports() -> None:
+    assert isinstance(parse_export(message(), "acme"), ExportMessage)
+    with pytest.raises(InvalidTask, match="for tenant other"):
+        parse_export(message(tenant="other"), "acme")
+    with pytest.raises(InvalidTask, match="refusing to write an export to 'annotations/1/a"):
+        parse_export(message(key="annotations/1/a.json"), "acme")
+    with pytest.raises(InvalidTask, match="malformed export message"):
+        parse_export(b"{}", "acme")
+
+
+def test_hand_values_of_the_kitti_case() -> None:
+    """The constants above, recomputed, so the comment and the line cannot drift apart."""
+    ry = -math.pi / 2
+    assert f"{ry - math.atan2(-2, 10):.2f}" == "-1.37"
+    assert (f"{700 * -3 / 8 + 600:.2f}", f"{700 * -1 / 12 + 600:.2f}") == ("337.50", "541.67")
+    assert f"{700 * 1.5 / 8 + 180:.2f}" == "311.25"
