@@ -8,6 +8,7 @@ echo of itself.
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any
 
@@ -23,6 +24,7 @@ from annostack.domain.errors import AnnostackError, InvalidFields, RateLimited, 
 from annostack.services.tenancy import Unauthenticated
 
 RETRY_AFTER_SECONDS = "5"
+log = logging.getLogger("annostack.api")
 
 
 def _field_errors(errors: list[dict[str, Any]], total: int) -> JSONResponse:
@@ -42,9 +44,19 @@ async def _annostack_error(request: Request, error: Exception) -> Response:
         return _field_errors(error.errors, error.total)
     status = http_status(error)
     headers = {"Retry-After": RETRY_AFTER_SECONDS} if status == 503 else None
+    if status == 503:
+        _log_unavailable(request, error)
     if isinstance(error, RateLimited):
         headers = {"Retry-After": str(max(1, math.ceil(error.retry_after)))}
     return JSONResponse({"detail": str(error)}, status_code=status, headers=headers)
+
+
+def _log_unavailable(request: Request, error: AnnostackError) -> None:
+    """A backend was away: the client gets "Redis: ConnectionError", the log says what the
+    client library said (its first line only: a database error's later lines quote the SQL)."""
+    cause = error.__cause__
+    said = str(cause).splitlines()[0][:300] if cause is not None and str(cause) else ""
+    log.warning("%s %s answered 503 (%s): %s", request.method, request.url.path, error, said or "-")
 
 
 async def _invalid_request(request: Request, error: Exception) -> Response:
