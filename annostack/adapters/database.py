@@ -236,10 +236,16 @@ class DatabaseAdmin:
         current = self.resource_group_units(name)
         if current == request_units:
             return False
-        verb = "ALTER" if current is not None else "CREATE"
         ru = int(request_units)
         with self._transaction() as conn:
-            conn.execute(sa.text(f"{verb} RESOURCE GROUP `{name}` RU_PER_SEC = {ru}"))
+            if current is None:
+                # CREATE ... IF NOT EXISTS, then ALTER: information_schema can miss a group that
+                # exists (seen on tidb-server's mocked resource manager after a restart, which
+                # then refused CREATE with error 8248 on every reconcile).
+                conn.execute(
+                    sa.text(f"CREATE RESOURCE GROUP IF NOT EXISTS `{name}` RU_PER_SEC = {ru}")
+                )
+            conn.execute(sa.text(f"ALTER RESOURCE GROUP `{name}` RU_PER_SEC = {ru}"))
             conn.execute(sa.text(f"ALTER USER '{_identifier(user)}'@'%' RESOURCE GROUP `{name}`"))
             return True
 
@@ -263,16 +269,20 @@ class DatabaseAdmin:
                 ),
                 {"g": _identifier(group)},
             ).first()
-        return None if row is None else int(row[0])
+        if row is None:
+            return None
+        value = str(row[0])  # a number, or UNLIMITED (the default group, or one set by hand)
+        return int(value) if value.isdigit() else None
 
     def drop_resource_group(self, group: str) -> bool:
         """Drop the tenant's group (after its user: TiDB refuses to drop a group in use).
         False where there is none, as on servers without resource groups."""
-        if not self.supports_resource_groups() or self.resource_group_units(group) is None:
+        if not self.supports_resource_groups():
             return False
-        with self._transaction() as conn:
+        existed = self.resource_group_units(group) is not None
+        with self._transaction() as conn:  # even if not listed (see ensure_resource_group)
             conn.execute(sa.text(f"DROP RESOURCE GROUP IF EXISTS `{_identifier(group)}`"))
-        return True
+        return existed
 
     @staticmethod
     def _exists_in(conn: Connection, user: str) -> bool:

@@ -10,6 +10,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
+from annostack.adapters.database import DatabaseAdmin
+from annostack.devstack import processes
+from annostack.devstack.stack import Stack
 from annostack.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -68,3 +71,30 @@ def test_tenant_user_reads_only_its_own_schema(stack_settings: Settings, admin: 
             conn.execute(sa.text(f"DROP USER '{user}'@'%'"))
             for schema in (mine, theirs):
                 conn.execute(sa.text(f"DROP DATABASE `{schema}`"))
+
+
+def test_a_resource_group_survives_a_database_restart(
+    stack_settings: Settings, local_stack: Stack
+) -> None:
+    """tidb-server's mocked resource manager forgets its groups when the server restarts while
+    TiDB's own metadata keeps them: information_schema lists none and CREATE says "already
+    exists" (error 8248) — every reconcile of every tenant failed so until `ensure` coped."""
+    db = DatabaseAdmin(stack_settings.db)
+    group, user = f"u_rg{uuid.uuid4().hex[:8]}", f"u_rg{uuid.uuid4().hex[:8]}"
+    try:
+        assert db.ensure_user(user, uuid.uuid4().hex, "mysql")
+        if not db.supports_resource_groups():  # MariaDB: the operator reports it instead
+            assert local_stack.settings.database == "mariadb"
+            return
+        assert db.ensure_resource_group(group, 500, user)
+        assert not db.ensure_resource_group(group, 500, user), "unchanged: nothing to do"
+        processes.stop(local_stack.settings.state_dir / "tidb.pid")
+        local_stack.up()
+        db.engine.dispose()  # its pooled connections went with the server
+        db.ensure_resource_group(group, 600, user)
+        assert db.resource_group_units(group) == 600
+    finally:
+        db.drop_user(user)
+        assert db.drop_resource_group(group) or not db.supports_resource_groups()
+        assert db.resource_group_units(group) is None
+        db.close()
