@@ -41,7 +41,9 @@ WORKERS = {
     "minReplicas": 0,
     "maxReplicas": 1,
     "targetBacklogPerReplica": 100,
-    "scaleDownStabilizationSeconds": 10,
+    # Long enough that the pod is not scaled away before it is Ready: one JPEG is processed
+    # within a second of the worker subscribing, the readiness probe passes up to 10 s later.
+    "scaleDownStabilizationSeconds": 30,
 }
 PLAN = {"workerCpu": "500m", "workerMemory": "768Mi"}  # as the e2e backlog test
 
