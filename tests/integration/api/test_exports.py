@@ -1,9 +1,8 @@
 """Exports on the real stack: asked for through the API, written by a real worker into the
 tenant's bucket, followed and downloaded through `GET /v1/exports/{id}`.
 
-No operator runs in the API tier, so `drive` takes the job through the operator's own steps
-(`JobRunner.start`, `fan_out`, `fold`, and the status the operator writes) — what the timer of
-operator/jobs.py does every few seconds.
+The platform's in-cluster operator (deployed for the module) starts, fans out and folds each
+job; a worker of the tenant's on the host writes the archive.
 
 * Xtreme1: an archive imported by the worker, exported again: every frame's objects come back
   byte for byte (serialised the same way), unknown object types included.
@@ -25,13 +24,12 @@ import httpx
 import orjson
 import pytest
 
-from annostack.adapters.kube import Kube
 from annostack.adapters.object_store import ObjectStoreAdmin
-from annostack.domain.processing import ImportSource, ProcessingJobSpec, ProcessingJobStatus
-from annostack.domain.tenants import API_GROUP, API_VERSION, DeletionPolicy, TenantSpec
-from annostack.operator.jobs import _with_outcome
+from annostack.devstack.platform import Platform
+from annostack.devstack.stack import Stack
+from annostack.domain.processing import ImportSource
+from annostack.domain.tenants import DeletionPolicy, TenantSpec
 from annostack.services.dataset_imports import import_source
-from annostack.services.jobs import JobRef, JobRunner
 from annostack.services.tenancy import TenantDirectory, create_api_token
 from annostack.services.tenants import TenantProvisioner
 from annostack.services.uploads import UploadRequest, register_item
@@ -121,43 +119,34 @@ def save(api: httpx.Client, owner: ApiTenant, item: int, source: str, objects: l
     assert response.status_code in (200, 201), response.text
 
 
-def drive(admin_kube: Kube, settings: Settings, owner: ApiTenant, name: str) -> None:
-    """The operator's steps for one job, until it is terminal, and the status it writes."""
-    namespace = owner.context.names.namespace
-    stored = admin_kube.get(f"{API_GROUP}/{API_VERSION}", "ProcessingJob", name, namespace)
-    spec = ProcessingJobSpec.model_validate(stored.spec.to_dict())
-    ref = JobRef(tenant=owner.name, uid=str(stored.metadata.uid), name=name)
-    runner = JobRunner.for_settings(settings)
-    scope = runner.start(owner.context, spec)
-    runner.fan_out(owner.context, ref, spec, scope, None)
-    outcomes = []
-
-    def folded() -> bool:
-        outcomes.append(runner.fold(ref, spec, scope.total, True))
-        return outcomes[-1].terminal
-
-    wait_for(folded, timeout=120, what=f"export {name} finished")
-    current = ProcessingJobStatus(total=scope.total, fanned_out=True)
-    status = _with_outcome(current, outcomes[-1], 1)
-    admin_kube.patch_status(
-        f"{API_GROUP}/{API_VERSION}", "ProcessingJob", name,
-        status.model_dump(mode="json", by_alias=True, exclude_none=True), namespace,
-    )  # fmt: skip
+@pytest.fixture(scope="module")
+def platform(local_stack: Stack, pytestconfig: pytest.Config) -> Platform:
+    """The in-cluster operator runs the jobs the API asks for, as in production."""
+    platform = Platform(local_stack)
+    capture = pytestconfig.pluginmanager.getplugin("capturemanager")
+    with capture.global_and_fixture_disabled():  # a build, if the tree changed
+        platform.deploy(platform.load_images())
+    return platform
 
 
 def export(
-    api: httpx.Client, admin_kube: Kube, settings: Settings, owner: ApiTenant, dataset: int,
-    body: dict[str, Any],
-) -> tuple[dict[str, Any], bytes]:  # fmt: skip
-    """Ask for an export, drive it, and download it: (its API view, its bytes)."""
+    api: httpx.Client, owner: ApiTenant, dataset: int, body: dict[str, Any]
+) -> tuple[dict[str, Any], bytes]:
+    """Ask for an export, follow it until it ends, and download it: (its API view, its bytes)."""
     accepted = api.post(f"/v1/datasets/{dataset}/exports", json=body, headers=owner.auth)
     assert accepted.status_code == 202, accepted.text
     name = accepted.json()["id"]
     assert accepted.json()["statusUrl"] == f"/v1/exports/{name}"
-    drive(admin_kube, settings, owner, name)
-    shown = api.get(f"/v1/exports/{name}", headers=owner.auth)
-    assert shown.status_code == 200, shown.text
-    view: dict[str, Any] = shown.json()
+    views: list[dict[str, Any]] = []
+
+    def ended() -> bool:
+        shown = api.get(f"/v1/exports/{name}", headers=owner.auth)
+        assert shown.status_code == 200, shown.text
+        views.append(shown.json())
+        return views[-1]["phase"] in ("Complete", "Failed", "Cancelled")
+
+    wait_for(ended, timeout=180, what=f"export {name} run by the operator and a worker")
+    view = views[-1]
     assert view["phase"] == "Complete", view["message"]
     downloaded = httpx.get(view["downloadUrl"])
     assert downloaded.status_code == 200
@@ -165,7 +154,7 @@ def export(
 
 
 def test_an_imported_xtreme1_archive_exports_to_the_same_objects(
-    api: httpx.Client, owner: ApiTenant, worker: WorkerProcess, admin_kube: Kube,
+    api: httpx.Client, owner: ApiTenant, worker: WorkerProcess, platform: Platform,
     stack_settings: Settings,
 ) -> None:  # fmt: skip
     dataset, data = new_dataset(api, owner, "POINT_CLOUD_SEQUENCE"), xtreme1_archive()
@@ -177,7 +166,7 @@ def test_an_imported_xtreme1_archive_exports_to_the_same_objects(
         timeout=90,
         what="archive imported",
     )
-    view, body = export(api, admin_kube, stack_settings, owner, dataset, {"format": "xtreme1"})
+    view, body = export(api, owner, dataset, {"format": "xtreme1"})
     assert (view["done"], view["total"]) == (3, 3)
     with zipfile.ZipFile(io.BytesIO(body)) as archive:
         assert sorted(archive.namelist()) == sorted(f"scene_1/result/{s}.json" for s in STEMS)
@@ -189,7 +178,7 @@ def test_an_imported_xtreme1_archive_exports_to_the_same_objects(
 
 
 def test_a_kitti_export_equals_the_hand_checked_labels(
-    api: httpx.Client, owner: ApiTenant, worker: WorkerProcess, admin_kube: Kube,
+    api: httpx.Client, owner: ApiTenant, worker: WorkerProcess, platform: Platform,
     stack_settings: Settings,
 ) -> None:  # fmt: skip
     dataset = new_dataset(api, owner, "POINT_CLOUD_SEQUENCE")
@@ -211,7 +200,7 @@ def test_a_kitti_export_equals_the_hand_checked_labels(
                "points": [{"x": 0, "y": 0}, {"x": 1, "y": 0}, {"x": 0, "y": 1}]}  # fmt: skip
     save(api, owner, clouds["000002.bin"], "gt", [CAR, polygon])
     body = {"format": "kitti", "source": "gt"}
-    view, data = export(api, admin_kube, stack_settings, owner, dataset, body)
+    view, data = export(api, owner, dataset, body)
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
         assert archive.read("training/label_2/000001.txt").decode() == CAR_LINE
         assert archive.read("training/label_2/000002.txt").decode() == CAR_LINE
@@ -226,7 +215,7 @@ def test_a_kitti_export_equals_the_hand_checked_labels(
 
 def test_a_coco_export_of_2d_boxes_and_only_the_callers_tenant_sees_it(
     api: httpx.Client, owner: ApiTenant, tenant_b: ApiTenant, worker: WorkerProcess,
-    admin_kube: Kube, stack_settings: Settings,
+    platform: Platform, stack_settings: Settings,
 ) -> None:  # fmt: skip
     dataset = new_dataset(api, owner, "IMAGE")
     image, key = register_item(owner.context, dataset, UploadRequest(name="a.jpg", size=1))
@@ -235,7 +224,7 @@ def test_a_coco_export_of_2d_boxes_and_only_the_callers_tenant_sees_it(
             "contour": {"x": 10, "y": 20, "width": 30, "height": 40}}  # fmt: skip
     save(api, owner, image, "default", [rect, {**CAR, "id": "c9"}])
     body = {"format": "coco", "categories": ["person", "car"]}
-    view, data = export(api, admin_kube, stack_settings, owner, dataset, body)
+    view, data = export(api, owner, dataset, body)
     coco = orjson.loads(data)
     assert coco["images"] == [{"id": image, "file_name": "a.jpg", "width": None, "height": None}]
     (annotation,) = coco["annotations"]
