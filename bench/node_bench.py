@@ -166,17 +166,28 @@ def _rss_mib(pid: int) -> float:
     return 0.0
 
 
+def _cpu_or_none(pid: int) -> float | None:
+    try:
+        return process_cpu_seconds(pid)
+    except FileNotFoundError:  # a shim whose pod ended meanwhile
+        return None
+
+
 def idle_cost(state_dir: Path) -> dict[str, Any]:
     pids = _node_pids(state_dir)
-    before = {name: sum(map(process_cpu_seconds, group)) for name, group in pids.items()}
+    before = {pid: _cpu_or_none(pid) for group in pids.values() for pid in group}
     time.sleep(IDLE_SECONDS)
     figures: dict[str, Any] = {}
     for name, group in pids.items():
-        used = sum(map(process_cpu_seconds, group)) - before[name]
+        spans = [(before[pid], _cpu_or_none(pid), pid) for pid in group]
+        kept = [
+            (start, end, pid) for start, end, pid in spans if start is not None and end is not None
+        ]
+        used = sum(end - start for start, end, _ in kept)
         figures[name] = {
             "cpu_percent_of_one_core": round(100 * used / IDLE_SECONDS, 2),
-            "rss_mib": round(sum(map(_rss_mib, group)), 1),
-            "processes": len(group),
+            "rss_mib": round(sum(_rss_mib(pid) for _, _, pid in kept), 1),
+            "processes": len(kept),
         }
     return figures
 
