@@ -100,9 +100,13 @@ class Watch:
     def __init__(self, apps: client.AppsV1Api, core: client.CoreV1Api, namespace: str) -> None:
         self.apps, self.core, self.namespace = apps, core, namespace
 
-    def pods(self) -> list[client.V1Pod]:
+    def pods(self, terminating: bool = False) -> list[client.V1Pod]:
+        """The worker pods; those being deleted too if `terminating` (they may still consume:
+        a round must not start before they are gone, or one of them takes its message)."""
         selector = "app.kubernetes.io/name=annostack-worker"
         found = self.core.list_namespaced_pod(self.namespace, label_selector=selector).items
+        if terminating:
+            return list(found)
         return [p for p in found if p.metadata and p.metadata.deletion_timestamp is None]
 
     def until_ready(self, origin: float, timeout: float = 300) -> dict[str, float]:
@@ -235,7 +239,7 @@ def node_bench() -> Figures:
             )
             dataset = int(created.json()["id"])
             for index in range(RUNS):
-                _wait(lambda: not watch.pods(), 300, "worker pods at 0 before the round")
+                _wait(lambda: not watch.pods(terminating=True), 300, "no worker pod left")
                 item, origin = _upload(api, dataset, index)
                 steps = watch.until_ready(origin)
 
