@@ -209,6 +209,10 @@ def test_a_backlog_starts_workers_that_process_every_item_despite_a_killed_pod(
             raise AssertionError(f"{error}; items: {dict(states)}; pods: {running}") from error
         assert processed() == ITEMS, "each item counted once"
     wait_for(lambda: not worker_pods(core, name), timeout=240, what="worker pods back to 0")
-    tenants.wait_condition(name, "WorkersReady", "True")
-    workers_ready = tenants.condition(name, "WorkersReady")
-    assert workers_ready is not None and workers_ready["reason"] == "ScaledToZero"
+
+    # The condition follows on the operator's next pass over the tenant, not with the pods.
+    def scaled_to_zero() -> bool:
+        found = tenants.condition(name, "WorkersReady")
+        return found is not None and (found["status"], found["reason"]) == ("True", "ScaledToZero")
+
+    wait_for(scaled_to_zero, timeout=120, what="WorkersReady True, reason ScaledToZero")
