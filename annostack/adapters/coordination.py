@@ -13,6 +13,8 @@ from __future__ import annotations
 import time
 
 import redis.asyncio as redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
 
 from annostack.domain import keyspace
 from annostack.domain.errors import Backend, BackendUnavailable
@@ -29,7 +31,18 @@ return 0
 
 class Coordination:
     def __init__(self, url: str) -> None:
-        self.redis = redis.Redis.from_url(url, decode_responses=True)
+        # A pooled connection can be dead (Redis restarted, a connection cut): ping one idle
+        # for 10 s before use, and retry a command that lost its connection on a new one.
+        # Without both, every request that drew a dead connection answered 503 "Redis:
+        # ConnectionError" ("Error UNKNOWN while writing to socket"), once per pooled
+        # connection. A retried INCR of the rate counter can count a request twice: harmless.
+        self.redis = redis.Redis.from_url(
+            url,
+            decode_responses=True,
+            health_check_interval=10,
+            retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 3),
+            retry_on_error=[redis.ConnectionError, redis.TimeoutError],
+        )
 
     async def close(self) -> None:
         await self.redis.aclose()

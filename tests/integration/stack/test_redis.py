@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import pytest
 import redis
 
+from annostack.adapters.coordination import Coordination
+from annostack.devstack import processes
 from annostack.devstack.stack import Stack
 from annostack.settings import Settings
 from tests.support import wait_for
@@ -60,3 +63,22 @@ def test_the_platform_users_cannot_run_dangerous_commands(
             with pytest.raises(redis.exceptions.NoPermissionError):
                 client.execute_command(*command)
         client.close()
+
+
+def test_the_api_s_coordination_survives_a_redis_restart(
+    stack_settings: Settings, local_stack: Stack
+) -> None:
+    """Its pooled connections die with the server; the next rate check must still answer
+    (it answered 503 "Redis: ConnectionError" once per dead connection before)."""
+    coordination = Coordination(stack_settings.redis.url.get_secret_value())
+    tenant = f"rs{uuid.uuid4().hex[:8]}"
+
+    async def checks() -> list[float | None]:
+        before = await coordination.within_rate(tenant, 1000)
+        processes.stop(local_stack.settings.state_dir / "redis.pid")
+        local_stack.up()
+        after = [await coordination.within_rate(tenant, 1000) for _ in range(3)]
+        await coordination.close()
+        return [before, *after]
+
+    assert asyncio.run(checks()) == [None, None, None, None]
