@@ -16,6 +16,7 @@ from annostack.services.tenancy import TenantContext, TenantDirectory, create_ap
 from annostack.services.tenants import TenantProvisioner
 from annostack.settings import Settings
 from tests.integration.conftest import provision
+from tests.integration.workloads import WorkerProcess
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,22 @@ def _tenant(provisioner: TenantProvisioner, directory: TenantDirectory) -> Itera
 @pytest.fixture(scope="session")
 def tenant_a(provisioner: TenantProvisioner, directory: TenantDirectory) -> Iterator[ApiTenant]:
     yield from _tenant(provisioner, directory)
+
+
+@pytest.fixture(scope="module")
+def owner(provisioner: TenantProvisioner, directory: TenantDirectory) -> Iterator[ApiTenant]:
+    """A tenant of the module's own, for tests that count or list everything it holds."""
+    yield from _tenant(provisioner, directory)
+
+
+@pytest.fixture(scope="module")
+def worker(owner: ApiTenant, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerProcess]:
+    """A worker on the host consuming `owner`'s topics for the module."""
+    process = WorkerProcess(owner.context.connection, tmp_path_factory.mktemp("wk") / "worker.log")
+    process.start()
+    yield process
+    if process.proc is not None and process.proc.poll() is None:
+        process.stop()
 
 
 @pytest.fixture(scope="session")

@@ -45,21 +45,8 @@ def _tenant(provisioner: TenantProvisioner, directory: TenantDirectory) -> Itera
 
 
 @pytest.fixture(scope="module")
-def owner(provisioner: TenantProvisioner, directory: TenantDirectory) -> Iterator[ApiTenant]:
-    yield from _tenant(provisioner, directory)
-
-
-@pytest.fixture(scope="module")
 def stranger(provisioner: TenantProvisioner, directory: TenantDirectory) -> Iterator[ApiTenant]:
     yield from _tenant(provisioner, directory)
-
-
-@pytest.fixture(scope="module")
-def worker(owner: ApiTenant, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerProcess]:
-    process = WorkerProcess(owner.context.connection, tmp_path_factory.mktemp("wk") / "worker.log")
-    yield process
-    if process.proc is not None and process.proc.poll() is None:
-        process.stop()
 
 
 @dataclass(frozen=True)
@@ -126,7 +113,6 @@ def all_pages(api: httpx.Client, tenant: ApiTenant, dataset: int, **params: Any)
 def uploaded(api: httpx.Client, owner: ApiTenant, worker: WorkerProcess) -> Uploaded:
     """Five files of five kinds, the processable ones processed by a real worker; the big cloud
     annotated."""
-    worker.start()
     dataset = new_dataset(api, owner)
     ids = {role: upload(api, owner, dataset, name, body) for role, (name, body) in FILES.items()}
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import io
 import uuid
 import zipfile
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -28,14 +27,10 @@ from annostack.adapters.object_store import ObjectStoreAdmin
 from annostack.devstack.platform import Platform
 from annostack.devstack.stack import Stack
 from annostack.domain.processing import ImportSource
-from annostack.domain.tenants import DeletionPolicy, TenantSpec
 from annostack.services.dataset_imports import import_source
-from annostack.services.tenancy import TenantDirectory, create_api_token
-from annostack.services.tenants import TenantProvisioner
 from annostack.services.uploads import UploadRequest, register_item
 from annostack.settings import Settings
 from tests.integration.api.conftest import ApiTenant
-from tests.integration.conftest import provision
 from tests.integration.workers.test_worker import publish
 from tests.integration.workloads import WorkerProcess, jpeg, small_cloud
 from tests.support import wait_for
@@ -52,24 +47,6 @@ BOX = {"center": [10, 2, -0.75], "size": [4, 2, 1.5], "rotation": [0, 0, 0]}
 CAR = {"id": "c1", "type": "3D_BOX", "classId": "car", "contour": BOX}
 # Hand-checked (tests/unit/test_exports.py): with P2 = [K|0] and the ideal Velodyne rotation.
 CAR_LINE = "Car 0.00 0 -1.37 337.50 180.00 541.67 311.25 1.50 2.00 4.00 -2.00 1.50 10.00 -1.57\n"
-
-
-@pytest.fixture(scope="module")
-def owner(provisioner: TenantProvisioner, directory: TenantDirectory) -> Iterator[ApiTenant]:
-    name = f"exp{uuid.uuid4().hex[:8]}"
-    provision(provisioner, name, TenantSpec(display_name=name))
-    context = directory.get(name)
-    yield ApiTenant(name, create_api_token(context, "export-tests"), context)
-    provisioner.teardown(name, DeletionPolicy.DELETE)
-
-
-@pytest.fixture(scope="module")
-def worker(owner: ApiTenant, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerProcess]:
-    process = WorkerProcess(owner.context.connection, tmp_path_factory.mktemp("wk") / "worker.log")
-    process.start()
-    yield process
-    if process.proc is not None and process.proc.poll() is None:
-        process.stop()
 
 
 def result(stem: str) -> dict[str, Any]:

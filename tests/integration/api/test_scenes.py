@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import uuid
 import zipfile
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -23,14 +22,10 @@ import sqlalchemy as sa
 from annostack.adapters.object_store import ObjectStoreAdmin
 from annostack.adapters.tenant_tables import scenes
 from annostack.domain.processing import ImportSource
-from annostack.domain.tenants import DeletionPolicy, TenantSpec
 from annostack.services.dataset_imports import import_source
-from annostack.services.tenancy import TenantDirectory, create_api_token
-from annostack.services.tenants import TenantProvisioner
 from annostack.services.uploads import UploadRequest, register_item
 from annostack.settings import Settings
 from tests.integration.api.conftest import ApiTenant
-from tests.integration.conftest import provision
 from tests.integration.workers.test_worker import publish
 from tests.integration.workloads import WorkerProcess, jpeg, small_cloud
 from tests.support import wait_for
@@ -42,24 +37,6 @@ ROW_MAJOR = [-0.72, 0.69, 0.05, 0.0093, -0.04, 0.03, -0.99, 1.658, -0.69, -0.72,
              0, 0, 0, 1]  # fmt: skip
 COLUMN_MAJOR = [ROW_MAJOR[c * 4 + r] for r in range(4) for c in range(4)]
 STEMS = ["10", "2", "1"]  # written out of order: read back 1, 2, 10
-
-
-@pytest.fixture(scope="module")
-def owner(provisioner: TenantProvisioner, directory: TenantDirectory) -> Iterator[ApiTenant]:
-    name = f"scn{uuid.uuid4().hex[:8]}"
-    provision(provisioner, name, TenantSpec(display_name=name))
-    context = directory.get(name)
-    yield ApiTenant(name, create_api_token(context, "scene-tests"), context)
-    provisioner.teardown(name, DeletionPolicy.DELETE)
-
-
-@pytest.fixture(scope="module")
-def worker(owner: ApiTenant, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerProcess]:
-    process = WorkerProcess(owner.context.connection, tmp_path_factory.mktemp("wk") / "worker.log")
-    process.start()
-    yield process
-    if process.proc is not None and process.proc.poll() is None:
-        process.stop()
 
 
 def box(stem: str) -> dict[str, Any]:
