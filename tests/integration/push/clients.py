@@ -18,6 +18,9 @@ from websockets.sync.client import connect as ws_connect
 from websockets.typing import Subprotocol
 
 TIMEOUT = 10.0
+# Node's start, the module load and the WebSocket handshake come before the first event: on
+# two cores shared with the whole stack (CI) that alone once took longer than TIMEOUT.
+FIRST_EVENT_TIMEOUT = 45.0
 
 
 class StompPy(stomp.ConnectionListener):  # type: ignore[misc]
@@ -83,11 +86,16 @@ class StompJs:
             ["node", str(script), ws_url, token, *destinations],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
         )
         self.events: queue.Queue[dict[str, Any]] = queue.Queue()
+        self.stderr: list[str] = []
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
+        self.stderr_reader = threading.Thread(target=self._read_stderr, daemon=True)
+        self.stderr_reader.start()
+        self.started = False
 
     def _read(self) -> None:
         assert self.process.stdout is not None
@@ -95,8 +103,24 @@ class StompJs:
             self.events.put(json.loads(line))
         self.events.put({"event": "exited", "code": self.process.wait()})
 
+    def _read_stderr(self) -> None:
+        assert self.process.stderr is not None
+        self.stderr.extend(self.process.stderr)
+
     def next(self, timeout: float = TIMEOUT) -> dict[str, Any]:
-        return self.events.get(timeout=timeout)
+        """The script's next event; a timeout fails with what the script printed on stderr."""
+        if not self.started:
+            timeout = max(timeout, FIRST_EVENT_TIMEOUT)
+        try:
+            event = self.events.get(timeout=timeout)
+        except queue.Empty:
+            code = self.process.poll()
+            state = "still running" if code is None else f"exited {code}"
+            stderr = "".join(self.stderr)[-2000:] or "(nothing)"
+            message = f"no event from stompjs in {timeout} s ({state}); its stderr: {stderr}"
+            raise AssertionError(message) from None
+        self.started = True
+        return event
 
     def subscribe(self, destination: str) -> None:
         assert self.process.stdin is not None
@@ -107,7 +131,8 @@ class StompJs:
         self.process.kill()
         self.process.wait()
         self.reader.join(TIMEOUT)
-        for pipe in (self.process.stdin, self.process.stdout):
+        self.stderr_reader.join(TIMEOUT)
+        for pipe in (self.process.stdin, self.process.stdout, self.process.stderr):
             if pipe is not None:
                 pipe.close()
 
