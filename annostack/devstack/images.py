@@ -54,6 +54,7 @@ CONTEXT_FILES = ("pyproject.toml", "uv.lock", "README.md", ".dockerignore")
 CONTEXT_TREES = ("annostack", "operator", "apps", "workers")
 IGNORED_DIRS = frozenset({"__pycache__"})
 IGNORED_SUFFIXES = (".pyc",)
+KEPT_BUILDS = 2  # of each image: the current one and the one before it
 
 
 def _context_files(top: Path) -> list[Path]:
@@ -250,19 +251,41 @@ def _ensure_project_images(
 def _forget_replaced(
     tools: ContainerTools, images: ImageSet, base: DebianBase, builder_ref: str
 ) -> None:
-    """Delete the archives and tags of earlier builds: a changed uv.lock adds 1.5 GB of layers."""
-    current = {image.archive for image in images} | {base.packages_manifest(tools.home)}
+    """Delete the archives and tags of earlier builds: a changed uv.lock adds 1.5 GB of layers.
+
+    The newest KEPT_BUILDS builds of each image stay, so two checkouts of different commits
+    (a worktree beside main, a branch switched back) do not rebuild each other's images.
+    """
+    kept = {archive for image in images for archive in _newest_archives(tools, image)}
+    current = kept | {base.packages_manifest(tools.home)}
     candidates = [*(tools.home / "archives").glob("*.oci.tar"), *(tools.home / "base").glob("*")]
     stale_files = [path for path in candidates if path not in current]
     for path in stale_files:
         path.unlink()
-    keep = {base.ref, builder_ref} | {image.ref for image in images}
+    keep = {base.ref, builder_ref} | {_ref_of(archive) for archive in kept}
     stale_refs = [ref for ref in tools.refs(REPOSITORY + "/") if ref not in keep]
     if stale_refs:
         tools.remove(stale_refs)
         tools.prune()
     if stale_files or stale_refs:
         say(f"  removed {len(stale_files)} files and {len(stale_refs)} tags of earlier builds")
+
+
+def _newest_archives(tools: ContainerTools, image: BuiltImage) -> list[Path]:
+    """The image's current archive and the newest other ones, up to KEPT_BUILDS in all."""
+    others = [
+        path
+        for path in (tools.home / "archives").glob(f"{image.name}-*.oci.tar")
+        if path != image.archive
+    ]
+    others.sort(key=lambda path: path.stat().st_mtime, reverse=True)
+    return [image.archive, *others[: KEPT_BUILDS - 1]]
+
+
+def _ref_of(archive: Path) -> str:
+    """`<name>-<key>.oci.tar` -> the tag `_planned` gave that build."""
+    name, _, key = archive.name.removesuffix(".oci.tar").rpartition("-")
+    return f"{REPOSITORY}/{name}:dev-{key}"
 
 
 @contextmanager

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import itertools
 import json
+import os
 import resource
 import shutil
 import tarfile
@@ -285,3 +286,64 @@ def test_the_digest_containerd_lists_for_a_ref() -> None:
     assert listed_digest(CTR_LISTING, "localhost/annostack/worker:dev-2") == "sha256:" + "2" * 64
     assert listed_digest(CTR_LISTING, "localhost/annostack/worker:dev-3") is None
     assert listed_digest(CTR_LISTING.splitlines()[0], "REF") is None, "the header is no image"
+
+
+class _Tools:
+    """What `_forget_replaced` uses of ContainerTools: the cache folder and the tags."""
+
+    def __init__(self, home: Path, refs: list[str]) -> None:
+        self.home = home
+        self.tags = refs
+        self.removed: list[str] = []
+
+    def refs(self, prefix: str) -> list[str]:
+        return [ref for ref in self.tags if ref.startswith(prefix)]
+
+    def remove(self, refs: list[str]) -> None:
+        self.removed.extend(refs)
+
+    def prune(self) -> None:
+        pass
+
+
+def test_the_build_before_the_current_one_is_kept_and_older_ones_removed(tmp_path: Path) -> None:
+    archives = tmp_path / "archives"
+    archives.mkdir()
+    (tmp_path / "base").mkdir()
+    keys = {"api": ["k1", "k2", "k3"], "operator": ["o1", "o2", "o3"], "worker": ["w1", "w2"]}
+    for name, builds in keys.items():
+        for age, key in enumerate(reversed(builds)):  # the last key is the newest
+            path = archives / f"{name}-{key}.oci.tar"
+            path.write_bytes(b"")
+            os.utime(path, (1_000_000 - age, 1_000_000 - age))
+    (archives / "pause-p1.oci.tar").write_bytes(b"")
+
+    def built(name: str, key: str) -> images.BuiltImage:
+        ref = f"{images.REPOSITORY}/{name}:dev-{key}"
+        return images.BuiltImage(name, ref, archives / f"{name}-{key}.oci.tar")
+
+    current = images.ImageSet(
+        operator=built("operator", "o3"),
+        api=built("api", "k1"),  # a checkout back on an old commit: its build is kept as well
+        worker=built("worker", "w2"),
+        pause=built("pause", "p1"),
+    )
+    refs = [built(n, k).ref for n, ks in keys.items() for k in ks]
+    tools = _Tools(tmp_path, [*refs, f"{images.REPOSITORY}/builder:dev-b0"])
+    base = DebianBase(mirrors=AptMirrors())
+
+    images._forget_replaced(tools, current, base, f"{images.REPOSITORY}/builder:dev-b1")  # type: ignore[arg-type]
+
+    left = sorted(path.name for path in archives.iterdir())
+    assert left == [
+        "api-k1.oci.tar",
+        "api-k3.oci.tar",
+        "operator-o2.oci.tar",
+        "operator-o3.oci.tar",
+        "pause-p1.oci.tar",
+        "worker-w1.oci.tar",
+        "worker-w2.oci.tar",
+    ]
+    assert sorted(tools.removed) == sorted(
+        [built("api", "k2").ref, built("operator", "o1").ref, f"{images.REPOSITORY}/builder:dev-b0"]
+    )
