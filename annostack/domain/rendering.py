@@ -182,6 +182,10 @@ def _dilate(image: np.ndarray, radius: int) -> np.ndarray:
     return out
 
 
+# A split writes one object per tile: 10,000 tiles of 50 m cover 25 km², far more than a sweep
+# or a mapped street, and bound what one uploaded file can make a worker write.
+MAX_TILES = 10_000
+TILE_NUMBER_SPAN = 2**31  # tile numbers stay within ±2**30, so x * SPAN + y fits in int64
 SPARSE_FRACTION = 0.01  # below this share of pixels hit, points are drawn one pixel wider
 
 
@@ -270,14 +274,28 @@ def voxel_downsample(cloud: PointCloud, voxel: float) -> PointCloud:
     return PointCloud(cloud.fields, kept, len(kept), 1, cloud.viewpoint)
 
 
-def split_tiles(cloud: PointCloud, tile: float) -> list[tuple[Tile, PointCloud]]:
-    """Square x/y tiles of `tile` metres; each a cloud of its points, with its bounds."""
+def split_tiles(
+    cloud: PointCloud, tile: float, max_tiles: int = MAX_TILES
+) -> list[tuple[Tile, PointCloud]]:
+    """Square x/y tiles of `tile` metres; each a cloud of its points, with its bounds.
+
+    A cloud spread over more than `max_tiles` tiles is refused, not split: each tile is an
+    object written to the bucket, and a file of noise read as floats (a mislabelled `.bin`)
+    would otherwise become one object per point.
+    """
     if tile <= 0:
         raise PointCloudError("tile size must be positive")
     mask = _finite_xyz(cloud)
     points = cloud.points[mask]
-    ix = np.floor(points["x"] / tile).astype(np.int64)
-    iy = np.floor(points["y"] / tile).astype(np.int64)
+    ix, iy = (_tile_numbers(points[axis], tile, axis) for axis in "xy")
+    occupied = len(np.unique(ix * TILE_NUMBER_SPAN + iy))
+    if occupied > max_tiles:
+        raise PointCloudError(
+            f"the cloud covers {occupied:,} tiles of {tile:g} m, more than the {max_tiles:,} "
+            f"a split writes (x from {points['x'].min():.3g} to {points['x'].max():.3g} m, "
+            f"y from {points['y'].min():.3g} to {points['y'].max():.3g} m): not a LiDAR sweep "
+            "in metres?"
+        )
     order = np.lexsort((iy, ix))
     ix, iy, points = ix[order], iy[order], points[order]
     starts = np.flatnonzero(np.r_[True, (np.diff(ix) != 0) | (np.diff(iy) != 0)])
@@ -292,6 +310,17 @@ def split_tiles(cloud: PointCloud, tile: float) -> list[tuple[Tile, PointCloud]]
         )  # fmt: skip
         name = f"tile_{ix[start]}_{iy[start]}"
         tiles.append((Tile(name, len(part), bounds), PointCloud(cloud.fields, part, len(part), 1)))
+    return tiles
+
+
+def _tile_numbers(values: np.ndarray, tile: float, axis: str) -> np.ndarray:
+    """Which tile along one axis each point is in; coordinates too far out are refused (they
+    would wrap around in int64, and no sensor measures them)."""
+    numbers = np.floor(values.astype(np.float64) / tile)
+    if len(numbers) and np.abs(numbers).max() >= TILE_NUMBER_SPAN // 2:
+        far = float(np.abs(values).max())
+        raise PointCloudError(f"{axis} reaches {far:.3g} m: too far out to split into tiles")
+    tiles: np.ndarray = numbers.astype(np.int64)
     return tiles
 
 

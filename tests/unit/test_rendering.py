@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from annostack.cli import app
 from annostack.domain.images import ImageError, thumbnail
-from annostack.domain.pointclouds import PointCloudError, read_pcd, write_pcd
+from annostack.domain.pointclouds import PointCloudError, read_any, read_pcd, write_pcd
 from annostack.domain.rendering import (
     DEFAULT_RANGE_METRES,
     PALETTE,
@@ -133,6 +133,22 @@ def test_tiles_partition_the_cloud_and_keep_fields() -> None:
         assert part.dtype == cloud.dtype
         assert meta.bounds[0] <= float(np.nanmin(part.points["x"]))
         assert float(np.nanmax(part.points["x"])) - meta.bounds[0] < 10.0 + 1e-3
+
+
+def test_a_split_refuses_more_tiles_than_its_limit() -> None:
+    cloud = sample_cloud(2000)
+    occupied = len(split_tiles(cloud, tile=10.0))
+    assert len(split_tiles(cloud, tile=10.0, max_tiles=occupied)) == occupied
+    with pytest.raises(PointCloudError, match=f"covers {occupied:,} tiles of 10 m"):
+        split_tiles(cloud, tile=10.0, max_tiles=occupied - 1)
+
+
+def test_noise_read_as_a_kitti_bin_is_refused_before_any_tile_is_made() -> None:
+    # 9 MiB of random bytes as float32 x, y, z, intensity: what a mislabelled .bin gives.
+    noise = np.random.default_rng(3).integers(0, 256, 9 * 2**20, dtype=np.uint8).tobytes()
+    cloud = read_any(noise, "raw/sweep.bin")
+    with pytest.raises(PointCloudError, match=r"x reaches 3\.4e\+38 m: too far out to split"):
+        split_tiles(cloud, tile=50.0)
 
 
 def test_voxel_downsample_keeps_real_points() -> None:
