@@ -12,7 +12,16 @@ from fastapi import FastAPI
 from annostack import __version__
 from annostack.apps import errors, observability
 from annostack.apps.push import endpoint as push
-from annostack.apps.routes import admin, datasets, exports, health, locks, scenes, uploads
+from annostack.apps.routes import (
+    admin,
+    console,
+    datasets,
+    exports,
+    health,
+    locks,
+    scenes,
+    uploads,
+)
 from annostack.apps.routes import annotations as annotation_routes
 from annostack.apps.settings import ApiSettings
 from annostack.apps.state import AppState
@@ -73,6 +82,6 @@ def create_app(settings: Settings | None = None, api: ApiSettings | None = None)
             annotation_routes.router,
             locks.router,
         )
-        for router in (*routers, push.router):
+        for router in (*routers, push.router, console.router):
             app.include_router(router)
     return app
