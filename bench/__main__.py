@@ -7,6 +7,7 @@ from bench import (  # noqa: F401  (they register themselves)
     autoscaling_bench,
     bev_bench,
     cli_bench,
+    export_bench,
     jobs_bench,
     limits_bench,
     listing_bench,
