@@ -50,7 +50,7 @@ from annostack.adapters.tenant_tables import (
     scenes,
 )
 from annostack.domain.annotations import AnnotationDocument
-from annostack.domain.calibration import CameraCalibration
+from annostack.domain.calibration import CameraCalibration, FrameCamera
 from annostack.domain.conditions import ConditionType
 from annostack.domain.errors import NotFound
 from annostack.domain.exports.archive import ArchiveKind, write_archive
@@ -81,6 +81,7 @@ from annostack.services.datasets import get_dataset
 from annostack.services.tenancy import TenantContext
 
 EXPORTS_PREFIX = "exports/"
+SPOOL_BYTES = 8 * 2**20  # a spool is in memory up to this, then a temporary file
 PAGE = 100  # frames or images per page: 100 documents of ~25 KB in memory at a time
 DOWNLOAD_LIFETIME = timedelta(minutes=15)  # short: the URL is a bearer credential for the file
 KITTI_CAMERA = "image_2"  # the left colour camera, whose P2 KITTI's labels are drawn with
@@ -98,7 +99,11 @@ class ExportUnit:
     name: str  # the frame's name, or the image item's name
     scene: str | None = None
     sources: tuple[str, ...] = ()  # in name order
-    cameras: tuple[tuple[str, CameraCalibration | None], ...] = ()  # kitti: the frame's images
+    cameras: tuple[FrameCamera, ...] = ()  # kitti: the frame's images
+    scene_id: int | None = None  # a frame's: its scene's row id
+    index: int = 0  # a frame's: its index in the scene
+    timestamp: datetime | None = None  # a frame's, if it has one
+    file_name: str | None = None  # a frame's: its point cloud item's name
 
     @property
     def label(self) -> str:
@@ -138,8 +143,10 @@ def frame_units(
 def _frames_after(dataset_id: int, after: tuple[int, int] | None, page: int) -> sa.Select[Any]:
     query = (
         sa.select(frames.c.id, frames.c.idx, frames.c.name, frames.c.point_cloud_item_id,
-                  frames.c.scene_id, scenes.c.name.label("scene"))
+                  frames.c.scene_id, frames.c.timestamp, scenes.c.name.label("scene"),
+                  data_items.c.name.label("file_name"))
         .join(scenes, scenes.c.id == frames.c.scene_id)
+        .join(data_items, data_items.c.id == frames.c.point_cloud_item_id)
         .where(scenes.c.dataset_id == dataset_id)
     )  # fmt: skip
     if after is not None:
@@ -154,7 +161,7 @@ def _frames_after(dataset_id: int, after: tuple[int, int] | None, page: int) -> 
 def _frame_unit(
     row: sa.Row[Any],
     sources: Mapping[int, tuple[str, ...]],
-    cameras: Mapping[int, tuple[tuple[str, CameraCalibration | None], ...]],
+    cameras: Mapping[int, tuple[FrameCamera, ...]],
 ) -> ExportUnit:
     item = int(row.point_cloud_item_id)
     return ExportUnit(
@@ -163,6 +170,10 @@ def _frame_unit(
         scene=str(row.scene),
         sources=sources.get(item, ()),
         cameras=cameras.get(int(row.id), ()),
+        scene_id=int(row.scene_id),
+        index=int(row.idx),
+        timestamp=row.timestamp,
+        file_name=str(row.file_name),
     )
 
 
@@ -227,15 +238,18 @@ def _sources(
     return {item: tuple(names) for item, names in found.items()}
 
 
-def _cameras(
-    conn: sa.Connection, frame_ids: list[int]
-) -> dict[int, tuple[tuple[str, CameraCalibration | None], ...]]:
-    query = sa.select(frame_images.c.frame_id, frame_images.c.camera, frame_images.c.calibration)
-    query = query.where(frame_images.c.frame_id.in_(frame_ids)).order_by(frame_images.c.camera)
-    found: defaultdict[int, list[tuple[str, CameraCalibration | None]]] = defaultdict(list)
+def _cameras(conn: sa.Connection, frame_ids: list[int]) -> dict[int, tuple[FrameCamera, ...]]:
+    query = (
+        sa.select(frame_images.c.frame_id, frame_images.c.camera, frame_images.c.calibration,
+                  data_items.c.name)
+        .join(data_items, data_items.c.id == frame_images.c.data_item_id)
+        .where(frame_images.c.frame_id.in_(frame_ids))
+        .order_by(frame_images.c.camera)
+    )  # fmt: skip
+    found: defaultdict[int, list[FrameCamera]] = defaultdict(list)
     for row in conn.execute(query):
         calibration = None if row.calibration is None else CameraCalibration(**row.calibration)
-        found[int(row.frame_id)].append((str(row.camera), calibration))
+        found[int(row.frame_id)].append(FrameCamera(str(row.camera), str(row.name), calibration))
     return {frame: tuple(cameras) for frame, cameras in found.items()}
 
 
@@ -327,9 +341,8 @@ def _write_coco(
     out: IO[bytes],
     report: ExportReport,
 ) -> None:
-    # The annotations wait in a spool until the images are written (domain.exports.coco);
-    # in memory up to 8 MiB, then on disk.
-    with tempfile.SpooledTemporaryFile(max_size=8 * 2**20) as spool:
+    # The annotations wait in a spool until the images are written (domain.exports.coco).
+    with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as spool:
         writer = CocoWriter(out, spool, spec.categories)
         for page in pages:
             for unit, bodies in _with_documents(page, documents):
@@ -339,24 +352,33 @@ def _write_coco(
         writer.close()
 
 
-def merged_document(bodies: list[tuple[str, bytes]]) -> tuple[AnnotationDocument, list[Skip]]:
-    """The objects of every source's document as one; a document that does not validate is
-    one Skip with the reason (it was saved before a check it fails, or by hand)."""
-    objects: list[Any] = []
+def source_documents(
+    bodies: list[tuple[str, bytes]],
+) -> tuple[list[tuple[str, AnnotationDocument]], list[Skip]]:
+    """Each source's document; one that does not validate is one Skip with the reason (it
+    was saved before a check it fails, or by hand)."""
+    documents = []
     unreadable = []
     for source, body in bodies:
         try:
-            objects.extend(AnnotationDocument.model_validate_json(body).objects)
+            documents.append((source, AnnotationDocument.model_validate_json(body)))
         except ValidationError as error:
             reason = f"the {source} document is not valid: {error.errors()[0]['msg']}"
             unreadable.append(Skip(None, None, reason))
+    return documents, unreadable
+
+
+def merged_document(bodies: list[tuple[str, bytes]]) -> tuple[AnnotationDocument, list[Skip]]:
+    """The objects of every source's document as one (see source_documents)."""
+    documents, unreadable = source_documents(bodies)
+    objects: list[Any] = [obj for _, document in documents for obj in document.objects]
     return AnnotationDocument(objects=objects), unreadable
 
 
 def kitti_camera(unit: ExportUnit, wanted: str | None) -> CameraCalibration | None:
     """The calibration labels are written for: the camera asked for, else image_2, else the
     first camera of the frame that has one."""
-    calibrated = {camera: calibration for camera, calibration in unit.cameras if calibration}
+    calibrated = {c.camera: c.calibration for c in unit.cameras if c.calibration is not None}
     if wanted is not None:
         return calibrated.get(wanted)
     return calibrated.get(KITTI_CAMERA) or next(iter(calibrated.values()), None)

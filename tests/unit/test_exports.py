@@ -19,7 +19,7 @@ from pydantic import SecretStr, ValidationError
 from annostack.adapters.job_progress import ExportCounts, ExportState, JobProgress
 from annostack.adapters.multipart import MultipartUpload, multipart_upload
 from annostack.adapters.objects import Presigner
-from annostack.domain.calibration import CameraCalibration
+from annostack.domain.calibration import CameraCalibration, FrameCamera
 from annostack.domain.errors import BackendUnavailable
 from annostack.domain.exports.archive import ArchiveKind
 from annostack.domain.exports.report import ExportFormat, ExportReport
@@ -126,6 +126,10 @@ def unit(item: int, name: str, *sources: str, **fields: Any) -> ExportUnit:
     return ExportUnit(item_id=item, name=name, scene="scene_1", sources=sources, **fields)
 
 
+def image(camera: str, calibration: CameraCalibration | None = None) -> FrameCamera:
+    return FrameCamera(camera, f"scene_1/{camera}/1.png", calibration)
+
+
 def pages_of(*pages: list[ExportUnit]) -> Iterator[list[ExportUnit]]:
     yield from pages
 
@@ -169,9 +173,9 @@ def test_kitti_labels_match_the_hand_computed_line_and_carry_their_calib() -> No
         document_key(2, "imported"): {"objects": [CAR]},
     })  # fmt: skip
     pages = pages_of([
-        unit(1, "000001", "imported", cameras=(("image_2", CAMERA),)),
-        unit(2, "000002", "imported", cameras=(("image_2", None),)),
-        unit(3, "000003", cameras=(("image_2", CAMERA),)),
+        unit(1, "000001", "imported", cameras=(image("image_2", CAMERA),)),
+        unit(2, "000002", "imported", cameras=(image("image_2"),)),
+        unit(3, "000003", cameras=(image("image_2", CAMERA),)),
     ])  # fmt: skip
     spec = ExportSpec(format=ExportFormat.KITTI, archive=ArchiveKind.TAR_GZ)
     body, report, _ = run(spec, pages, documents)
@@ -189,11 +193,12 @@ def test_kitti_labels_match_the_hand_computed_line_and_carry_their_calib() -> No
 
 def test_kitti_takes_the_camera_asked_for_then_image_2_then_the_first() -> None:
     other = CAMERA.model_copy(update={"width": 640})
-    frame = unit(1, "1", cameras=(("image_0", other), ("image_2", CAMERA), ("image_3", None)))
+    frame = unit(1, "1", cameras=(image("image_0", other), image("image_2", CAMERA),
+                                  image("image_3")))  # fmt: skip
     assert kitti_camera(frame, None) is CAMERA
     assert kitti_camera(frame, "image_0") is other
     assert kitti_camera(frame, "image_3") is None
-    assert kitti_camera(unit(1, "1", cameras=(("cam_a", other),)), None) is other
+    assert kitti_camera(unit(1, "1", cameras=(image("cam_a", other),)), None) is other
 
 
 def test_coco_writes_boxes_and_reports_what_it_cannot_hold() -> None:
