@@ -12,20 +12,25 @@ What is exported, per format:
 | xtreme1 | each frame of each scene | `<scene>/result/<frame>.json`: one entry per source       |
 | kitti   | each frame of each scene | `<scene>/label_2/<frame>.txt`, `<scene>/calib/<frame>.txt` |
 | coco    | each image item          | one instances JSON (not an archive: COCO is one file)    |
+| nuscenes| each frame of each scene | `v1.0-annostack/<table>.json`: the devkit's 13 tables     |
 
 `<scene>` is the scene's name as imported, so an export unpacks into the layout it came from
 and imports again. Without `source`, every source of an item is exported: Xtreme1 writes one
 result entry per source (as Xtreme1 itself does); KITTI and COCO write the objects of all of
-them together. A frame with no document gets no Xtreme1 result, an empty KITTI label file.
+them together; nuScenes keeps each source's tracks apart. A frame with no document gets no
+Xtreme1 result, an empty KITTI label file, a nuScenes sample without annotations.
 
 **Bounded memory.** Units are read `PAGE` at a time by keyset, each page's documents fetched
 together (`Documents`), converted and written before the next page is read; entries are
 generated lazily, so at most one page of documents is held. The report keeps counts and the
-first few hundred notes (domain.exports.report).
+first few hundred notes (domain.exports.report). COCO and nuScenes write one file per table
+across all units, so those wait in spools (in memory up to `SPOOL_BYTES` each, then on the
+worker's disk) and are copied into the output at the end.
 """
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import tempfile
 from collections import defaultdict
@@ -61,6 +66,7 @@ from annostack.domain.exports.kitti_calib import (
     calibration_from_camera,
     format_calibration,
 )
+from annostack.domain.exports.nuscenes import NuScenesFrame, NuScenesWriter
 from annostack.domain.exports.report import ExportFormat, ExportReport, Skip
 from annostack.domain.exports.xtreme1 import result_to_xtreme1
 from annostack.domain.items import FileKind
@@ -93,13 +99,14 @@ CONTENT_TYPES = {"zip": "application/zip", "tar.gz": "application/gzip",
 
 @dataclass(frozen=True)
 class ExportUnit:
-    """One frame (xtreme1, kitti) or image item (coco), and the sources it has documents of."""
+    """One frame (xtreme1, kitti, nuscenes) or image item (coco), and the sources it has
+    documents of."""
 
     item_id: int  # the item whose documents are exported: the frame's point cloud, or the image
     name: str  # the frame's name, or the image item's name
     scene: str | None = None
     sources: tuple[str, ...] = ()  # in name order
-    cameras: tuple[FrameCamera, ...] = ()  # kitti: the frame's images
+    cameras: tuple[FrameCamera, ...] = ()  # kitti, nuscenes: the frame's images
     scene_id: int | None = None  # a frame's: its scene's row id
     index: int = 0  # a frame's: its index in the scene
     timestamp: datetime | None = None  # a frame's, if it has one
@@ -204,7 +211,7 @@ def units_of(
 ) -> Iterator[list[ExportUnit]]:
     if spec.format is ExportFormat.COCO:
         return image_units(ctx, dataset_id, spec.source, page)
-    with_cameras = spec.format is ExportFormat.KITTI
+    with_cameras = spec.format in (ExportFormat.KITTI, ExportFormat.NUSCENES)
     return frame_units(ctx, dataset_id, spec.source, with_cameras, page)
 
 
@@ -268,6 +275,9 @@ def write_export(
     counted = _counted(pages, on_page)
     if spec.format is ExportFormat.COCO:
         _write_coco(spec, counted, documents, out, report)
+        return report
+    if spec.format is ExportFormat.NUSCENES:
+        _write_nuscenes(spec, counted, documents, out, report)
         return report
     convert = _xtreme1_entries if spec.format is ExportFormat.XTREME1 else _kitti_entries
     entries = (
@@ -350,6 +360,45 @@ def _write_coco(
                 written, skipped = writer.add(CocoImage(unit.item_id, unit.name), document)
                 report.record(ExportFormat.COCO, unit.label, written, [*unreadable, *skipped])
         writer.close()
+
+
+def _write_nuscenes(
+    spec: ExportSpec,
+    pages: Iterable[list[ExportUnit]],
+    documents: Documents,
+    out: IO[bytes],
+    report: ExportReport,
+) -> None:
+    # One spool per table (domain.exports.nuscenes), all copied into the archive at the end.
+    with contextlib.ExitStack() as spools:
+
+        def spool() -> IO[bytes]:
+            return spools.enter_context(tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES))
+
+        writer = NuScenesWriter(spool, spec.classes)
+        for page in pages:
+            for unit, bodies in _with_documents(page, documents):
+                by_source, unreadable = source_documents(bodies)
+                frame = writer.add(nuscenes_frame(unit), by_source)
+                skipped = [*unreadable, *frame.skipped]
+                report.record(
+                    ExportFormat.NUSCENES, unit.label, frame.exported, skipped, frame.lossy
+                )
+        write_archive(writer.close(), out, spec.archive or ArchiveKind.ZIP)
+
+
+def nuscenes_frame(unit: ExportUnit) -> NuScenesFrame:
+    # frame_units gives every unit its scene and point cloud; only image items lack them.
+    assert unit.scene is not None and unit.scene_id is not None and unit.file_name is not None
+    return NuScenesFrame(
+        scene_id=unit.scene_id,
+        scene=unit.scene,
+        index=unit.index,
+        item_id=unit.item_id,
+        lidar_file=unit.file_name,
+        timestamp=unit.timestamp,
+        cameras=unit.cameras,
+    )
 
 
 def source_documents(
