@@ -29,7 +29,10 @@ Coordinates and rotations: domain.exports.nuscenes_geometry (boxes stay in the L
   one category: a track whose class changes becomes one instance per class. A second box
   of a track in the same frame gets an instance of its own and is reported.
 * **Timestamps** (microseconds) are the frame's own if it has one (UTC when the database
-  keeps no zone); otherwise frame i of a scene is at i x 0.5 s, nuScenes' keyframe rate.
+  keeps no zone). Otherwise frame i of the scene of row id s is at s days + i x 0.5 s:
+  0.5 s is nuScenes' keyframe rate, and a day per scene gives every scene its own start
+  (the devkit's `list_scenes` sorts scenes by it and fails on a tie) and room for 172,800
+  frames, without depending on which other scenes are exported.
 * **What nuScenes has and annostack does not**: `attribute.json` is empty (nuScenes'
   attributes are a fixed vocabulary; an object's `attributes` are left out and reported);
   `visibility.json` is nuScenes' four levels, which no annotation names (its
@@ -86,6 +89,7 @@ TABLES = ("attribute", "calibrated_sensor", "category", "ego_pose", "instance", 
           "visibility")  # fmt: skip
 LIDAR = "LIDAR_TOP"
 SAMPLE_SPACING = timedelta(microseconds=500_000)  # nuScenes' keyframes come at 2 Hz
+SCENE_SPACING = timedelta(days=1)  # between the starts of two scenes without timestamps
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 NOT_COUNTED = -1  # num_lidar_pts of a box whose points were not counted
 VISIBILITY = [  # nuScenes' own table, tokens included, as tools keyed on them expect
@@ -107,10 +111,10 @@ LOG, MAP = token("log"), token("map")
 LIDAR_SENSOR = token("calibrated_sensor", LIDAR)
 
 
-def sample_timestamp(when: datetime | None, index: int) -> int:
-    """Microseconds since 1970: the frame's time, else its index times SAMPLE_SPACING."""
+def sample_timestamp(when: datetime | None, scene_id: int, index: int) -> int:
+    """Microseconds since 1970: the frame's time, else its place on its scene's timeline."""
     if when is None:
-        return index * (SAMPLE_SPACING // timedelta(microseconds=1))
+        when = EPOCH + scene_id * SCENE_SPACING + index * SAMPLE_SPACING
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return (when - EPOCH) // timedelta(microseconds=1)
@@ -293,7 +297,7 @@ class NuScenesWriter:
         })  # fmt: skip
 
     def _sample(self, scene: _Scene, frame: NuScenesFrame) -> _Sample:
-        when = sample_timestamp(frame.timestamp, frame.index)
+        when = sample_timestamp(frame.timestamp, frame.scene_id, frame.index)
         sample = _Sample(token("sample", frame.item_id), token("ego_pose", frame.item_id), when,
                          frame.item_id)  # fmt: skip
         scene.samples.append({"token": sample.token, "timestamp": when, "prev": "", "next": "",

@@ -196,14 +196,17 @@ def test_matrix_quaternions_turn_as_their_matrices() -> None:
         assert found[0] >= 0 and rotation_of(found) == pytest.approx(matrix)
 
 
-def test_timestamps_are_the_frames_own_else_two_per_second() -> None:
-    assert [sample_timestamp(None, i) for i in range(3)] == [0, 500_000, 1_000_000]
+def test_timestamps_are_the_frames_own_else_two_per_second_a_day_per_scene() -> None:
+    day = 86_400 * 10**6
+    assert [sample_timestamp(None, 3, i) for i in range(3)] == [3 * day, 3 * day + 500_000,
+                                                                3 * day + 1_000_000]  # fmt: skip
+    assert sample_timestamp(None, 4, 0) == 4 * day, "scenes start apart"
     when = datetime(2024, 5, 1, 12, 0, 0, 123_456)
     expected = 1_714_564_800_123_456
-    assert sample_timestamp(when, 7) == expected, "a database time is UTC"
-    assert sample_timestamp(when.replace(tzinfo=UTC), 7) == expected
+    assert sample_timestamp(when, 3, 7) == expected, "a database time is UTC"
+    assert sample_timestamp(when.replace(tzinfo=UTC), 3, 7) == expected
     later = when.replace(tzinfo=timezone(timedelta(hours=2)))
-    assert sample_timestamp(later, 7) == expected - 2 * 3600 * 10**6
+    assert sample_timestamp(later, 3, 7) == expected - 2 * 3600 * 10**6
 
 
 def test_tokens_are_32_hex_digits_of_their_table_and_ids() -> None:
@@ -225,7 +228,7 @@ def test_samples_and_sensor_data_are_linked_per_scene() -> None:
     samples = walk(tables["sample"], first["first_sample_token"])
     assert [s["token"] for s in samples] == [token("sample", 100 + i) for i in range(3)]
     assert samples[-1]["token"] == first["last_sample_token"]
-    assert [s["timestamp"] for s in samples] == [0, 500_000, 1_000_000]
+    assert [s["timestamp"] for s in samples] == [sample_timestamp(None, 1, i) for i in range(3)]
     assert {s["scene_token"] for s in samples} == {first["token"]}
     (alone,) = walk(tables["sample"], second["first_sample_token"])
     assert alone["token"] == second["last_sample_token"], "a scene of one sample"
