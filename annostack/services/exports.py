@@ -121,6 +121,9 @@ class ExportUnit:
         return [document_key(self.item_id, source) for source in self.sources]
 
 
+Documented = tuple[ExportUnit, list[tuple[str, bytes]]]  # a unit, its (source, body) pairs
+
+
 class Documents(Protocol):
     """Reads annotation documents; a key with nothing stored is left out of the answer."""
 
@@ -272,20 +275,15 @@ def write_export(
 ) -> ExportReport:
     """Writes the whole export to `out`; `on_page(done)` after each page is written."""
     report = ExportReport()
-    counted = _counted(pages, on_page)
+    units = _documented(_counted(pages, on_page), documents)
     if spec.format is ExportFormat.COCO:
-        _write_coco(spec, counted, documents, out, report)
+        _write_coco(spec, units, out, report)
         return report
     if spec.format is ExportFormat.NUSCENES:
-        _write_nuscenes(spec, counted, documents, out, report)
+        _write_nuscenes(spec, units, out, report)
         return report
     convert = _xtreme1_entries if spec.format is ExportFormat.XTREME1 else _kitti_entries
-    entries = (
-        entry
-        for page in counted
-        for unit, bodies in _with_documents(page, documents)
-        for entry in convert(spec, unit, bodies, report)
-    )
+    entries = (entry for unit, bodies in units for entry in convert(spec, unit, bodies, report))
     write_archive(entries, out, spec.archive or ArchiveKind.ZIP)
     return report
 
@@ -301,9 +299,13 @@ def _counted(
         on_page(done)
 
 
-def _with_documents(
-    page: list[ExportUnit], documents: Documents
-) -> Iterator[tuple[ExportUnit, list[tuple[str, bytes]]]]:
+def _documented(pages: Iterable[list[ExportUnit]], documents: Documents) -> Iterator[Documented]:
+    """Every unit of every page with its documents' bodies, read a page at a time."""
+    for page in pages:
+        yield from _with_documents(page, documents)
+
+
+def _with_documents(page: list[ExportUnit], documents: Documents) -> Iterator[Documented]:
     """Each unit with its documents' bodies (source, body), read for the page at once."""
     found = documents.read([key for unit in page for key in unit.document_keys()])
     for unit in page:
@@ -345,29 +347,20 @@ def _kitti_entries(
 
 
 def _write_coco(
-    spec: ExportSpec,
-    pages: Iterable[list[ExportUnit]],
-    documents: Documents,
-    out: IO[bytes],
-    report: ExportReport,
+    spec: ExportSpec, units: Iterable[Documented], out: IO[bytes], report: ExportReport
 ) -> None:
     # The annotations wait in a spool until the images are written (domain.exports.coco).
     with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as spool:
         writer = CocoWriter(out, spool, spec.categories)
-        for page in pages:
-            for unit, bodies in _with_documents(page, documents):
-                document, unreadable = merged_document(bodies)
-                written, skipped = writer.add(CocoImage(unit.item_id, unit.name), document)
-                report.record(ExportFormat.COCO, unit.label, written, [*unreadable, *skipped])
+        for unit, bodies in units:
+            document, unreadable = merged_document(bodies)
+            written, skipped = writer.add(CocoImage(unit.item_id, unit.name), document)
+            report.record(ExportFormat.COCO, unit.label, written, [*unreadable, *skipped])
         writer.close()
 
 
 def _write_nuscenes(
-    spec: ExportSpec,
-    pages: Iterable[list[ExportUnit]],
-    documents: Documents,
-    out: IO[bytes],
-    report: ExportReport,
+    spec: ExportSpec, units: Iterable[Documented], out: IO[bytes], report: ExportReport
 ) -> None:
     # One spool per table (domain.exports.nuscenes), all copied into the archive at the end.
     with contextlib.ExitStack() as spools:
@@ -376,14 +369,11 @@ def _write_nuscenes(
             return spools.enter_context(tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES))
 
         writer = NuScenesWriter(spool, spec.classes)
-        for page in pages:
-            for unit, bodies in _with_documents(page, documents):
-                by_source, unreadable = source_documents(bodies)
-                frame = writer.add(nuscenes_frame(unit), by_source)
-                skipped = [*unreadable, *frame.skipped]
-                report.record(
-                    ExportFormat.NUSCENES, unit.label, frame.exported, skipped, frame.lossy
-                )
+        for unit, bodies in units:
+            by_source, unreadable = source_documents(bodies)
+            frame = writer.add(nuscenes_frame(unit), by_source)
+            skipped = [*unreadable, *frame.skipped]
+            report.record(ExportFormat.NUSCENES, unit.label, frame.exported, skipped, frame.lossy)
         write_archive(writer.close(), out, spec.archive or ArchiveKind.ZIP)
 
 
