@@ -100,6 +100,8 @@ VISIBILITY = [  # nuScenes' own table, tokens included, as tools keyed on them e
 Record = dict[str, Any]
 TrackKey = tuple[str, str, str]  # source, track id, category token
 Spool = Callable[[], IO[bytes]]
+NO_CLASS = "the object has no class (a nuScenes instance needs a category)"
+TWICE = "a second object of this id in the document: its first is written"
 
 
 def token(table: str, *ids: object) -> str:
@@ -251,19 +253,21 @@ class NuScenesWriter:
                 if not isinstance(obj, Box3DObject):
                     skipped.append(Skip(obj.id, obj.type, "nuScenes annotates 3D boxes", True))
                     continue
-                problem = self._unwritable(obj, ids)
-                if problem is not None:
-                    skipped.append(Skip(obj.id, obj.type, problem))
+                name = self._category_of(obj)
+                if name is None or obj.id in ids:
+                    skipped.append(Skip(obj.id, obj.type, NO_CLASS if name is None else TWICE))
                     continue
                 ids.add(obj.id)
-                losses = self._annotate(scene, sample, source, obj, in_frame)
+                category = self._category(name)
+                losses = self._annotate(scene, sample, source, obj, category, in_frame)
                 exported += 1
                 if losses:
                     lossy.append(Skip(obj.id, obj.type, "; ".join(losses)))
         return FrameOutcome(exported, tuple(skipped), tuple(lossy))
 
     def close(self) -> list[tuple[str, Body]]:
-        """Ends the last scene; each table's entry, its spool ready to be read from the start."""
+        """Ends the last scene; each table's entry (its spool, which the archive reads from
+        its start)."""
         if self.scene is not None:
             self._end(self.scene)
         self.tables["log"].add({"token": LOG, "logfile": "", "vehicle": "", "date_captured": "",
@@ -347,20 +351,11 @@ class NuScenesWriter:
 
     # -- annotations -------------------------------------------------------------------------
 
-    def _unwritable(self, obj: Box3DObject, ids: set[str]) -> str | None:
-        """Why a box cannot be written, or None."""
-        if self._category_of(obj) is None:
-            return "the object has no class (a nuScenes instance needs a category)"
-        if obj.id in ids:
-            return "a second object of this id in the document: its first is written"
-        return None
-
     def _annotate(
-        self, scene: _Scene, sample: _Sample, source: str, obj: Box3DObject,
+        self, scene: _Scene, sample: _Sample, source: str, obj: Box3DObject, category: str,
         in_frame: set[TrackKey],
     ) -> list[str]:  # fmt: skip
         """Writes (or chains) one box's annotation; what was lost on the way."""
-        category = self._category(self._category_of(obj) or "")
         annotation = token("sample_annotation", sample.item_id, source, obj.id)
         losses = _losses(obj)
         key = None if obj.track_id is None else (source, str(obj.track_id), category)
