@@ -28,6 +28,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 from pydantic import Field
 
@@ -59,6 +60,15 @@ class CameraCalibration(CamelModel):
     )
     width: int | None = Field(default=None, gt=0, description="Image width, pixels.")
     height: int | None = Field(default=None, gt=0, description="Image height, pixels.")
+
+
+@dataclass(frozen=True)
+class FrameCamera:
+    """One camera image of a frame, as an export sees it."""
+
+    camera: str  # its folder: camera_image_0, image_2, image_02
+    file_name: str  # the image item's name in the dataset
+    calibration: CameraCalibration | None = None  # None: the frame has no config for it
 
 
 # -- Xtreme1 ------------------------------------------------------------------------------------

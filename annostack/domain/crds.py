@@ -184,7 +184,8 @@ PROCESSING_JOB = ResourceKind(
         },
         {
             "rule": "!self.operations.exists(o, o == 'export') || has(self.export)",
-            "message": "operations: [export] needs export.format (xtreme1, kitti or coco)",
+            "message": "operations: [export] needs export.format (xtreme1, kitti, coco or "
+            "nuscenes)",
         },
     ),
     field_rules={

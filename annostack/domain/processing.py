@@ -24,7 +24,8 @@ Operation = Literal["thumbnail", "compress", "render-bev", "split"]
 JobOperation = Literal["thumbnail", "compress", "render-bev", "split", "export"]
 EXPORT: JobOperation = "export"
 DEFAULT_OPERATIONS: tuple[Operation, ...] = ("thumbnail", "compress", "render-bev")
-MAX_CLASSES = 1000  # KITTI mappings and COCO category lists: a dataset's class list, not data
+MAX_CLASSES = 1000  # class mappings and COCO category lists: a dataset's class list, not data
+MAX_CATEGORY = 256  # characters of a nuScenes category name (vehicle.emergency.ambulance: 27)
 
 # Which operations each processing topic carries out. One message per item goes to the topic
 # for its kind of data and lists the operations wanted, so a point cloud is read and parsed
@@ -117,7 +118,9 @@ class ExportSpec(CamelModel):
 
     format: ExportFormat = Field(
         description="xtreme1 (result/<frame>.json per frame), kitti (label_2/ and calib/ per "
-        "frame) or coco (one instances JSON of the 2D boxes and polygons of the images)."
+        "frame), coco (one instances JSON of the 2D boxes and polygons of the images) or "
+        "nuscenes (the nuScenes devkit's v1.0-annostack/ tables of the 3D boxes of every "
+        "scene, tracks as instances)."
     )
     source: str | None = Field(
         default=None,
@@ -126,14 +129,15 @@ class ExportSpec(CamelModel):
     )
     archive: ArchiveKind | None = Field(
         default=None,
-        description="zip (the default) or tar.gz, for xtreme1 and kitti. A COCO export is one "
-        "JSON file, not an archive.",
+        description="zip (the default) or tar.gz, for xtreme1, kitti and nuscenes. A COCO "
+        "export is one JSON file, not an archive.",
     )
     classes: dict[str, str] = Field(
         default_factory=dict,
         max_length=MAX_CLASSES,
-        description="kitti only: class id or name -> KITTI type (Car, Pedestrian, ...), for "
-        "classes whose name is not a KITTI type already.",
+        description="kitti: class id or name -> KITTI type (Car, Pedestrian, ...), for classes "
+        "whose name is not a KITTI type already. nuscenes: class id or name -> category name "
+        "(vehicle.car, human.pedestrian.adult, ...); other classes keep their own name.",
     )
     categories: list[str] = Field(
         default_factory=list,
@@ -161,19 +165,46 @@ def export_spec_problems(spec: ExportSpec) -> list[str]:
     problems = []
     if spec.format is ExportFormat.COCO and spec.archive is not None:
         problems.append("export.archive does not apply to coco: a COCO export is one JSON file")
-    if spec.classes and spec.format is not ExportFormat.KITTI:
-        problems.append("export.classes maps classes to KITTI types: set it for kitti only")
-    if spec.categories and spec.format is not ExportFormat.COCO:
-        problems.append("export.categories lists COCO categories: set it for coco only")
-    if spec.camera is not None and spec.format is not ExportFormat.KITTI:
-        problems.append("export.camera chooses KITTI's calibration: set it for kitti only")
-    wrong = sorted(name for name, kind in spec.classes.items() if kind not in KITTI_TYPES)
-    if wrong:
+    nuscenes = spec.format is ExportFormat.NUSCENES
+    if spec.classes and spec.format not in (ExportFormat.KITTI, ExportFormat.NUSCENES):
         problems.append(
-            f"export.classes maps {', '.join(wrong[:5])} to no KITTI type; use one of "
-            + ", ".join(KITTI_TYPES)
+            "export.classes maps classes to KITTI types or nuScenes categories: set it for "
+            "kitti or nuscenes only"
         )
+    if spec.categories and spec.format is not ExportFormat.COCO:
+        hint = " (nuscenes names its categories with export.classes)" if nuscenes else ""
+        problems.append(f"export.categories lists COCO categories: set it for coco only{hint}")
+    if spec.camera is not None and spec.format is not ExportFormat.KITTI:
+        hint = " (nuscenes writes every calibrated camera)" if nuscenes else ""
+        problems.append(f"export.camera chooses KITTI's calibration: set it for kitti only{hint}")
+    if spec.format is ExportFormat.KITTI:
+        problems.extend(_kitti_class_problems(spec.classes))
+    if nuscenes:
+        problems.extend(_nuscenes_class_problems(spec.classes))
     return problems
+
+
+def _kitti_class_problems(classes: dict[str, str]) -> list[str]:
+    wrong = sorted(name for name, kind in classes.items() if kind not in KITTI_TYPES)
+    if not wrong:
+        return []
+    return [
+        f"export.classes maps {', '.join(wrong[:5])} to no KITTI type; use one of "
+        + ", ".join(KITTI_TYPES)
+    ]
+
+
+def _nuscenes_class_problems(classes: dict[str, str]) -> list[str]:
+    wrong = sorted(
+        name for name, category in classes.items()
+        if not category.strip() or len(category) > MAX_CATEGORY
+    )  # fmt: skip
+    if not wrong:
+        return []
+    return [
+        f"export.classes maps {', '.join(wrong[:5])} to an empty category name (or one over "
+        f"{MAX_CATEGORY} characters); name a category such as vehicle.car"
+    ]
 
 
 class ProcessingJobSpec(CamelModel):
@@ -222,7 +253,7 @@ def job_spec_problems(spec: ProcessingJobSpec) -> list[str]:
     if exporting and spec.operations != [EXPORT]:
         return ["an export job has operations: [export] alone; run processing in a job of its own"]
     if exporting and spec.export is None:
-        return ["operations: [export] needs export.format (xtreme1, kitti or coco)"]
+        return ["operations: [export] needs export.format (xtreme1, kitti, coco or nuscenes)"]
     if spec.export is not None and not exporting:
         return ["export is set but operations does not name it: set operations: [export]"]
     if exporting and (spec.archive_item_id is not None or spec.item_prefix is not None):
@@ -233,7 +264,7 @@ def job_spec_problems(spec: ProcessingJobSpec) -> list[str]:
 class ExportStatus(CamelModel):
     """Where an export job is: items written, the archive's key, and at the end its report."""
 
-    format: ExportFormat = Field(description="xtreme1, kitti or coco.")
+    format: ExportFormat = Field(description="xtreme1, kitti, coco or nuscenes.")
     key: str | None = Field(
         default=None, description="Object key of the export in the tenant's bucket, once written."
     )

@@ -21,6 +21,10 @@ RANCHER_PROJECT_ANNOTATION = "field.cattle.io/projectId"
 WORKER_PORT = 8080  # health and /metrics
 READINESS_PERIOD_SECONDS = 2  # /readyz reads a flag: cheap to ask often
 CREDENTIALS_ANNOTATION = "annostack.io/credentials"
+# The worker's /tmp (its root file system is read-only): where exports spool the files that
+# span a dataset (COCO's annotations, nuScenes' tables) past 8 MiB each. 100,000 frames of 30
+# boxes make ~2 GiB of nuScenes tables; past the limit the kubelet evicts the pod.
+WORKER_SCRATCH = "4Gi"
 
 
 class TenantConnection(CamelModel):
@@ -263,8 +267,11 @@ def worker_deployment(
                                 "capabilities": {"drop": ["ALL"]},
                                 "readOnlyRootFilesystem": True,
                             },
+                            # A mount path in the pod, not a file this process opens.
+                            "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],  # noqa: S108
                         }
                     ],
+                    "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": WORKER_SCRATCH}}],
                 },
             },
         },

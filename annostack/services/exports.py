@@ -12,20 +12,25 @@ What is exported, per format:
 | xtreme1 | each frame of each scene | `<scene>/result/<frame>.json`: one entry per source       |
 | kitti   | each frame of each scene | `<scene>/label_2/<frame>.txt`, `<scene>/calib/<frame>.txt` |
 | coco    | each image item          | one instances JSON (not an archive: COCO is one file)    |
+| nuscenes| each frame of each scene | `v1.0-annostack/<table>.json`: the devkit's 13 tables     |
 
 `<scene>` is the scene's name as imported, so an export unpacks into the layout it came from
 and imports again. Without `source`, every source of an item is exported: Xtreme1 writes one
 result entry per source (as Xtreme1 itself does); KITTI and COCO write the objects of all of
-them together. A frame with no document gets no Xtreme1 result, an empty KITTI label file.
+them together; nuScenes keeps each source's tracks apart. A frame with no document gets no
+Xtreme1 result, an empty KITTI label file, a nuScenes sample without annotations.
 
 **Bounded memory.** Units are read `PAGE` at a time by keyset, each page's documents fetched
 together (`Documents`), converted and written before the next page is read; entries are
 generated lazily, so at most one page of documents is held. The report keeps counts and the
-first few hundred notes (domain.exports.report).
+first few hundred notes (domain.exports.report). COCO and nuScenes write one file per table
+across all units, so those wait in spools (in memory up to `SPOOL_BYTES` each, then on the
+worker's disk) and are copied into the output at the end.
 """
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import tempfile
 from collections import defaultdict
@@ -50,7 +55,7 @@ from annostack.adapters.tenant_tables import (
     scenes,
 )
 from annostack.domain.annotations import AnnotationDocument
-from annostack.domain.calibration import CameraCalibration
+from annostack.domain.calibration import CameraCalibration, FrameCamera
 from annostack.domain.conditions import ConditionType
 from annostack.domain.errors import NotFound
 from annostack.domain.exports.archive import ArchiveKind, write_archive
@@ -61,6 +66,7 @@ from annostack.domain.exports.kitti_calib import (
     calibration_from_camera,
     format_calibration,
 )
+from annostack.domain.exports.nuscenes import NuScenesFrame, NuScenesWriter
 from annostack.domain.exports.report import ExportFormat, ExportReport, Skip
 from annostack.domain.exports.xtreme1 import result_to_xtreme1
 from annostack.domain.items import FileKind
@@ -81,6 +87,7 @@ from annostack.services.datasets import get_dataset
 from annostack.services.tenancy import TenantContext
 
 EXPORTS_PREFIX = "exports/"
+SPOOL_BYTES = 8 * 2**20  # a spool is in memory up to this, then a temporary file
 PAGE = 100  # frames or images per page: 100 documents of ~25 KB in memory at a time
 DOWNLOAD_LIFETIME = timedelta(minutes=15)  # short: the URL is a bearer credential for the file
 KITTI_CAMERA = "image_2"  # the left colour camera, whose P2 KITTI's labels are drawn with
@@ -92,13 +99,18 @@ CONTENT_TYPES = {"zip": "application/zip", "tar.gz": "application/gzip",
 
 @dataclass(frozen=True)
 class ExportUnit:
-    """One frame (xtreme1, kitti) or image item (coco), and the sources it has documents of."""
+    """One frame (xtreme1, kitti, nuscenes) or image item (coco), and the sources it has
+    documents of."""
 
     item_id: int  # the item whose documents are exported: the frame's point cloud, or the image
     name: str  # the frame's name, or the image item's name
     scene: str | None = None
     sources: tuple[str, ...] = ()  # in name order
-    cameras: tuple[tuple[str, CameraCalibration | None], ...] = ()  # kitti: the frame's images
+    cameras: tuple[FrameCamera, ...] = ()  # kitti, nuscenes: the frame's images
+    scene_id: int | None = None  # a frame's: its scene's row id
+    index: int = 0  # a frame's: its index in the scene
+    timestamp: datetime | None = None  # a frame's, if it has one
+    file_name: str | None = None  # a frame's: its point cloud item's name
 
     @property
     def label(self) -> str:
@@ -107,6 +119,9 @@ class ExportUnit:
 
     def document_keys(self) -> list[str]:
         return [document_key(self.item_id, source) for source in self.sources]
+
+
+Documented = tuple[ExportUnit, list[tuple[str, bytes]]]  # a unit, its (source, body) pairs
 
 
 class Documents(Protocol):
@@ -138,8 +153,10 @@ def frame_units(
 def _frames_after(dataset_id: int, after: tuple[int, int] | None, page: int) -> sa.Select[Any]:
     query = (
         sa.select(frames.c.id, frames.c.idx, frames.c.name, frames.c.point_cloud_item_id,
-                  frames.c.scene_id, scenes.c.name.label("scene"))
+                  frames.c.scene_id, frames.c.timestamp, scenes.c.name.label("scene"),
+                  data_items.c.name.label("file_name"))
         .join(scenes, scenes.c.id == frames.c.scene_id)
+        .join(data_items, data_items.c.id == frames.c.point_cloud_item_id)
         .where(scenes.c.dataset_id == dataset_id)
     )  # fmt: skip
     if after is not None:
@@ -154,7 +171,7 @@ def _frames_after(dataset_id: int, after: tuple[int, int] | None, page: int) -> 
 def _frame_unit(
     row: sa.Row[Any],
     sources: Mapping[int, tuple[str, ...]],
-    cameras: Mapping[int, tuple[tuple[str, CameraCalibration | None], ...]],
+    cameras: Mapping[int, tuple[FrameCamera, ...]],
 ) -> ExportUnit:
     item = int(row.point_cloud_item_id)
     return ExportUnit(
@@ -163,6 +180,10 @@ def _frame_unit(
         scene=str(row.scene),
         sources=sources.get(item, ()),
         cameras=cameras.get(int(row.id), ()),
+        scene_id=int(row.scene_id),
+        index=int(row.idx),
+        timestamp=row.timestamp,
+        file_name=str(row.file_name),
     )
 
 
@@ -193,7 +214,7 @@ def units_of(
 ) -> Iterator[list[ExportUnit]]:
     if spec.format is ExportFormat.COCO:
         return image_units(ctx, dataset_id, spec.source, page)
-    with_cameras = spec.format is ExportFormat.KITTI
+    with_cameras = spec.format in (ExportFormat.KITTI, ExportFormat.NUSCENES)
     return frame_units(ctx, dataset_id, spec.source, with_cameras, page)
 
 
@@ -227,15 +248,18 @@ def _sources(
     return {item: tuple(names) for item, names in found.items()}
 
 
-def _cameras(
-    conn: sa.Connection, frame_ids: list[int]
-) -> dict[int, tuple[tuple[str, CameraCalibration | None], ...]]:
-    query = sa.select(frame_images.c.frame_id, frame_images.c.camera, frame_images.c.calibration)
-    query = query.where(frame_images.c.frame_id.in_(frame_ids)).order_by(frame_images.c.camera)
-    found: defaultdict[int, list[tuple[str, CameraCalibration | None]]] = defaultdict(list)
+def _cameras(conn: sa.Connection, frame_ids: list[int]) -> dict[int, tuple[FrameCamera, ...]]:
+    query = (
+        sa.select(frame_images.c.frame_id, frame_images.c.camera, frame_images.c.calibration,
+                  data_items.c.name)
+        .join(data_items, data_items.c.id == frame_images.c.data_item_id)
+        .where(frame_images.c.frame_id.in_(frame_ids))
+        .order_by(frame_images.c.camera)
+    )  # fmt: skip
+    found: defaultdict[int, list[FrameCamera]] = defaultdict(list)
     for row in conn.execute(query):
         calibration = None if row.calibration is None else CameraCalibration(**row.calibration)
-        found[int(row.frame_id)].append((str(row.camera), calibration))
+        found[int(row.frame_id)].append(FrameCamera(str(row.camera), str(row.name), calibration))
     return {frame: tuple(cameras) for frame, cameras in found.items()}
 
 
@@ -251,17 +275,15 @@ def write_export(
 ) -> ExportReport:
     """Writes the whole export to `out`; `on_page(done)` after each page is written."""
     report = ExportReport()
-    counted = _counted(pages, on_page)
+    units = _documented(_counted(pages, on_page), documents)
     if spec.format is ExportFormat.COCO:
-        _write_coco(spec, counted, documents, out, report)
+        _write_coco(spec, units, out, report)
+        return report
+    if spec.format is ExportFormat.NUSCENES:
+        _write_nuscenes(spec, units, out, report)
         return report
     convert = _xtreme1_entries if spec.format is ExportFormat.XTREME1 else _kitti_entries
-    entries = (
-        entry
-        for page in counted
-        for unit, bodies in _with_documents(page, documents)
-        for entry in convert(spec, unit, bodies, report)
-    )
+    entries = (entry for unit, bodies in units for entry in convert(spec, unit, bodies, report))
     write_archive(entries, out, spec.archive or ArchiveKind.ZIP)
     return report
 
@@ -277,9 +299,13 @@ def _counted(
         on_page(done)
 
 
-def _with_documents(
-    page: list[ExportUnit], documents: Documents
-) -> Iterator[tuple[ExportUnit, list[tuple[str, bytes]]]]:
+def _documented(pages: Iterable[list[ExportUnit]], documents: Documents) -> Iterator[Documented]:
+    """Every unit of every page with its documents' bodies, read a page at a time."""
+    for page in pages:
+        yield from _with_documents(page, documents)
+
+
+def _with_documents(page: list[ExportUnit], documents: Documents) -> Iterator[Documented]:
     """Each unit with its documents' bodies (source, body), read for the page at once."""
     found = documents.read([key for unit in page for key in unit.document_keys()])
     for unit in page:
@@ -321,42 +347,77 @@ def _kitti_entries(
 
 
 def _write_coco(
-    spec: ExportSpec,
-    pages: Iterable[list[ExportUnit]],
-    documents: Documents,
-    out: IO[bytes],
-    report: ExportReport,
+    spec: ExportSpec, units: Iterable[Documented], out: IO[bytes], report: ExportReport
 ) -> None:
-    # The annotations wait in a spool until the images are written (domain.exports.coco);
-    # in memory up to 8 MiB, then on disk.
-    with tempfile.SpooledTemporaryFile(max_size=8 * 2**20) as spool:
+    # The annotations wait in a spool until the images are written (domain.exports.coco).
+    with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as spool:
         writer = CocoWriter(out, spool, spec.categories)
-        for page in pages:
-            for unit, bodies in _with_documents(page, documents):
-                document, unreadable = merged_document(bodies)
-                written, skipped = writer.add(CocoImage(unit.item_id, unit.name), document)
-                report.record(ExportFormat.COCO, unit.label, written, [*unreadable, *skipped])
+        for unit, bodies in units:
+            document, unreadable = merged_document(bodies)
+            written, skipped = writer.add(CocoImage(unit.item_id, unit.name), document)
+            report.record(ExportFormat.COCO, unit.label, written, [*unreadable, *skipped])
         writer.close()
 
 
-def merged_document(bodies: list[tuple[str, bytes]]) -> tuple[AnnotationDocument, list[Skip]]:
-    """The objects of every source's document as one; a document that does not validate is
-    one Skip with the reason (it was saved before a check it fails, or by hand)."""
-    objects: list[Any] = []
+def _write_nuscenes(
+    spec: ExportSpec, units: Iterable[Documented], out: IO[bytes], report: ExportReport
+) -> None:
+    # One spool per table (domain.exports.nuscenes), all copied into the archive at the end.
+    with contextlib.ExitStack() as spools:
+
+        def spool() -> IO[bytes]:
+            return spools.enter_context(tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES))
+
+        writer = NuScenesWriter(spool, spec.classes)
+        for unit, bodies in units:
+            by_source, unreadable = source_documents(bodies)
+            frame = writer.add(nuscenes_frame(unit), by_source)
+            skipped = [*unreadable, *frame.skipped]
+            report.record(ExportFormat.NUSCENES, unit.label, frame.exported, skipped, frame.lossy)
+        write_archive(writer.close(), out, spec.archive or ArchiveKind.ZIP)
+
+
+def nuscenes_frame(unit: ExportUnit) -> NuScenesFrame:
+    # frame_units gives every unit its scene and point cloud; only image items lack them.
+    assert unit.scene is not None and unit.scene_id is not None and unit.file_name is not None
+    return NuScenesFrame(
+        scene_id=unit.scene_id,
+        scene=unit.scene,
+        index=unit.index,
+        item_id=unit.item_id,
+        lidar_file=unit.file_name,
+        timestamp=unit.timestamp,
+        cameras=unit.cameras,
+    )
+
+
+def source_documents(
+    bodies: list[tuple[str, bytes]],
+) -> tuple[list[tuple[str, AnnotationDocument]], list[Skip]]:
+    """Each source's document; one that does not validate is one Skip with the reason (it
+    was saved before a check it fails, or by hand)."""
+    documents = []
     unreadable = []
     for source, body in bodies:
         try:
-            objects.extend(AnnotationDocument.model_validate_json(body).objects)
+            documents.append((source, AnnotationDocument.model_validate_json(body)))
         except ValidationError as error:
             reason = f"the {source} document is not valid: {error.errors()[0]['msg']}"
             unreadable.append(Skip(None, None, reason))
+    return documents, unreadable
+
+
+def merged_document(bodies: list[tuple[str, bytes]]) -> tuple[AnnotationDocument, list[Skip]]:
+    """The objects of every source's document as one (see source_documents)."""
+    documents, unreadable = source_documents(bodies)
+    objects: list[Any] = [obj for _, document in documents for obj in document.objects]
     return AnnotationDocument(objects=objects), unreadable
 
 
 def kitti_camera(unit: ExportUnit, wanted: str | None) -> CameraCalibration | None:
     """The calibration labels are written for: the camera asked for, else image_2, else the
     first camera of the frame that has one."""
-    calibrated = {camera: calibration for camera, calibration in unit.cameras if calibration}
+    calibrated = {c.camera: c.calibration for c in unit.cameras if c.calibration is not None}
     if wanted is not None:
         return calibrated.get(wanted)
     return calibrated.get(KITTI_CAMERA) or next(iter(calibrated.values()), None)

@@ -19,14 +19,20 @@ EXAMPLES = {
     "kitti": {"value": {"format": "kitti", "source": "imported", "classes": {"car": "Car"}}},
     "xtreme1": {"value": {"format": "xtreme1"}},
     "coco": {"value": {"format": "coco", "source": "default", "categories": ["car", "person"]}},
+    "nuscenes": {
+        "value": {
+            "format": "nuscenes",
+            "classes": {"car": "vehicle.car", "person": "human.pedestrian.adult"},
+        }
+    },
 }
 
 
 @router.post(
     "/datasets/{dataset_id}/exports",
     status_code=status.HTTP_202_ACCEPTED,
-    summary="Export the dataset's annotations (xtreme1, kitti, coco) to its bucket, in the "
-    "background.",
+    summary="Export the dataset's annotations (xtreme1, kitti, coco, nuscenes) to its bucket, "
+    "in the background.",
 )
 async def start_export(
     ctx: TenantDep,

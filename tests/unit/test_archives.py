@@ -8,7 +8,7 @@ import zipfile
 
 import pytest
 
-from annostack.domain.tenant_stack import CREDENTIALS_ANNOTATION, worker_deployment
+from annostack.domain.tenant_stack import CREDENTIALS_ANNOTATION, WORKER_SCRATCH, worker_deployment
 from annostack.domain.tenants import Plan, TenantNames, TenantSpec
 from annostack.services import archives
 from annostack.services.archives import (
@@ -169,3 +169,12 @@ def test_the_worker_deployment_caps_archives_at_the_storage_quota() -> None:
     assert env["ANNOSTACK_WORKER_ARCHIVE_BUDGET_BYTES"] == str(50 * 2**30)
     assert WorkerSettings.model_validate({"archive_budget_bytes": env[
         "ANNOSTACK_WORKER_ARCHIVE_BUDGET_BYTES"]}).archive_budget_bytes == 50 * 2**30  # fmt: skip
+
+
+def test_the_worker_has_a_bounded_tmp_for_export_spools() -> None:
+    deployment = worker_deployment(TenantNames(tenant="acme"), TenantSpec(display_name="A"), 1, "i")
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["volumeMounts"] == [{"name": "tmp", "mountPath": "/tmp"}]
+    assert pod["volumes"] == [{"name": "tmp", "emptyDir": {"sizeLimit": WORKER_SCRATCH}}]

@@ -15,6 +15,7 @@ from annostack.domain.errors import Invalid, NotFound
 from annostack.domain.items import ItemStatus, classify
 from annostack.domain.scenes import plan_scenes
 from annostack.domain.tenants import TenantNames
+from annostack.services.exports import frame_units
 from annostack.services.scenes import get_scene, import_scenes, list_frames
 from annostack.services.tenancy import TenantContext
 from tests.unit.test_browsing import SIGNER, connection
@@ -120,3 +121,20 @@ def test_frames_are_paged_by_index(ctx: TenantContext) -> None:
         list_frames(ctx, SIGNER, 1, "aXRlbTo0Mg", 5)  # an item cursor is not a frame cursor
     with pytest.raises(NotFound):
         get_scene(ctx, SIGNER, 404)
+
+
+def test_export_units_are_the_frames_with_their_files_and_cameras(ctx: TenantContext) -> None:
+    import_scenes(ctx, DATASET, plan_scenes(names()), files())
+    pages = list(frame_units(ctx, DATASET, None, with_cameras=True, page=5))
+    assert [len(page) for page in pages] == [5, 5, 2], "paged by keyset"
+    units = [unit for page in pages for unit in page]
+    assert [(unit.name, unit.index) for unit in units] == [(s, n) for n, s in enumerate(STEMS)]
+    first = units[0]
+    assert (first.scene, first.scene_id, first.timestamp) == ("scene_1", 1, None)
+    assert first.file_name == "scene_1/lidar_point_cloud_0/0.pcd"
+    assert first.sources == ("imported",) and units[3].sources == ()
+    (image,) = first.cameras
+    assert (image.camera, image.file_name) == ("camera_image_0", "scene_1/camera_image_0/0.jpg")
+    assert image.calibration is not None and image.calibration.intrinsics.fx == 933.4667
+    without = next(frame_units(ctx, DATASET, "imported", with_cameras=False))
+    assert without[0].cameras == () and without[0].file_name == first.file_name

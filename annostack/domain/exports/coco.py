@@ -31,7 +31,7 @@ from typing import IO
 
 import orjson
 
-from annostack.domain.annotations import AnnotationDocument, Box2DObject, PolygonObject
+from annostack.domain.annotations import AnnotationDocument, Box2DObject, ObjectBase, PolygonObject
 from annostack.domain.exports.report import Skip
 
 CHUNK = 1 * 2**20
@@ -105,7 +105,7 @@ class CocoWriter:
         stream.write((b"," if index else b"") + orjson.dumps(record))
 
 
-def class_name(obj: Box2DObject | PolygonObject) -> str | None:
+def class_name(obj: ObjectBase) -> str | None:
     """The class an object is counted under: Xtreme1's `className` if kept, else classId."""
     extra = obj.model_extra or {}
     name = extra.get("className") or obj.class_id

@@ -21,6 +21,7 @@ class ExportFormat(StrEnum):
     XTREME1 = "xtreme1"
     KITTI = "kitti"
     COCO = "coco"
+    NUSCENES = "nuscenes"
 
 
 @dataclass(frozen=True)

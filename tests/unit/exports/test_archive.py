@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import tarfile
+import tempfile
 import tracemalloc
 import zipfile
 from collections.abc import Iterator
@@ -11,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from annostack.domain.errors import Invalid
-from annostack.domain.exports.archive import ArchiveKind, write_archive
+from annostack.domain.exports.archive import ArchiveKind, Body, write_archive
 
 
 class Unseekable(io.RawIOBase):
@@ -96,3 +97,31 @@ def test_memory_stays_bounded_for_many_entries(kind: ArchiveKind) -> None:
     bound = total / 5 if kind is ArchiveKind.ZIP else 4 * 2**20
     assert peak < bound, f"peak {peak} bytes for {total} bytes of entries"
     assert sink.written > 0
+
+
+@pytest.mark.parametrize("kind", list(ArchiveKind))
+def test_a_file_body_gives_the_archive_its_bytes_would(kind: ArchiveKind) -> None:
+    name, body = ENTRIES[0]
+    spool = io.BytesIO(b"written earlier" + body)
+    spool.seek(len(b"written earlier"))  # wherever the writer left it: copied from the start
+    from_bytes, from_file = io.BytesIO(), io.BytesIO()
+    write_archive([(name, b"written earlier" + body), ENTRIES[1]], from_bytes, kind)
+    files: list[tuple[str, Body]] = [(name, spool), ENTRIES[1]]
+    write_archive(files, from_file, kind)
+    assert from_file.getvalue() == from_bytes.getvalue()
+
+
+@pytest.mark.parametrize("kind", list(ArchiveKind))
+def test_a_large_file_body_is_copied_in_chunks(kind: ArchiveKind) -> None:
+    size = 64 * 2**20
+    with tempfile.TemporaryFile() as spool:
+        for i in range(size // ENTRY_BYTES):
+            spool.write(i.to_bytes(4, "big") * (ENTRY_BYTES // 4))
+        sink = Unseekable(keep=False)
+        tracemalloc.start()
+        try:
+            write_archive([("v1.0/sample_annotation.json", spool)], sink, kind)  # type: ignore[arg-type]
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    assert peak < 8 * 2**20, f"peak {peak} bytes for a {size}-byte body"
