@@ -38,7 +38,8 @@ from annostack.adapters.tenant_tables import (
 )
 from annostack.domain.calibration import CameraCalibration
 from annostack.domain.errors import NotFound
-from annostack.domain.exports.xtreme1 import ImportedDocument, ResultError, import_result
+from annostack.domain.exports.imported import ImportedDocument, ResultError
+from annostack.domain.exports.xtreme1 import import_result
 from annostack.domain.models import CamelModel
 from annostack.domain.scenes import (
     FrameCalibration,
@@ -253,11 +254,12 @@ def _import_results(
 
 
 def _unconverted(name: str, documents: list[ImportedDocument]) -> list[Problem]:
+    """One problem for all that a file's documents keep unconverted (one format per file)."""
     skipped = [skip for imported in documents for skip in imported.skipped]
     if not skipped:
         return []
-    reason = f"{len(skipped)} object(s) annostack cannot hold (first: {skipped[0].reason}): "
-    return [Problem(name, reason + "kept as `xtreme1Unconverted`")]
+    reason = f"{len(skipped)} object(s) not converted (first: {skipped[0].reason}): "
+    return [Problem(name, reason + f"kept whole under `{documents[0].kept_under}`")]
 
 
 def _record_imported(ctx: TenantContext, written: list[tuple[int, str, str, int]]) -> None:
