@@ -4,9 +4,11 @@ Creating (`import_scenes`, run by the archive import once its entries are items,
 prefix import once its objects are): the plan (domain.scenes) names files; their items are
 found by (dataset, name) in batches, the calibration files read through `SceneFiles`, and
 scenes, frames and frame images inserted with INSERT IGNORE on their unique keys, so a
-redelivered import message ends as one that ran once. Xtreme1 results become annotation
-documents on the frame's point cloud by the converter its Xtreme1 export uses
-(domain.exports.xtreme1), one per entry of the file: source `imported`, then `imported-2`...
+redelivered import message ends as one that ran once. A frame's annotations become documents
+on its point cloud by the converters the exports use: an Xtreme1 result one per entry of the
+file (domain.exports.xtreme1: source `imported`, then `imported-2`...), KITTI labels one
+(domain.exports.kitti: source `imported`, converted from the camera frame to the LiDAR frame
+with the frame's own calib file; labels of a frame without one are a problem, not guessed).
 Each is written only if none is there (an import never overwrites a document), and indexed
 like any saved document.
 
@@ -37,8 +39,10 @@ from annostack.adapters.tenant_tables import (
     scenes,
 )
 from annostack.domain.calibration import CameraCalibration
-from annostack.domain.errors import NotFound
+from annostack.domain.errors import Invalid, NotFound
 from annostack.domain.exports.imported import ImportedDocument, ResultError
+from annostack.domain.exports.kitti import import_label_file
+from annostack.domain.exports.kitti_calib import KittiCalibration, calibration_of
 from annostack.domain.exports.xtreme1 import import_result
 from annostack.domain.models import CamelModel
 from annostack.domain.scenes import (
@@ -118,7 +122,7 @@ def import_scenes(
         scene_id = _ensure_scene(ctx, dataset_id, scene)
         _insert_frames(ctx, scene_id, kept, items)
         scene_total, frame_total = scene_total + 1, frame_total + len(kept)
-        found, written = _import_results(ctx, [f for f, _ in kept], items, files)
+        found, written = _import_annotations(ctx, kept, items, files)
         problems.extend(found)
         annotated += written
     return SceneImport(scene_total, frame_total, annotated, tuple(problems))
@@ -230,27 +234,56 @@ def _image_row(
     }
 
 
-def _import_results(
-    ctx: TenantContext, planned: list[PlannedFrame], items: dict[str, int], files: SceneFiles
+def _import_annotations(
+    ctx: TenantContext,
+    kept: list[tuple[PlannedFrame, FrameCalibration]],
+    items: dict[str, int],
+    files: SceneFiles,
 ) -> tuple[list[Problem], int]:
-    """Each frame's result as the `imported` documents of its point cloud; frames annotated."""
+    """Each frame's result or labels as the `imported` documents of its point cloud; and how
+    many frames are annotated."""
     problems, written, annotated = [], [], 0
-    for frame in planned:
-        if frame.result is None:
+    for frame, calibration in kept:
+        name = frame.result or frame.label  # one of them at most: a scene is of one layout
+        if name is None:
             continue
         try:
-            documents = import_result(files.read(frame.result), frame.stem)
+            documents = _documents(frame, calibration, files)
         except ResultError as error:
-            problems.append(Problem(frame.result, f"not imported: {error}"))
+            problems.append(Problem(name, f"not imported: {error}"))
             continue
         item_id = items[frame.point_cloud]
         for imported in documents:
             etag = files.put_new(document_key(item_id, imported.source), imported.document.body)
             written.append((item_id, imported.source, etag, imported.document.object_count))
         annotated += bool(documents)
-        problems.extend(_unconverted(frame.result, documents))
+        problems.extend(_unconverted(name, documents))
     _record_imported(ctx, written)
     return problems, annotated
+
+
+def _documents(
+    frame: PlannedFrame, calibration: FrameCalibration, files: SceneFiles
+) -> list[ImportedDocument]:
+    if frame.result is not None:
+        return import_result(files.read(frame.result), frame.stem)
+    assert frame.label is not None
+    return [import_label_file(files.read(frame.label), _labels_frame(frame, calibration))]
+
+
+def _labels_frame(frame: PlannedFrame, calibration: FrameCalibration) -> KittiCalibration:
+    """What a frame's KITTI labels are converted with: its own calib file, nothing guessed."""
+    if frame.calibration is None:
+        raise ResultError(
+            f"frame {frame.stem!r} has no calib/{frame.stem}.txt, and KITTI labels are placed "
+            "in its camera frame"
+        )
+    if calibration.kitti is None:
+        raise ResultError(f"{frame.calibration} could not be read (see its own problem)")
+    try:
+        return calibration_of(calibration.kitti)
+    except Invalid as error:
+        raise ResultError(f"{frame.calibration} cannot place them: {error}") from None
 
 
 def _unconverted(name: str, documents: list[ImportedDocument]) -> list[Problem]:
