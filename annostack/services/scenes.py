@@ -12,6 +12,9 @@ with the frame's own calib file; labels of a frame without one are a problem, no
 Each is written only if none is there (an import never overwrites a document), and indexed
 like any saved document.
 
+Listing (`list_scenes`): a dataset's scenes by keyset on their id, which is the order the
+import made them in (natural, as planned), without their frames.
+
 Reading (`get_scene`, `list_frames`): frames in index order by keyset on (scene, idx); each
 frame's point cloud and images are listed as the items listing lists them (services.browsing:
 annotation ETags, derived-file URLs signed at one instant), in four queries for any number of
@@ -63,6 +66,7 @@ from annostack.services.browsing import (
     decode_cursor,
     encode_cursor,
     listed_items,
+    require_dataset,
 )
 from annostack.services.tenancy import TenantContext
 
@@ -356,35 +360,56 @@ class FramePage(CamelModel):
     next: str | None = Field(description="Pass as `after` for the next page; None on the last.")
 
 
-class ScenePublic(CamelModel):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "id": 3,
-                    "datasetId": 1,
-                    "name": "scene_1",
-                    "layout": "xtreme1",
-                    "frameCount": 1,
-                    "createdAt": "2026-12-01T09:31:10",
-                    "frames": [_FRAME],
-                    "next": None,
-                }
-            ]
-        }
-    )
+_SCENE: JsonDict = {
+    "id": 3, "datasetId": 1, "name": "scene_1", "layout": "xtreme1", "frameCount": 1,
+    "createdAt": "2026-12-01T09:31:10",
+}  # fmt: skip
+
+
+class SceneSummary(CamelModel):
+    """A scene as its dataset's listing shows it; `GET /v1/scenes/{id}` adds its frames."""
 
     id: int
     dataset_id: int
-    name: str
+    name: str = Field(description="The folders above its layout's folders, as imported.")
     layout: Layout
     frame_count: int
     created_at: datetime
+
+
+class ScenePage(CamelModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"scenes": [_SCENE], "next": "c2NlbmU6Mw"}]}
+    )
+
+    scenes: list[SceneSummary]
+    next: str | None = Field(description="Pass as `after` for the next page; None on the last.")
+
+
+class ScenePublic(SceneSummary):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{**_SCENE, "frames": [_FRAME], "next": None}]}
+    )
+
     frames: list[FramePublic] = Field(description=f"In order; the first {MAX_PAGE}.")
     next: str | None = Field(
         description="Set only for scenes of more frames than one answer holds: pass it as "
         "`after` to `GET /v1/scenes/{id}/frames`."
     )
+
+
+def list_scenes(ctx: TenantContext, dataset_id: int, after: str | None, limit: int) -> ScenePage:
+    """A page of the dataset's scenes, in id order; NotFound if the dataset is not the caller's."""
+    start = None if after is None else decode_cursor(after, "scene")
+    query = sa.select(scenes).where(scenes.c.dataset_id == dataset_id)
+    if start is not None:
+        query = query.where(scenes.c.id > start)
+    with ctx.engine.connect() as conn:
+        require_dataset(conn, dataset_id)
+        rows = conn.execute(query.order_by(scenes.c.id).limit(limit + 1)).all()
+    listed = [SceneSummary.model_validate(row._mapping) for row in rows[:limit]]
+    next_cursor = encode_cursor(listed[-1].id, "scene") if len(rows) > limit else None
+    return ScenePage(scenes=listed, next=next_cursor)
 
 
 def get_scene(ctx: TenantContext, signer: Presigner, scene_id: int) -> ScenePublic:

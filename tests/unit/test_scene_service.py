@@ -1,5 +1,7 @@
-"""services.scenes on SQLite: a plan becomes scenes once however often it runs, read back in
-order with calibration, annotation ETags and derived-file URLs, paged by frame index."""
+"""services.scenes on SQLite: a plan becomes scenes once however often it runs (KITTI labels
+and Xtreme1 results their frames' documents), read back in order with calibration, annotation
+ETags and derived-file URLs, paged by frame index; a dataset's scenes paged by id, also through
+the route."""
 
 from __future__ import annotations
 
@@ -10,7 +12,13 @@ import orjson
 import pytest
 import sqlalchemy as sa
 
-from annostack.adapters.tenant_tables import annotation_results, data_items, datasets, metadata
+from annostack.adapters.tenant_tables import (
+    annotation_results,
+    data_items,
+    datasets,
+    metadata,
+    scenes,
+)
 from annostack.domain.annotations import AnnotationDocument, Box2DObject, Box3DObject
 from annostack.domain.errors import Invalid, NotFound
 from annostack.domain.exports.kitti import UNCONVERTED, export_labels
@@ -18,10 +26,11 @@ from annostack.domain.exports.kitti_calib import parse_calibration
 from annostack.domain.items import ItemStatus, classify
 from annostack.domain.scenes import plan_scenes
 from annostack.domain.tenants import TenantNames
-from annostack.services.scenes import get_scene, import_scenes, list_frames
+from annostack.services.browsing import encode_cursor
+from annostack.services.scenes import get_scene, import_scenes, list_frames, list_scenes
 from annostack.services.tenancy import TenantContext
 from tests.unit.exports.test_kitti import CROSSING_LINE, DONT_CARE_LINE, IMAGE
-from tests.unit.test_browsing import SIGNER, connection
+from tests.unit.test_browsing import SIGNER, connection, get
 from tests.unit.test_scenes import BOX, camera
 
 DATASET = 1
@@ -207,3 +216,70 @@ def test_each_label_that_cannot_be_imported_says_why(kitti: TenantContext) -> No
         "problem)",
         "calib/4.txt": "not a camera config: calibration has no P3",
     }
+
+
+# -- a dataset's scenes ------------------------------------------------------------------------
+
+SCENES = [f"drive_{n}" for n in range(1, 12)]  # drive_10 and drive_11 after drive_9
+
+
+@pytest.fixture
+def drives() -> Iterator[TenantContext]:
+    """Eleven one-frame scenes in the dataset, and one in another dataset of the tenant."""
+    clouds = [f"{scene}/lidar_point_cloud_0/0.pcd" for scene in SCENES]
+    context = tenant(clouds)
+    import_scenes(context, DATASET, plan_scenes(reversed(clouds)), Files({}))
+    with context.engine.begin() as conn:
+        conn.execute(datasets.insert().values(id=2, name="e", display_name="e",
+                                              data_type="POINT_CLOUD_SEQUENCE"))  # fmt: skip
+        conn.execute(scenes.insert().values(dataset_id=2, name="other", layout="xtreme1"))
+    yield context
+    context.engine.dispose()
+
+
+def test_a_datasets_scenes_page_by_id_without_gaps_or_repeats(drives: TenantContext) -> None:
+    seen, after, sizes = [], None, []
+    while True:
+        page = list_scenes(drives, DATASET, after, 4)
+        seen += page.scenes
+        sizes.append(len(page.scenes))
+        if page.next is None:
+            break
+        after = page.next
+    assert sizes == [4, 4, 3]
+    assert [scene.name for scene in seen] == SCENES, "ids in the order the import planned"
+    assert [scene.id for scene in seen] == sorted(scene.id for scene in seen)
+    assert {(s.dataset_id, s.layout, s.frame_count) for s in seen} == {(DATASET, "xtreme1", 1)}
+
+
+def test_a_last_page_that_is_exactly_full_has_no_next(drives: TenantContext) -> None:
+    assert list_scenes(drives, DATASET, None, len(SCENES)).next is None
+    last = list_scenes(drives, DATASET, None, len(SCENES) - 1)
+    assert last.next is not None
+    assert [s.name for s in list_scenes(drives, DATASET, last.next, 5).scenes] == ["drive_11"]
+    assert [s.name for s in list_scenes(drives, 2, None, 5).scenes] == ["other"]
+
+
+def test_a_scene_listing_refuses_other_cursors_and_datasets(drives: TenantContext) -> None:
+    # An item's cursor, a frame's, and `scene:0` (scene ids start at 1).
+    for cursor in (encode_cursor(3), encode_cursor(0, "frame"), "c2NlbmU6MA"):
+        with pytest.raises(Invalid, match="not a cursor this API issued"):
+            list_scenes(drives, DATASET, cursor, 5)
+    with pytest.raises(NotFound, match="dataset 77 not found"):
+        list_scenes(drives, 77, None, 5)
+
+
+def test_the_scene_listing_route_pages_and_refuses(drives: TenantContext) -> None:
+    path = f"/v1/datasets/{DATASET}/scenes"
+    first = get(drives, f"{path}?limit=10")
+    assert first.status_code == 200, first.text
+    body = first.json()
+    assert set(body["scenes"][0]) == {"id", "datasetId", "name", "layout", "frameCount",
+                                      "createdAt"}  # fmt: skip
+    rest = get(drives, f"{path}?after={body['next']}").json()
+    assert [s["name"] for s in body["scenes"] + rest["scenes"]] == SCENES
+    assert rest["next"] is None
+    assert get(drives, f"{path}?after=42").status_code == 422
+    assert get(drives, f"{path}?limit=0").status_code == 422
+    missing = get(drives, "/v1/datasets/77/scenes")
+    assert missing.status_code == 404 and missing.json() == {"detail": "dataset 77 not found"}
