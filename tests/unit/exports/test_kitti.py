@@ -17,7 +17,7 @@ import numpy as np
 import orjson
 import pytest
 
-from annostack.domain.annotations import AnnotationDocument, Box3D
+from annostack.domain.annotations import AnnotationDocument, Box3D, Box3DObject
 from annostack.domain.errors import Invalid
 from annostack.domain.exports.imported import ResultError
 from annostack.domain.exports.kitti import (
@@ -317,7 +317,7 @@ def test_a_hand_computed_label_comes_in_as_the_hand_computed_box_and_goes_back_o
     stored = AnnotationDocument.model_validate_json(result.document.body)
     (car,) = stored.objects
     assert (car.id, car.class_id, car.type) == ("kitti-1", "Car", "3D_BOX")
-    assert isinstance(car.contour, Box3D)
+    assert isinstance(car, Box3DObject)
     assert car.contour.center == pytest.approx([10.0, 2.0, -1.0], abs=1e-12)
     assert car.contour.size == [4.0, 2.0, 1.6]
     assert car.contour.rotation == pytest.approx([0.0, 0.0, -math.pi / 2], abs=1e-12)
