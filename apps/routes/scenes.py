@@ -8,7 +8,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from annostack.apps.deps import ObjectsDep, TenantDep
+from annostack.apps.deps import AfterQuery, ObjectsDep, TenantDep
 from annostack.services import scenes as service
 from annostack.services.browsing import DEFAULT_PAGE, MAX_PAGE
 from annostack.services.scenes import FramePage, ScenePage, ScenePublic
@@ -24,9 +24,7 @@ async def list_scenes(
     ctx: TenantDep,
     dataset_id: int,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="Scenes per page.")] = DEFAULT_PAGE,
-    after: Annotated[
-        str | None, Query(max_length=64, description="`next` of the previous page.")
-    ] = None,
+    after: AfterQuery = None,
 ) -> ScenePage:
     return await asyncio.to_thread(service.list_scenes, ctx, dataset_id, after, limit)
 
@@ -45,8 +43,6 @@ async def list_frames(
     io: ObjectsDep,
     scene_id: int,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="Frames per page.")] = DEFAULT_PAGE,
-    after: Annotated[
-        str | None, Query(max_length=64, description="`next` of the previous page.")
-    ] = None,
+    after: AfterQuery = None,
 ) -> FramePage:
     return await asyncio.to_thread(service.list_frames, ctx, io.presigner, scene_id, after, limit)
