@@ -317,13 +317,13 @@ def _one(files: dict[tuple[Role, str], str], role: Role) -> str | None:
     return next((name for (found, _), name in files.items() if found is role), None)
 
 
+_ANNOTATIONS = {Role.RESULT: "a result", Role.LABEL: "labels"}  # files to import, in a reason
+
+
 def _no_point_cloud(role: Role, stem: str) -> str:
     if role in _ANNOTATIONS:
         return f"{_ANNOTATIONS[role]} for frame {stem!r}, which has no point cloud: not imported"
     return f"frame {stem!r} has no point cloud: the file is kept, but in no scene"
-
-
-_ANNOTATIONS = {Role.RESULT: "a result", Role.LABEL: "labels"}
 
 
 # -- calibration -------------------------------------------------------------------------------

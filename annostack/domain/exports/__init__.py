@@ -11,7 +11,7 @@ a frame's calibration), plus what every export shares:
 | `kitti`         | KITTI 3D object labels (`label_2`) from LiDAR boxes, and back           |
 | `coco`          | COCO instances JSON for 2D boxes and polygons, written as items stream in |
 | `xtreme1`       | Xtreme1 result files to annostack documents and back, losslessly       |
-| `imported`      | what every import shares: documents checked, sources `imported`, ...  |
+| `imported`      | what the imports share: documents checked, sources named `imported`   |
 
 Design decisions shared by all of them:
 
