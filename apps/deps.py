@@ -1,4 +1,5 @@
-"""FastAPI dependencies: the caller's tenant, resolved from its token (see services.tenancy)."""
+"""FastAPI dependencies: the caller's tenant, resolved from its token (see services.tenancy),
+and the query parameters several routes share."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import asyncio
 import hmac
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.requests import HTTPConnection
 
@@ -22,6 +23,10 @@ from annostack.services.tenancy import (
     split_api_token,
     verify_api_token,
 )
+
+# `after` of every keyset-paged listing (items, scenes, frames): the opaque cursor the page
+# before answered as `next`. 64 characters hold any cursor issued (services.browsing).
+AfterQuery = Annotated[str | None, Query(max_length=64, description="`next` of the previous page.")]
 
 bearer = HTTPBearer(auto_error=False, description="An API token (ast_…) or session token (ass_…).")
 

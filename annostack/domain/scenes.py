@@ -10,17 +10,20 @@ Layouts understood (an optional root folder, and any folders above a scene, are 
 * **Xtreme1**: `[scene_N/]lidar_point_cloud_0/<s>.pcd`, `camera_image_K/<s>.jpg`,
   `camera_config/<s>.json` (calibration), `result/<s>.json` (annotations, imported).
 * **KITTI object**: `velodyne/<s>.bin`, `image_2/<s>.png` (and `image_3`), `calib/<s>.txt`,
-  `label_2/<s>.txt` (kept with the frame, not converted yet).
+  `label_2/<s>.txt` (annotations, imported with the frame's calib file, which
+  `calibrations_of` hands on read: `FrameCalibration.kitti`).
 * **KITTI raw**: `<drive>/velodyne_points/data/<s>.bin`, `<drive>/image_0N/data/<s>.png`,
-  `calib_cam_to_cam.txt` and `calib_velo_to_cam.txt` beside the drive folder (or in it).
+  `calib_cam_to_cam.txt` and `calib_velo_to_cam.txt` beside the drive folder (or in it). Raw
+  drives have no `label_2`: their annotations are a drive's `tracklet_labels.xml`, another
+  format, not read.
 
 Frames are matched by file stem and ordered naturally (`2` before `10`); scenes too.
 
 Nothing bad stops the rest: each entry that cannot take its place is a `Problem` with the
-reason — a frame without a point cloud, a result whose frame has no point cloud, two files of
-one stem in one folder (both left out: which one was meant is not ours to guess), a second
-LiDAR, a name that is not UTF-8. Entries that belong to no layout are not problems: they stay
-ordinary items.
+reason — a frame without a point cloud, a result or labels whose frame has no point cloud,
+two files of one stem in one folder (both left out: which one was meant is not ours to
+guess), a second LiDAR, a name that is not UTF-8. Entries that belong to no layout are not
+problems: they stay ordinary items.
 """
 
 from __future__ import annotations
@@ -60,7 +63,7 @@ class Role(StrEnum):
     IMAGE = "image"
     CALIBRATION = "calibration"  # per frame: an Xtreme1 camera config, a KITTI object calib
     RESULT = "result"  # annotations to import (Xtreme1)
-    LABEL = "label"  # KITTI labels: kept with the frame, not converted yet
+    LABEL = "label"  # annotations to import (KITTI object), with the frame's calibration
 
 
 @dataclass(frozen=True)
@@ -314,9 +317,12 @@ def _one(files: dict[tuple[Role, str], str], role: Role) -> str | None:
     return next((name for (found, _), name in files.items() if found is role), None)
 
 
+_ANNOTATIONS = {Role.RESULT: "a result", Role.LABEL: "labels"}  # files to import, in a reason
+
+
 def _no_point_cloud(role: Role, stem: str) -> str:
-    if role is Role.RESULT:
-        return f"a result for frame {stem!r}, which has no point cloud: not imported"
+    if role in _ANNOTATIONS:
+        return f"{_ANNOTATIONS[role]} for frame {stem!r}, which has no point cloud: not imported"
     return f"frame {stem!r} has no point cloud: the file is kept, but in no scene"
 
 
@@ -331,6 +337,9 @@ class FrameCalibration:
 
     cameras: dict[str, CameraCalibration]
     problems: tuple[Problem, ...] = ()
+    # A KITTI object frame's calib file as read (also when a camera in it is misshapen): what
+    # its labels are converted with, so the file is read once. None for the other layouts.
+    kitti: CalibEntries | None = None
 
 
 def calibrations_of(scene: PlannedScene, read: Read) -> list[FrameCalibration]:
@@ -341,16 +350,29 @@ def calibrations_of(scene: PlannedScene, read: Read) -> list[FrameCalibration]:
 
 
 def _frame_calibration(layout: Layout, frame: PlannedFrame, read: Read) -> FrameCalibration:
-    if frame.calibration is None:
+    name = frame.calibration
+    if name is None:
         return FrameCalibration({})
     try:
         if layout is Layout.XTREME1:
-            return _xtreme1_frame(frame, _json(read(frame.calibration)))
-        entries = read_calib(_text(read(frame.calibration)))
-        cameras = {image.camera: _kitti_object(entries, image.camera) for image in frame.images}
-        return FrameCalibration(cameras)
+            return _xtreme1_frame(frame, _json(read(name)))
+        entries = read_calib(_text(read(name)))
     except Invalid as error:
-        return FrameCalibration({}, (Problem(frame.calibration, f"not a camera config: {error}"),))
+        return FrameCalibration({}, (_unreadable(name, error),))
+    return _kitti_object_frame(frame, name, entries)
+
+
+def _kitti_object_frame(frame: PlannedFrame, name: str, entries: CalibEntries) -> FrameCalibration:
+    """Each camera of a KITTI object frame, and its calib file's entries for its labels."""
+    try:
+        cameras = {image.camera: _kitti_object(entries, image.camera) for image in frame.images}
+    except Invalid as error:
+        return FrameCalibration({}, (_unreadable(name, error),), kitti=entries)
+    return FrameCalibration(cameras, kitti=entries)
+
+
+def _unreadable(name: str, error: Invalid) -> Problem:
+    return Problem(name, f"not a camera config: {error}")
 
 
 def _xtreme1_frame(frame: PlannedFrame, document: object) -> FrameCalibration:

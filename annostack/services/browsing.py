@@ -37,10 +37,12 @@ from annostack.services.tenancy import TenantContext
 
 DEFAULT_PAGE = 100
 MAX_PAGE = 1000  # a page's URLs are signed in one go: 1,000 videos are 13,000 URLs
-# What follows the colon of each kind of cursor: item ids start at 1, frame indexes at 0.
+# What follows the colon of each kind of cursor: item and scene ids start at 1, frame indexes
+# at 0.
 CURSOR_FORMS = {
     "item": re.compile(r"item:([1-9][0-9]{0,18})"),
     "frame": re.compile(r"frame:(0|[1-9][0-9]{0,8})"),
+    "scene": re.compile(r"scene:([1-9][0-9]{0,18})"),
 }
 EXAMPLE_URL = "https://s3.example.com/annostack-demo/derived/42/bev.png?X-Amz-..."
 
@@ -153,7 +155,7 @@ class ItemFilter:
 
 
 def encode_cursor(position: int, of: str = "item") -> str:
-    """An opaque cursor continuing after `position` (an item id; a frame index for frames)."""
+    """An opaque cursor continuing after `position` (an item or scene id; a frame index)."""
     return base64.urlsafe_b64encode(f"{of}:{position}".encode()).decode().rstrip("=")
 
 
@@ -189,7 +191,8 @@ def items_query(
     return query if after is None else query.where(data_items.c.id > after)
 
 
-def _require_dataset(conn: sa.Connection, dataset_id: int) -> None:
+def require_dataset(conn: sa.Connection, dataset_id: int) -> None:
+    """NotFound unless the dataset is in the caller's schema (another tenant's is not)."""
     found = conn.execute(sa.select(datasets.c.id).where(datasets.c.id == dataset_id)).first()
     if found is None:
         raise NotFound(f"dataset {dataset_id} not found")
@@ -275,7 +278,7 @@ def list_items(
     """A page of the dataset's items, in id order, with their annotations and derived files."""
     start = None if after is None else decode_cursor(after)
     with ctx.engine.connect() as conn:
-        _require_dataset(conn, dataset_id)
+        require_dataset(conn, dataset_id)
         rows = conn.execute(items_query(dataset_id, filters, start, limit)).all()
         page = rows[:limit]
         listed = list(listed_items(conn, signer, ctx.connection.bucket, page).values())

@@ -4,11 +4,16 @@ Creating (`import_scenes`, run by the archive import once its entries are items,
 prefix import once its objects are): the plan (domain.scenes) names files; their items are
 found by (dataset, name) in batches, the calibration files read through `SceneFiles`, and
 scenes, frames and frame images inserted with INSERT IGNORE on their unique keys, so a
-redelivered import message ends as one that ran once. Xtreme1 results become annotation
-documents on the frame's point cloud by the converter its Xtreme1 export uses
-(domain.exports.xtreme1), one per entry of the file: source `imported`, then `imported-2`...
+redelivered import message ends as one that ran once. A frame's annotations become documents
+on its point cloud by the converters the exports use: an Xtreme1 result one per entry of the
+file (domain.exports.xtreme1: source `imported`, then `imported-2`...), KITTI labels one
+(domain.exports.kitti: source `imported`, converted from the camera frame to the LiDAR frame
+with the frame's own calib file; labels of a frame without one are a problem, not guessed).
 Each is written only if none is there (an import never overwrites a document), and indexed
 like any saved document.
+
+Listing (`list_scenes`): a dataset's scenes by keyset on their id, which is the order the
+import made them in (natural, as planned), without their frames.
 
 Reading (`get_scene`, `list_frames`): frames in index order by keyset on (scene, idx); each
 frame's point cloud and images are listed as the items listing lists them (services.browsing:
@@ -37,8 +42,11 @@ from annostack.adapters.tenant_tables import (
     scenes,
 )
 from annostack.domain.calibration import CameraCalibration
-from annostack.domain.errors import NotFound
-from annostack.domain.exports.xtreme1 import ImportedDocument, ResultError, import_result
+from annostack.domain.errors import Invalid, NotFound
+from annostack.domain.exports.imported import ImportedDocument, ResultError
+from annostack.domain.exports.kitti import import_label_file
+from annostack.domain.exports.kitti_calib import KittiCalibration, calibration_of
+from annostack.domain.exports.xtreme1 import import_result
 from annostack.domain.models import CamelModel
 from annostack.domain.scenes import (
     FrameCalibration,
@@ -58,6 +66,7 @@ from annostack.services.browsing import (
     decode_cursor,
     encode_cursor,
     listed_items,
+    require_dataset,
 )
 from annostack.services.tenancy import TenantContext
 
@@ -117,7 +126,7 @@ def import_scenes(
         scene_id = _ensure_scene(ctx, dataset_id, scene)
         _insert_frames(ctx, scene_id, kept, items)
         scene_total, frame_total = scene_total + 1, frame_total + len(kept)
-        found, written = _import_results(ctx, [f for f, _ in kept], items, files)
+        found, written = _import_annotations(ctx, kept, items, files)
         problems.extend(found)
         annotated += written
     return SceneImport(scene_total, frame_total, annotated, tuple(problems))
@@ -229,35 +238,65 @@ def _image_row(
     }
 
 
-def _import_results(
-    ctx: TenantContext, planned: list[PlannedFrame], items: dict[str, int], files: SceneFiles
+def _import_annotations(
+    ctx: TenantContext,
+    kept: list[tuple[PlannedFrame, FrameCalibration]],
+    items: dict[str, int],
+    files: SceneFiles,
 ) -> tuple[list[Problem], int]:
-    """Each frame's result as the `imported` documents of its point cloud; frames annotated."""
+    """Each frame's result or labels as the `imported` documents of its point cloud; and how
+    many frames are annotated."""
     problems, written, annotated = [], [], 0
-    for frame in planned:
-        if frame.result is None:
+    for frame, calibration in kept:
+        name = frame.result or frame.label  # one of them at most: a scene is of one layout
+        if name is None:
             continue
         try:
-            documents = import_result(files.read(frame.result), frame.stem)
+            documents = _documents(frame, calibration, files)
         except ResultError as error:
-            problems.append(Problem(frame.result, f"not imported: {error}"))
+            problems.append(Problem(name, f"not imported: {error}"))
             continue
         item_id = items[frame.point_cloud]
         for imported in documents:
             etag = files.put_new(document_key(item_id, imported.source), imported.document.body)
             written.append((item_id, imported.source, etag, imported.document.object_count))
         annotated += bool(documents)
-        problems.extend(_unconverted(frame.result, documents))
+        problems.extend(_unconverted(name, documents))
     _record_imported(ctx, written)
     return problems, annotated
 
 
+def _documents(
+    frame: PlannedFrame, calibration: FrameCalibration, files: SceneFiles
+) -> list[ImportedDocument]:
+    if frame.result is not None:
+        return import_result(files.read(frame.result), frame.stem)
+    assert frame.label is not None
+    return [import_label_file(files.read(frame.label), _labels_frame(frame, calibration))]
+
+
+def _labels_frame(frame: PlannedFrame, calibration: FrameCalibration) -> KittiCalibration:
+    """What a frame's KITTI labels are converted with: its own calib file, nothing guessed."""
+    if frame.calibration is None:
+        raise ResultError(
+            f"frame {frame.stem!r} has no calib/{frame.stem}.txt, and KITTI labels are placed "
+            "in its camera frame"
+        )
+    if calibration.kitti is None:
+        raise ResultError(f"{frame.calibration} could not be read (see its own problem)")
+    try:
+        return calibration_of(calibration.kitti)
+    except Invalid as error:
+        raise ResultError(f"{frame.calibration} cannot place them: {error}") from None
+
+
 def _unconverted(name: str, documents: list[ImportedDocument]) -> list[Problem]:
+    """One problem for all that a file's documents keep unconverted (one format per file)."""
     skipped = [skip for imported in documents for skip in imported.skipped]
     if not skipped:
         return []
-    reason = f"{len(skipped)} object(s) annostack cannot hold (first: {skipped[0].reason}): "
-    return [Problem(name, reason + "kept as `xtreme1Unconverted`")]
+    reason = f"{len(skipped)} object(s) not converted (first: {skipped[0].reason}): "
+    return [Problem(name, reason + f"kept whole under `{documents[0].kept_under}`")]
 
 
 def _record_imported(ctx: TenantContext, written: list[tuple[int, str, str, int]]) -> None:
@@ -321,35 +360,56 @@ class FramePage(CamelModel):
     next: str | None = Field(description="Pass as `after` for the next page; None on the last.")
 
 
-class ScenePublic(CamelModel):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "id": 3,
-                    "datasetId": 1,
-                    "name": "scene_1",
-                    "layout": "xtreme1",
-                    "frameCount": 1,
-                    "createdAt": "2026-12-01T09:31:10",
-                    "frames": [_FRAME],
-                    "next": None,
-                }
-            ]
-        }
-    )
+_SCENE: JsonDict = {
+    "id": 3, "datasetId": 1, "name": "scene_1", "layout": "xtreme1", "frameCount": 1,
+    "createdAt": "2026-12-01T09:31:10",
+}  # fmt: skip
+
+
+class SceneSummary(CamelModel):
+    """A scene as its dataset's listing shows it; `GET /v1/scenes/{id}` adds its frames."""
 
     id: int
     dataset_id: int
-    name: str
+    name: str = Field(description="The folders above its layout's folders, as imported.")
     layout: Layout
     frame_count: int
     created_at: datetime
+
+
+class ScenePage(CamelModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"scenes": [_SCENE], "next": "c2NlbmU6Mw"}]}
+    )
+
+    scenes: list[SceneSummary]
+    next: str | None = Field(description="Pass as `after` for the next page; None on the last.")
+
+
+class ScenePublic(SceneSummary):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{**_SCENE, "frames": [_FRAME], "next": None}]}
+    )
+
     frames: list[FramePublic] = Field(description=f"In order; the first {MAX_PAGE}.")
     next: str | None = Field(
         description="Set only for scenes of more frames than one answer holds: pass it as "
         "`after` to `GET /v1/scenes/{id}/frames`."
     )
+
+
+def list_scenes(ctx: TenantContext, dataset_id: int, after: str | None, limit: int) -> ScenePage:
+    """A page of the dataset's scenes, in id order; NotFound if the dataset is not the caller's."""
+    start = None if after is None else decode_cursor(after, "scene")
+    query = sa.select(scenes).where(scenes.c.dataset_id == dataset_id)
+    if start is not None:
+        query = query.where(scenes.c.id > start)
+    with ctx.engine.connect() as conn:
+        require_dataset(conn, dataset_id)
+        rows = conn.execute(query.order_by(scenes.c.id).limit(limit + 1)).all()
+    listed = [SceneSummary.model_validate(row._mapping) for row in rows[:limit]]
+    next_cursor = encode_cursor(listed[-1].id, "scene") if len(rows) > limit else None
+    return ScenePage(scenes=listed, next=next_cursor)
 
 
 def get_scene(ctx: TenantContext, signer: Presigner, scene_id: int) -> ScenePublic:

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 
-from annostack.apps.deps import ObjectsDep, TenantDep
+from annostack.apps.deps import AfterQuery, ObjectsDep, TenantDep
 from annostack.domain.items import FileKind, ItemStatus
 from annostack.services import browsing
 from annostack.services import datasets as service
@@ -55,9 +55,7 @@ async def list_items(
     io: ObjectsDep,
     dataset_id: int,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="Items per page.")] = DEFAULT_PAGE,
-    after: Annotated[
-        str | None, Query(max_length=64, description="`next` of the previous page.")
-    ] = None,
+    after: AfterQuery = None,
     status: Annotated[
         list[ItemStatus] | None, Query(description="Only items in these statuses (repeatable).")
     ] = None,

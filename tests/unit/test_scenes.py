@@ -14,12 +14,8 @@ from annostack.domain.calibration import (
     parse_xtreme1_config,
 )
 from annostack.domain.errors import Invalid
-from annostack.domain.exports.xtreme1 import (
-    UNCONVERTED,
-    ResultError,
-    import_result,
-    result_to_xtreme1,
-)
+from annostack.domain.exports.imported import ResultError
+from annostack.domain.exports.xtreme1 import UNCONVERTED, import_result, result_to_xtreme1
 from annostack.domain.kitti_calib import read_calib
 from annostack.domain.scenes import (
     Layout,

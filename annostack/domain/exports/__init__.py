@@ -13,6 +13,7 @@ a frame's calibration), plus what every export shares:
 | `nuscenes`          | nuScenes-devkit tables of 3D boxes and tracks, written as frames come |
 | `nuscenes_geometry` | nuScenes' sizes, quaternions and sensor poses of our boxes, cameras |
 | `xtreme1`           | Xtreme1 result files to annostack documents and back, losslessly   |
+| `imported`          | what the imports share: documents checked, sources named `imported` |
 
 Design decisions shared by all of them:
 

@@ -36,12 +36,24 @@ Conventions, and why:
   (case-insensitive). Objects with no type, with no 3D box, or of other types, are skipped
   and listed in the report. 2D boxes of class DontCare are written as DontCare regions.
 
-The import (`import_labels`) inverts all of this exactly (to 1e-9: LiDAR -> KITTI -> LiDAR
-is tested), so a KITTI frame goes in and comes out with the same 3D values. The 2D box and
-alpha are recomputed from the 3D box on export, so they differ from KITTI's own (its boxes
-were drawn around the visible object; its alpha came from unrounded values, 0.01 off); the
-originals are kept on the imported object under `kitti`. Lines with no 3D box (DontCare,
-or dimensions of -1) come in as 2D RECTANGLE objects.
+The import (`document_from_labels`; `import_label_file` for a dataset import's
+`label_2/<frame>.txt`, with the frame's own `calib/<frame>.txt`) inverts all of this exactly
+(to 1e-9: LiDAR -> KITTI -> LiDAR is tested), so a KITTI frame goes in and comes out with the
+same 3D values. Line n becomes object `kitti-<n>` (n counts every line of the file, from 1),
+of class its type. What the 3D box does not hold is kept on the object, nothing dropped:
+
+* `attributes`: truncated and occluded (the export writes them back).
+* `kitti`: alpha and the 2D box (the export recomputes both from the 3D box, so they differ
+  from KITTI's own: its boxes were drawn around the visible object, its alpha came from
+  unrounded values, 0.01 off), and a detection's score (a 16th value) if there is one.
+* Lines with no 3D box (DontCare, or a dimension of -1) come in as 2D RECTANGLE objects on
+  their image_2 box; their dimensions, location and rotation_y (DontCare's are the devkit's
+  placeholders -1, -1000, -10) are kept under `kitti` too. DontCare regions go back out as
+  DontCare lines.
+* A line that does not parse (a wrong count, a word where a number belongs, a 2D box whose
+  right edge is left of its left one) is kept verbatim under the document's
+  `kittiUnconverted`, `{"line": n, "text": ...}`, and listed as a `Skip` naming the line;
+  the other lines are imported.
 """
 
 from __future__ import annotations
@@ -49,11 +61,19 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from annostack.domain.annotations import AnnotationDocument, Box2DObject, Box3D, Box3DObject
+from annostack.domain.annotations import (
+    MAX_DOCUMENT_BYTES,
+    AnnotationDocument,
+    Box2DObject,
+    Box3D,
+    Box3DObject,
+)
 from annostack.domain.errors import Invalid
+from annostack.domain.exports.imported import ImportedDocument, ResultError, checked_import
 from annostack.domain.exports.kitti_calib import KittiCalibration, Matrix
 from annostack.domain.exports.report import Skip
 
@@ -63,6 +83,8 @@ _CANONICAL = {name.lower(): name for name in KITTI_TYPES}
 DONT_CARE = "DontCare"
 MIN_DEPTH = 0.01  # m: a corner nearer the image plane than this projects to infinity
 LEVEL = 1e-6  # rad: roll or pitch below this is taken as none (float noise of an editor)
+UNCONVERTED = "kittiUnconverted"
+JSON = dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -75,11 +97,13 @@ class KittiLabel:
     dimensions: tuple[float, float, float]  # height, width, length (m)
     location: tuple[float, float, float]  # bottom centre in the rectified camera frame (m)
     rotation_y: float
+    score: float | None = None  # a detection's 16th value; labels have none
 
     def line(self) -> str:
         values = (self.alpha, *self.bbox, *self.dimensions, *self.location, self.rotation_y)
+        score = () if self.score is None else (_fixed(self.score),)
         return " ".join(
-            [self.type, _fixed(self.truncated), str(self.occluded), *map(_fixed, values)]
+            [self.type, _fixed(self.truncated), str(self.occluded), *map(_fixed, values), *score]
         )
 
     @property
@@ -94,7 +118,12 @@ def _fixed(value: float) -> str:
 
 def parse_labels(text: str) -> list[KittiLabel]:
     """Every line of a label file; Invalid naming the first line that is not a label."""
-    return [_parse_label(line, n) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+    return [_parse_label(line, number) for number, line in _lines(text)]
+
+
+def _lines(text: str) -> list[tuple[int, str]]:
+    """The lines that are not blank, each with its number in the file (from 1)."""
+    return [(number, line) for number, line in enumerate(text.splitlines(), 1) if line.strip()]
 
 
 def _parse_label(line: str, number: int) -> KittiLabel:
@@ -102,7 +131,7 @@ def _parse_label(line: str, number: int) -> KittiLabel:
     if len(fields) not in (15, 16):  # 16: a detection's score
         raise Invalid(f"label line {number} has {len(fields)} values, not 15")
     try:
-        v = [float(field) for field in fields[1:15]]
+        v = [float(field) for field in fields[1:]]
         occluded = int(fields[2])
     except ValueError as error:
         raise Invalid(f"label line {number}: {error}") from error
@@ -110,7 +139,7 @@ def _parse_label(line: str, number: int) -> KittiLabel:
         raise Invalid(f"label line {number} holds a non-finite number")
     return KittiLabel(
         fields[0], v[0], occluded, v[2], (v[3], v[4], v[5], v[6]), (v[7], v[8], v[9]),
-        (v[10], v[11], v[12]), v[13],
+        (v[10], v[11], v[12]), v[13], v[14] if len(v) == 15 else None,
     )  # fmt: skip
 
 
@@ -298,18 +327,47 @@ def _dont_care(obj: Box2DObject) -> KittiLabel:
     return KittiLabel(DONT_CARE, -1, -1, -10, bbox, (-1, -1, -1), (-1000, -1000, -1000), -10)
 
 
-def import_labels(text: str, calibration: KittiCalibration) -> list[dict[str, object]]:
-    """A label file as annostack objects (JSON values), ids `kitti-<line>`."""
-    return [_object(n, label, calibration) for n, label in enumerate(parse_labels(text))]
+def document_from_labels(text: str, calibration: KittiCalibration) -> tuple[JSON, list[Skip]]:
+    """A label file as an annostack document (JSON values); a Skip per line kept unconverted."""
+    objects: list[JSON] = []
+    unconverted: list[JSON] = []
+    skipped: list[Skip] = []
+    for number, line in _lines(text):
+        try:
+            objects.append(_object(number, _parse_label(line, number), calibration))
+        except Invalid as error:
+            unconverted.append({"line": number, "text": line})
+            skipped.append(Skip(None, None, str(error)))
+    document: JSON = {"objects": objects}
+    if unconverted:
+        document[UNCONVERTED] = unconverted
+    return document, skipped
 
 
-def _object(number: int, label: KittiLabel, calibration: KittiCalibration) -> dict[str, object]:
-    kept = {"alpha": label.alpha, "bbox": list(label.bbox)}
+def import_label_file(body: bytes, calibration: KittiCalibration) -> ImportedDocument:
+    """A `label_2/<frame>.txt` as the frame's `imported` document, converted with its calib."""
+    if len(body) > MAX_DOCUMENT_BYTES:  # its document would be larger still: not parsed at all
+        raise ResultError(f"{len(body)} bytes; a label file is at most {MAX_DOCUMENT_BYTES}")
+    try:
+        text = body.decode()
+    except UnicodeDecodeError:
+        raise ResultError("not UTF-8 text") from None
+    return checked_import(0, *document_from_labels(text, calibration), UNCONVERTED)
+
+
+def _object(number: int, label: KittiLabel, calibration: KittiCalibration) -> JSON:
+    kept: JSON = {"alpha": label.alpha, "bbox": list(label.bbox)}
+    if label.score is not None:
+        kept["score"] = label.score
     attributes = {"truncated": label.truncated, "occluded": label.occluded}
     common = {"id": f"kitti-{number}", "classId": label.type, "attributes": attributes}
     if label.has_3d:
         box = box_of_label(label, calibration).model_dump()
         return {**common, "type": "3D_BOX", "contour": box, "kitti": kept}
     left, top, right, bottom = label.bbox
+    if right < left or bottom < top:
+        raise Invalid(f"label line {number}: the 2D box ends before it starts")
     contour = {"x": left, "y": top, "width": right - left, "height": bottom - top}
+    kept |= {"dimensions": list(label.dimensions), "location": list(label.location),
+             "rotationY": label.rotation_y}  # fmt: skip
     return {**common, "type": "RECTANGLE", "contour": contour, "kitti": kept}

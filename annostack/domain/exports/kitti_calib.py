@@ -27,7 +27,7 @@ import numpy as np
 import numpy.typing as npt
 
 from annostack.domain.errors import Invalid
-from annostack.domain.kitti_calib import matrix, read_calib
+from annostack.domain.kitti_calib import CalibEntries, matrix, read_calib
 
 Matrix = npt.NDArray[np.float64]
 
@@ -89,7 +89,11 @@ def calibration_from_camera(intrinsics: Matrix, lidar_to_camera: Matrix) -> Kitt
 
 def parse_calibration(text: str) -> KittiCalibration:
     """A calib file's matrices; Invalid naming the line or matrix that is wrong."""
-    entries = read_calib(text)
+    return calibration_of(read_calib(text))
+
+
+def calibration_of(entries: CalibEntries) -> KittiCalibration:
+    """The matrices of a calib file already read (a scene import reads each file once)."""
     missing = [name for name in REQUIRED if name not in entries]
     if missing:
         raise Invalid(f"calibration has no {', '.join(missing)}")

@@ -45,21 +45,20 @@ compares serialised bytes.
 
 A dataset import (`import_result`, used for the `result/` files of an Xtreme1 archive or
 prefix) reads a file with these functions and checks each document as any saved one is
-(`ResultError` if the file does not parse or a document does not validate). Entry n of the
-file becomes source `imported` (n = 0) or `imported-<n+1>`: one document per entry, never
-merged, so exporting a frame's documents in source order gives the file back.
+(domain.exports.imported: `ResultError` if the file does not parse or a document does not
+validate). Entry n of the file becomes source `imported` (n = 0) or `imported-<n+1>`: one
+document per entry, never merged, so exporting a frame's documents in source order gives the
+file back.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
-from annostack.domain.annotations import MAX_OBJECT_ID, CheckedDocument, check_document, parse_json
-from annostack.domain.errors import Invalid, TooLarge
+from annostack.domain.annotations import MAX_OBJECT_ID, parse_json
+from annostack.domain.errors import Invalid
+from annostack.domain.exports.imported import ImportedDocument, ResultError, checked_import
 from annostack.domain.exports.report import Skip
 
 JSON = dict[str, Any]
@@ -76,7 +75,6 @@ TYPES = {"3D_BOX": "3D_BOX", "3d": "3D_BOX", "POLYGON": "POLYGON", "polygon": "P
 EXPORTED_AS = {"3D_BOX": "3D_BOX", "POLYGON": "POLYGON", "POLYLINE": "POLYLINE",
                "RECTANGLE": "BOUNDING_BOX", "2D_BOX": "BOUNDING_BOX"}  # fmt: skip
 LINE_TYPES = {"POLYGON": 3, "POLYLINE": 2}  # and the points each needs (annostack's minimum)
-IMPORTED_SOURCE = "imported"
 TYPE_KEY = "xtreme1Type"
 UNCONVERTED = "xtreme1Unconverted"
 GENERATED_ID = "xtreme1GeneratedId"
@@ -217,37 +215,16 @@ def _line_from_xtreme1(contour: JSON, minimum: int) -> JSON:
 # -- a dataset's imported results ------------------------------------------------------------
 
 
-class ResultError(ValueError):
-    """A result file that cannot become annotation documents; the message says why."""
-
-
-@dataclass(frozen=True)
-class ImportedDocument:
-    source: str  # `imported` for the file's first entry, `imported-<n>` for its n-th
-    document: CheckedDocument  # checked as any saved document is
-    skipped: list[Skip]  # objects kept under `xtreme1Unconverted`, and why
-
-
 def import_result(body: bytes, stem: str) -> list[ImportedDocument]:
     """A `result/<stem>.json` as checked documents; ids of objects without one from `stem`."""
     try:
         converted = result_from_xtreme1(parse_json(body), id_prefix=stem)
     except Invalid as error:
         raise ResultError(str(error)) from None
-    return [_checked(position, *pair) for position, pair in enumerate(converted)]
-
-
-def imported_source(position: int) -> str:
-    """The source of the file's entry at `position` (0-based)."""
-    return IMPORTED_SOURCE if position == 0 else f"{IMPORTED_SOURCE}-{position + 1}"
-
-
-def _checked(position: int, document: JSON, skipped: list[Skip]) -> ImportedDocument:
-    try:
-        checked = check_document(orjson.dumps(document))
-    except (Invalid, TooLarge) as error:
-        raise ResultError(f"not a valid annotation document once converted: {error}") from None
-    return ImportedDocument(imported_source(position), checked, skipped)
+    return [
+        checked_import(position, document, skipped, UNCONVERTED)
+        for position, (document, skipped) in enumerate(converted)
+    ]
 
 
 # -- annostack -> Xtreme1 ---------------------------------------------------------------------

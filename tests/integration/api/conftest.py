@@ -50,6 +50,13 @@ def owner(provisioner: TenantProvisioner, directory: TenantDirectory) -> Iterato
 
 
 @pytest.fixture(scope="module")
+def stranger(provisioner: TenantProvisioner, directory: TenantDirectory) -> Iterator[ApiTenant]:
+    """Another tenant of the module's own, for a 404 on `owner`'s ids: ids are per tenant
+    schema, so a busy `tenant_b` may well have a dataset 1 of its own and answer 200."""
+    yield from _tenant(provisioner, directory)
+
+
+@pytest.fixture(scope="module")
 def worker(owner: ApiTenant, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerProcess]:
     """A worker on the host consuming `owner`'s topics for the module."""
     process = WorkerProcess(owner.context.connection, tmp_path_factory.mktemp("wk") / "worker.log")

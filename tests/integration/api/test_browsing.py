@@ -2,15 +2,14 @@
 real worker, listed with every filter and across pages, their derived files fetched through
 the pre-signed URLs of the listing, and another tenant refused.
 
-Two tenants of its own (not the session's `tenant_a`/`tenant_b`): a worker consumes the owner's
-topics for the length of a test, and the other's dataset ids must not collide with the owner's
-(ids are per tenant schema, so a busy `tenant_b` may well have a dataset 1 of its own).
+Two tenants of its own (conftest's `owner` and `stranger`, not the session's `tenant_a` and
+`tenant_b`): a worker consumes the owner's topics for the module, and the other's dataset ids
+must not collide with the owner's.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,12 +18,8 @@ import orjson
 import pytest
 
 from annostack.domain.pointclouds import read_pcd
-from annostack.domain.tenants import DeletionPolicy, TenantSpec
-from annostack.services.tenancy import TenantDirectory, create_api_token
-from annostack.services.tenants import TenantProvisioner
 from tests.integration.api.conftest import ApiTenant
 from tests.integration.api.test_api import document
-from tests.integration.conftest import provision
 from tests.integration.workloads import WorkerProcess, jpeg, small_cloud
 from tests.support import wait_for
 
@@ -34,19 +29,6 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 JPEG_SIGNATURE = b"\xff\xd8\xff"
 # WorkerProcess splits clouds above 1,500 points: the big one gets the optional split files.
 BIG_POINTS, SMALL_POINTS = 3000, 1000
-
-
-def _tenant(provisioner: TenantProvisioner, directory: TenantDirectory) -> Iterator[ApiTenant]:
-    name = f"brw{uuid.uuid4().hex[:8]}"
-    provision(provisioner, name, TenantSpec(display_name=name))
-    context = directory.get(name)
-    yield ApiTenant(name, create_api_token(context, "browsing-tests"), context)
-    provisioner.teardown(name, DeletionPolicy.DELETE)
-
-
-@pytest.fixture(scope="module")
-def stranger(provisioner: TenantProvisioner, directory: TenantDirectory) -> Iterator[ApiTenant]:
-    yield from _tenant(provisioner, directory)
 
 
 @dataclass(frozen=True)

@@ -1,16 +1,20 @@
 """Scenes on the real stack: an Xtreme1 archive unpacked by a real worker (as its tenant's own
 database user) and a KITTI prefix registered as the operator registers it, both read back
-through the API — frames in order, calibration attached, imported annotations loadable through
-the batch endpoint — and each bad entry reported with its reason while the rest is imported.
+through the API — a dataset's scenes listed, frames in order, calibration attached, imported
+annotations (Xtreme1 results, KITTI labels as LiDAR boxes) loadable through the batch
+endpoint — and each bad entry reported with its reason while the rest is imported.
 
-A tenant of its own, as test_browsing has: a worker consumes its topics for the module.
+A tenant of its own, as test_browsing has: a worker consumes its topics for the module; and
+another (`stranger`) that must not see its scenes.
 """
 
 from __future__ import annotations
 
 import io
+import math
 import uuid
 import zipfile
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -22,7 +26,7 @@ import sqlalchemy as sa
 from annostack.adapters.object_store import ObjectStoreAdmin
 from annostack.adapters.tenant_tables import scenes
 from annostack.domain.processing import ImportSource
-from annostack.services.dataset_imports import import_source
+from annostack.services.dataset_imports import ImportResult, import_source
 from annostack.services.uploads import UploadRequest, register_item
 from annostack.settings import Settings
 from tests.integration.api.conftest import ApiTenant
@@ -189,24 +193,45 @@ def test_bad_entries_are_reported_and_frames_page_by_index(
     assert refused.status_code == 422
 
 
-def test_a_kitti_prefix_becomes_a_scene_with_calibration(
-    api: httpx.Client, owner: ApiTenant, stack_settings: Settings
-) -> None:
+KITTI_CALIB = (
+    "P0: 700 0 600 0 0 700 180 0 0 0 1 0\nP1: 700 0 600 -380 0 700 180 0 0 0 1 0\n"
+    "P2: 700 0 600 42 0 700 180 7 0 0 1 0.5\nP3: 700 0 600 -340 0 700 180 2 0 0 1 0.003\n"
+    "R0_rect: 1 0 0 0 1 0 0 0 1\nTr_velo_to_cam: 0 -1 0 0 0 0 -1 -0.08 1 0 0 -0.27\n"
+)
+CAR_LABEL = "Car 0 0 -1.5 100 100 200 200 1.5 1.6 4.0 2 1.6 10 -1.6"
+# By hand: R0_rect = I and Tr_velo_to_cam = [R|t] with the ideal axis swap (x_cam = -y_velo,
+# y_cam = -z_velo, z_cam = x_velo), t = (0, -0.08, -0.27). The label's bottom centre
+# (2, 1.6, 10) is R^T (p - t) = (10 + 0.27, -2, -(1.6 + 0.08)) = (10.27, -2, -1.68) in the
+# LiDAR frame; the box's centre is h/2 = 0.75 above it. Size: l, w, h from KITTI's h w l
+# = 1.5 1.6 4.0. Yaw: -rotation_y - pi/2 for the ideal rotation.
+CAR_BOX = {"center": [10.27, -2.0, -0.93], "size": [4.0, 1.6, 1.5],
+           "rotation": [0.0, 0.0, 1.6 - math.pi / 2]}  # fmt: skip
+DONT_CARE_LABEL = "DontCare -1 -1 -10 503.89 169.71 590.61 190.13 -1 -1 -1 -1000 -1000 -1000 -10"
+
+
+@dataclass(frozen=True)
+class KittiImport:
+    dataset: int
+    result: ImportResult
+
+
+@pytest.fixture(scope="module")
+def kitti(api: httpx.Client, owner: ApiTenant, stack_settings: Settings) -> KittiImport:
+    """A KITTI object prefix registered as the operator registers it. Frames 000002 and 000010
+    are whole (000010's labels with a line that does not parse), 000007 has no calib file, and
+    000005 only labels."""
     dataset = new_dataset(api, owner)
     prefix = f"kitti-{uuid.uuid4().hex[:6]}/"
-    calib = (
-        "P0: 700 0 600 0 0 700 180 0 0 0 1 0\nP1: 700 0 600 -380 0 700 180 0 0 0 1 0\n"
-        "P2: 700 0 600 42 0 700 180 7 0 0 1 0.5\nP3: 700 0 600 -340 0 700 180 2 0 0 1 0.003\n"
-        "R0_rect: 1 0 0 0 1 0 0 0 1\nTr_velo_to_cam: 0 -1 0 0 0 0 -1 -0.08 1 0 0 -0.27\n"
-    )
     files = {}
-    for stem in ("000010", "000002"):
+    for stem in ("000010", "000002", "000007"):
         files[f"training/velodyne/{stem}.bin"] = small_cloud_bin()
         files[f"training/image_2/{stem}.png"] = jpeg()
-        files[f"training/calib/{stem}.txt"] = calib.encode()
-        files[f"training/label_2/{stem}.txt"] = (
-            b"Car 0 0 -1.5 100 100 200 200 1.5 1.6 4.0 2 1.6 10 -1.6\n"
-        )
+    for stem in ("000010", "000002"):
+        files[f"training/calib/{stem}.txt"] = KITTI_CALIB.encode()
+    files["training/label_2/000002.txt"] = f"{CAR_LABEL}\n{DONT_CARE_LABEL}\n".encode()
+    files["training/label_2/000010.txt"] = f"{CAR_LABEL}\nCar 0 0\n".encode()
+    files["training/label_2/000007.txt"] = f"{CAR_LABEL}\n".encode()
+    files["training/label_2/000005.txt"] = f"{CAR_LABEL}\n".encode()
     store = ObjectStoreAdmin(stack_settings.s3).client
     bucket = owner.context.connection.bucket
     for name, body in files.items():
@@ -215,12 +240,18 @@ def test_a_kitti_prefix_becomes_a_scene_with_calibration(
     result = import_source(
         owner.context, dataset, "POINT_CLOUD_SEQUENCE", ImportSource(s3_prefix=prefix)
     )
-    assert result.scenes is not None and (result.scenes.scenes, result.scenes.frames) == (1, 2)
-    assert result.scenes.problems == ()
-    (scene_id,) = scene_ids(owner, dataset).values()
+    return KittiImport(dataset, result)
+
+
+def test_a_kitti_prefix_becomes_a_scene_with_calibration(
+    api: httpx.Client, owner: ApiTenant, kitti: KittiImport
+) -> None:
+    made = kitti.result.scenes
+    assert made is not None and (made.scenes, made.frames, made.annotations) == (1, 3, 2)
+    (scene_id,) = scene_ids(owner, kitti.dataset).values()
     scene = get(api, owner, f"/v1/scenes/{scene_id}")
     assert (scene["name"], scene["layout"]) == ("training", "kitti-object")
-    assert [f["name"] for f in scene["frames"]] == ["000002", "000010"]
+    assert [f["name"] for f in scene["frames"]] == ["000002", "000007", "000010"]
     (image,) = scene["frames"][0]["images"]
     assert image["camera"] == "image_2" and image["item"]["name"] == "training/image_2/000002.png"
     calibration = image["calibration"]
@@ -229,6 +260,70 @@ def test_a_kitti_prefix_becomes_a_scene_with_calibration(
     assert calibration["extrinsics"][3] == pytest.approx((42 - 600 * 0.5) / 700)
     assert calibration["extrinsics"][11] == pytest.approx(-0.27 + 0.5)
     assert calibration["width"] is None, "KITTI object calib files do not say"
+    assert scene["frames"][1]["images"][0]["calibration"] is None, "000007 has no calib file"
+
+
+def test_kitti_labels_load_through_the_batch_endpoint_as_lidar_boxes(
+    api: httpx.Client, owner: ApiTenant, kitti: KittiImport
+) -> None:
+    (scene_id,) = scene_ids(owner, kitti.dataset).values()
+    clouds = [frame["pointCloud"] for frame in get(api, owner, f"/v1/scenes/{scene_id}")["frames"]]
+    indexed = [[(a["source"], a["objectCount"]) for a in cloud["annotations"]] for cloud in clouds]
+    assert indexed == [[("imported", 2)], [], [("imported", 1)]]
+    loaded = api.post(
+        "/v1/annotations/batch-load",
+        json={"source": "imported", "itemIds": [cloud["id"] for cloud in clouds]},
+        headers=owner.auth,
+    )
+    assert loaded.status_code == 200, loaded.text
+    first, missing, last = loaded.json()["results"]
+    assert (first["status"], missing["status"], last["status"]) == (200, 404, 200)
+    assert first["etag"] == clouds[0]["annotations"][0]["etag"]
+    car, region = first["document"]["objects"]
+    assert (car["id"], car["type"], car["classId"]) == ("kitti-1", "3D_BOX", "Car")
+    for key, expected in CAR_BOX.items():
+        assert car["contour"][key] == pytest.approx(expected, abs=1e-9), key
+    assert car["attributes"] == {"truncated": 0, "occluded": 0}
+    assert car["kitti"] == {"alpha": -1.5, "bbox": [100, 100, 200, 200]}
+    assert (region["id"], region["type"], region["classId"]) == ("kitti-2", "RECTANGLE", "DontCare")
+    assert region["contour"] == pytest.approx(
+        {"x": 503.89, "y": 169.71, "width": 86.72, "height": 20.42}
+    )
+    (only,) = last["document"]["objects"]
+    assert only["id"] == "kitti-1" and only["contour"]["center"] == pytest.approx(CAR_BOX["center"])
+    assert last["document"]["kittiUnconverted"] == [{"line": 2, "text": "Car 0 0"}]
+
+
+def test_kitti_labels_that_cannot_be_imported_are_reported(kitti: KittiImport) -> None:
+    assert kitti.result.scenes is not None
+    found = {problem.name: problem.reason for problem in kitti.result.scenes.problems}
+    assert set(found) == {f"training/label_2/{stem}.txt" for stem in ("000005", "000007", "000010")}
+    assert "has no point cloud: not imported" in found["training/label_2/000005.txt"]
+    assert "has no calib/000007.txt" in found["training/label_2/000007.txt"]
+    assert "label line 2 has 3 values" in found["training/label_2/000010.txt"]
+
+
+def test_a_datasets_scenes_are_listed_in_pages_and_only_to_its_tenant(
+    api: httpx.Client, owner: ApiTenant, stranger: ApiTenant, imported: tuple[int, int]
+) -> None:
+    dataset, _ = imported
+    path = f"/v1/datasets/{dataset}/scenes"
+    first = get(api, owner, path, limit=1)
+    rest = get(api, owner, path, limit=1, after=first["next"])
+    assert rest["next"] is None
+    listed = first["scenes"] + rest["scenes"]
+    ids = scene_ids(owner, dataset)
+    assert [s["id"] for s in listed] == sorted(ids.values())
+    assert {s["name"]: (s["id"], s["layout"], s["frameCount"]) for s in listed} == {
+        "export/scene_1": (ids["export/scene_1"], "xtreme1", 3),
+        "export/scene_2": (ids["export/scene_2"], "xtreme1", 1),
+    }
+    assert all(s["datasetId"] == dataset and s["createdAt"] for s in listed)
+    forged = api.get(path, params={"after": "bm9wZQ"}, headers=owner.auth)
+    assert forged.status_code == 422 and "not a cursor" in forged.json()["detail"]
+    refused = api.get(path, headers=stranger.auth)
+    assert refused.status_code == 404, refused.text
+    assert refused.json() == {"detail": f"dataset {dataset} not found"}
 
 
 def small_cloud_bin() -> bytes:

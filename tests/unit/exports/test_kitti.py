@@ -11,17 +11,22 @@ The real one is sample 000000 of the KITTI object training set: its calib file a
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
+import orjson
 import pytest
 
-from annostack.domain.annotations import AnnotationDocument, Box3D
+from annostack.domain.annotations import AnnotationDocument, Box3D, Box3DObject
 from annostack.domain.errors import Invalid
+from annostack.domain.exports.imported import ResultError
 from annostack.domain.exports.kitti import (
+    UNCONVERTED,
     KittiLabel,
     box_of_label,
+    document_from_labels,
     export_labels,
-    import_labels,
+    import_label_file,
     label_of_box,
     normalise,
     parse_labels,
@@ -62,6 +67,14 @@ CAR_LINE = "Car 0.00 0 -1.37 337.50 191.67 541.67 337.50 1.60 2.00 4.00 -2.00 1.
 
 def document(*objects: dict[str, object]) -> AnnotationDocument:
     return AnnotationDocument.model_validate({"objects": list(objects)})
+
+
+def imported(text: str, calibration: KittiCalibration) -> list[dict[str, Any]]:
+    """The objects of a label file that converts whole."""
+    converted, skipped = document_from_labels(text, calibration)
+    assert skipped == [] and UNCONVERTED not in converted
+    objects: list[dict[str, Any]] = converted["objects"]
+    return objects
 
 
 def box_object(box: Box3D, class_id: object = "Car", **extra: object) -> dict[str, object]:
@@ -121,7 +134,7 @@ def test_the_real_calib_file_is_written_back_as_it_was() -> None:
 
 
 def test_the_real_pedestrian_comes_in_where_the_lidar_saw_it() -> None:
-    (pedestrian,) = import_labels(LABEL_000000, REAL)
+    (pedestrian,) = imported(LABEL_000000, REAL)
     box = Box3D.model_validate(pedestrian["contour"])
     # By hand with the ideal axis swap: p_cam - t = (1.84 + 0.025, 1.47 + 0.061, 8.41 + 0.332)
     # -> LiDAR bottom (8.74, -1.86, -1.53), centre z + 1.89/2 = -0.59. The calibration's
@@ -135,7 +148,7 @@ def test_the_real_pedestrian_comes_in_where_the_lidar_saw_it() -> None:
 
 
 def test_the_real_pedestrian_goes_back_out_with_the_same_3d_values() -> None:
-    frame = export_labels(document(*import_labels(LABEL_000000, REAL)), REAL, image_size=IMAGE)
+    frame = export_labels(document(*imported(LABEL_000000, REAL)), REAL, image_size=IMAGE)
     original, exported = LABEL_000000.split(), frame.label.split()
     assert exported[:3] + exported[8:] == original[:3] + original[8:]
     # alpha is recomputed from the 2-digit location and rotation_y: -0.2054 -> -0.21, where
@@ -168,7 +181,7 @@ def test_a_kitti_frame_round_trips_through_annostack() -> None:
         LABEL_000000
         + "Car 0.00 1 1.85 387.63 181.54 423.81 203.12 1.67 1.87 3.69 -16.53 2.39 58.49 1.57\n"
     )
-    frame = export_labels(document(*import_labels(text, REAL)), REAL)
+    frame = export_labels(document(*imported(text, REAL)), REAL)
     for original, exported in zip(parse_labels(text), parse_labels(frame.label), strict=True):
         assert (exported.type, exported.truncated, exported.occluded) == (
             original.type, original.truncated, original.occluded)  # fmt: skip
@@ -180,7 +193,7 @@ def test_a_kitti_frame_round_trips_through_annostack() -> None:
 
 def test_dont_care_regions_come_in_as_rectangles_and_go_back_out() -> None:
     line = "DontCare -1 -1 -10 503.89 169.71 590.61 190.13 -1 -1 -1 -1000 -1000 -1000 -10\n"
-    (region,) = import_labels(line, REAL)
+    (region,) = imported(line, REAL)
     assert region["type"] == "RECTANGLE"
     assert region["contour"] == pytest.approx(
         {"x": 503.89, "y": 169.71, "width": 86.72, "height": 20.42}
@@ -279,3 +292,72 @@ def test_labels_are_parsed_strictly() -> None:
         "Pedestrian", 0.0, 0, -0.2, (712.40, 143.00, 810.73, 307.92), (1.89, 0.48, 1.20),
         (1.84, 1.47, 8.41), 0.01,
     )  # fmt: skip
+
+
+# -- a dataset import's label files -------------------------------------------------------------
+
+# A car crossing 10 m ahead, 2 m to the left: KITTI heading 0 (along camera +x, LiDAR -y).
+# By hand, with IDEAL (LiDAR x = z_cam, y = -x_cam, z = -y_cam):
+#   bottom (LiDAR)        (10, 2, -1.8); centre z + h/2 = -1.8 + 0.8 = -1.0
+#   size (l, w, h)        4.00 2.00 1.60
+#   yaw                   heading (cos ry, 0, -sin ry) = (1, 0, 0) cam = (0, -1, 0) LiDAR: -pi/2
+# and back out (the 2D box and alpha recomputed, as the export does):
+#   alpha                 0 - atan2(-2, 10) = 0.1974 -> 0.20
+#   corners (camera)      length along x: x in [-4, 0]; width along z: z in [9, 11];
+#                         y in [0.2, 1.8]
+#   u = 600 + 700 x/z     min at x=-4, z=9: 600 - 311.11 = 288.89; max at x=0: 600.00
+#   v = 180 + 700 y/z     min at y=0.2, z=11: 180 + 12.73 = 192.73; max at y=1.8, z=9: 320.00
+CROSSING_LINE = "Car 0.00 0 0.20 288.89 192.73 600.00 320.00 1.60 2.00 4.00 -2.00 1.80 10.00 0.00"
+DONT_CARE_LINE = "DontCare -1 -1 -10 503.89 169.71 590.61 190.13 -1 -1 -1 -1000 -1000 -1000 -10"
+
+
+def test_a_hand_computed_label_comes_in_as_the_hand_computed_box_and_goes_back_out() -> None:
+    result = import_label_file(f"{CROSSING_LINE}\n".encode(), IDEAL)
+    assert (result.source, result.document.object_count, result.skipped) == ("imported", 1, [])
+    stored = AnnotationDocument.model_validate_json(result.document.body)
+    (car,) = stored.objects
+    assert (car.id, car.class_id, car.type) == ("kitti-1", "Car", "3D_BOX")
+    assert isinstance(car, Box3DObject)
+    assert car.contour.center == pytest.approx([10.0, 2.0, -1.0], abs=1e-12)
+    assert car.contour.size == [4.0, 2.0, 1.6]
+    assert car.contour.rotation == pytest.approx([0.0, 0.0, -math.pi / 2], abs=1e-12)
+    assert export_labels(stored, IDEAL, image_size=IMAGE).label == CROSSING_LINE + "\n"
+
+
+def test_each_line_that_does_not_parse_is_kept_whole_and_named_the_rest_imported() -> None:
+    body = (
+        f"{CROSSING_LINE}\n\n"  # a blank line 2: ids and reasons count the file's lines
+        "Car 0 0\n"
+        f"{CROSSING_LINE.replace('10.00 0.00', '10.00 x')}\n"
+        "Car 0.00 0 0.20 600 192 500 320 -1 -1 -1 -1000 -1000 -1000 -10\n"
+        f"{DONT_CARE_LINE}\n"
+        f"{CROSSING_LINE} 0.87\n"  # a detection's score
+    ).encode()
+    result = import_label_file(body, IDEAL)
+    stored = orjson.loads(result.document.body)
+    AnnotationDocument.model_validate(stored)
+    assert [o["id"] for o in stored["objects"]] == ["kitti-1", "kitti-6", "kitti-7"]
+    assert [(kept["line"], kept["text"].split()[:2]) for kept in stored[UNCONVERTED]] == [
+        (3, ["Car", "0"]), (4, ["Car", "0.00"]), (5, ["Car", "0.00"])]  # fmt: skip
+    assert [skip.reason for skip in result.skipped] == [
+        "label line 3 has 3 values, not 15",
+        "label line 4: could not convert string to float: 'x'",
+        "label line 5: the 2D box ends before it starts",
+    ]
+    assert result.kept_under == UNCONVERTED and result.document.object_count == 3
+    region, scored = stored["objects"][1:]
+    assert (region["type"], region["classId"]) == ("RECTANGLE", "DontCare")
+    assert region["attributes"] == {"truncated": -1, "occluded": -1}
+    assert region["kitti"] == {"alpha": -10, "bbox": [503.89, 169.71, 590.61, 190.13],
+                               "dimensions": [-1, -1, -1], "location": [-1000, -1000, -1000],
+                               "rotationY": -10}  # fmt: skip
+    assert scored["kitti"]["score"] == 0.87
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [(b"Car \xff\n", "not UTF-8"), (b" " * (8 * 2**20 + 1), "a label file is at most")],
+)
+def test_a_label_file_that_cannot_be_imported_says_why(body: bytes, reason: str) -> None:
+    with pytest.raises(ResultError, match=reason):
+        import_label_file(body, IDEAL)
