@@ -9,6 +9,8 @@ job; a worker of the tenant's on the host writes the archive.
 * KITTI: a KITTI prefix with a hand-picked calibration and one saved 3D box per frame: the
   label file equals a line worked out by hand (tests/unit/test_exports.py shows the working).
 * COCO: 2D boxes of an image dataset; a 3D box on an image is listed in the report.
+* nuScenes: the imported Xtreme1 sequence as devkit tables, its track linked through the
+  three frames, the point segments reported; the same bytes when exported again.
 * Another tenant cannot see the export.
 """
 
@@ -130,19 +132,25 @@ def export(
     return view, downloaded.content
 
 
-def test_an_imported_xtreme1_archive_exports_to_the_same_objects(
-    api: httpx.Client, owner: ApiTenant, worker: WorkerProcess, platform: Platform,
-    stack_settings: Settings,
-) -> None:  # fmt: skip
+def imported_sequence(api: httpx.Client, owner: ApiTenant, settings: Settings) -> int:
+    """A sequence dataset holding `xtreme1_archive()`, imported by the worker."""
     dataset, data = new_dataset(api, owner, "POINT_CLOUD_SEQUENCE"), xtreme1_archive()
     item, key = register_item(owner.context, dataset, UploadRequest(name="x1.zip", size=len(data)))
-    put_object(stack_settings, owner, key, data)
+    put_object(settings, owner, key, data)
     publish(owner.context.connection, "archives", item, key)
     wait_for(
         lambda: api.get(f"/v1/items/{item}", headers=owner.auth).json()["status"] == "imported",
         timeout=90,
         what="archive imported",
     )
+    return dataset
+
+
+def test_an_imported_xtreme1_archive_exports_to_the_same_objects(
+    api: httpx.Client, owner: ApiTenant, worker: WorkerProcess, platform: Platform,
+    stack_settings: Settings,
+) -> None:  # fmt: skip
+    dataset = imported_sequence(api, owner, stack_settings)
     view, body = export(api, owner, dataset, {"format": "xtreme1"})
     assert (view["done"], view["total"]) == (3, 3)
     with zipfile.ZipFile(io.BytesIO(body)) as archive:
@@ -152,6 +160,51 @@ def test_an_imported_xtreme1_archive_exports_to_the_same_objects(
             assert orjson.dumps(entry["objects"]) == orjson.dumps(result(stem)["objects"])
     assert view["report"]["formats"]["xtreme1"] == {"items": 3, "objects": 6, "skipped": 0,
                                                     "lossy": 0}  # fmt: skip
+
+
+def test_a_nuscenes_export_links_the_track_through_its_frames_and_repeats_byte_for_byte(
+    api: httpx.Client, owner: ApiTenant, worker: WorkerProcess, platform: Platform,
+    stack_settings: Settings,
+) -> None:  # fmt: skip
+    dataset = imported_sequence(api, owner, stack_settings)
+    body = {"format": "nuscenes", "classes": {"7": "vehicle.car"}}
+    view, first = export(api, owner, dataset, body)
+    _, again = export(api, owner, dataset, body)
+    assert first == again, "tokens come from ids: the same data exports to the same bytes"
+    with zipfile.ZipFile(io.BytesIO(first)) as archive:
+        table = {
+            name.removeprefix("v1.0-annostack/").removesuffix(".json"): orjson.loads(
+                archive.read(name)
+            )
+            for name in archive.namelist()
+        }
+    assert {"scene", "sample", "sample_data", "sample_annotation", "instance", "category",
+            "attribute", "visibility", "sensor", "calibrated_sensor", "ego_pose", "log",
+            "map"} <= set(table)  # fmt: skip
+    (scene,) = table["scene"]
+    samples = {sample["token"]: sample for sample in table["sample"]}
+    chain = [samples[scene["first_sample_token"]]]
+    while chain[-1]["next"]:
+        chain.append(samples[chain[-1]["next"]])
+    assert (
+        len(chain) == scene["nbr_samples"] == 3 and chain[-1]["token"] == scene["last_sample_token"]
+    )
+    lidar = {d["sample_token"]: d["filename"] for d in table["sample_data"]}
+    assert [lidar[s["token"]] for s in chain] == [
+        f"scene_1/lidar_point_cloud_0/{stem}.pcd" for stem in STEMS
+    ]
+    (car,) = table["instance"]  # one track, t1, over the three frames
+    assert car["nbr_annotations"] == 3
+    annotations = {a["token"]: a for a in table["sample_annotation"]}
+    walked = [annotations[car["first_annotation_token"]]]
+    while walked[-1]["next"]:
+        walked.append(annotations[walked[-1]["next"]])
+    assert [a["sample_token"] for a in walked] == [s["token"] for s in chain]
+    assert walked[0]["size"] == [2, 4, 1.5]  # nuScenes' order: width, length, height
+    assert walked[0]["translation"] == [5, 1, 0.5]
+    assert {c["name"] for c in table["category"]} == {"vehicle.car"}
+    assert view["report"]["formats"]["nuscenes"]["skipped"] == 3  # the point segments
+    assert view["report"]["unsupportedTypes"] == {"nuscenes:3D_SEGMENT_POINTS": 3}
 
 
 def test_a_kitti_export_equals_the_hand_checked_labels(
