@@ -60,6 +60,7 @@ from annostack.domain.conditions import ConditionType
 from annostack.domain.errors import NotFound
 from annostack.domain.exports.archive import ArchiveKind, write_archive
 from annostack.domain.exports.coco import CocoImage, CocoWriter
+from annostack.domain.exports.kitti import UNCONVERTED as KITTI_UNCONVERTED
 from annostack.domain.exports.kitti import export_labels
 from annostack.domain.exports.kitti_calib import (
     KittiCalibration,
@@ -68,6 +69,7 @@ from annostack.domain.exports.kitti_calib import (
 )
 from annostack.domain.exports.nuscenes import NuScenesFrame, NuScenesWriter
 from annostack.domain.exports.report import ExportFormat, ExportReport, Skip
+from annostack.domain.exports.xtreme1 import UNCONVERTED as XTREME1_UNCONVERTED
 from annostack.domain.exports.xtreme1 import result_to_xtreme1
 from annostack.domain.items import FileKind
 from annostack.domain.models import CamelModel
@@ -400,11 +402,42 @@ def source_documents(
     unreadable = []
     for source, body in bodies:
         try:
-            documents.append((source, AnnotationDocument.model_validate_json(body)))
+            document = AnnotationDocument.model_validate_json(body)
         except ValidationError as error:
             reason = f"the {source} document is not valid: {error.errors()[0]['msg']}"
             unreadable.append(Skip(None, None, reason))
+            continue
+        documents.append((source, document))
+        unreadable += kept_unconverted(source, document)
     return documents, unreadable
+
+
+def kept_unconverted(source: str, document: AnnotationDocument) -> list[Skip]:
+    """What an import kept whole because annostack has no such object (an Xtreme1 point
+    segment, a KITTI line that did not parse): not objects of the document, so no converter
+    sees them, and each is a skip of every export but the Xtreme1 one that writes them back."""
+    kept = document.model_extra or {}
+    skips = [
+        Skip(
+            _text(obj.get("id")),
+            _text(obj.get("type")),
+            f"kept as Xtreme1 wrote it by the {source} import ({XTREME1_UNCONVERTED}); "
+            "only an xtreme1 export writes it",
+            unsupported_type=obj.get("type") is not None,
+        )
+        for obj in kept.get(XTREME1_UNCONVERTED) or []
+        if isinstance(obj, dict)
+    ]
+    skips += [
+        Skip(None, None, f"KITTI line {line.get('line')} of the {source} import did not parse")
+        for line in kept.get(KITTI_UNCONVERTED) or []
+        if isinstance(line, dict)
+    ]
+    return skips
+
+
+def _text(value: object) -> str | None:
+    return None if value is None else str(value)
 
 
 def merged_document(bodies: list[tuple[str, bytes]]) -> tuple[AnnotationDocument, list[Skip]]:

@@ -32,6 +32,7 @@ from annostack.services.exports import (
     ExportUnit,
     export_key,
     kitti_camera,
+    source_documents,
     write_export,
 )
 from annostack.services.jobs import JobRef, JobRunner
@@ -434,3 +435,23 @@ def test_hand_values_of_the_kitti_case() -> None:
     assert f"{ry - math.atan2(-2, 10):.2f}" == "-1.37"
     assert (f"{700 * -3 / 8 + 600:.2f}", f"{700 * -1 / 12 + 600:.2f}") == ("337.50", "541.67")
     assert f"{700 * 1.5 / 8 + 180:.2f}" == "311.25"
+
+
+def test_what_an_import_kept_unconverted_is_reported_by_the_exports_that_cannot_write_it() -> None:
+    body = orjson.dumps(
+        {
+            "objects": [],
+            "xtreme1Unconverted": [{"id": "seg-1", "type": "3D_SEGMENT_POINTS", "contour": {}}],
+            "kittiUnconverted": [{"line": 3, "text": "Car 0 0"}],
+        }
+    )
+    documents, skips = source_documents([("imported", body)])
+    assert [source for source, _ in documents] == ["imported"]
+    segment, line = skips
+    assert (segment.object_id, segment.object_type, segment.unsupported_type) == (
+        "seg-1",
+        "3D_SEGMENT_POINTS",
+        True,
+    )
+    assert "only an xtreme1 export writes it" in segment.reason
+    assert line.reason == "KITTI line 3 of the imported import did not parse"
