@@ -7,6 +7,7 @@
 const PAGE_SIZE = 50;
 const PREVIEWS = ["thumb-200.jpg", "bev.png"]; // shown on a card when processing wrote them
 const EMPTY_DOCUMENT = '{\n  "objects": []\n}\n';
+const PENDING = ["uploading", "uploaded"]; // statuses whose previews may still come
 
 const state = { token: null, dataset: null, next: null, item: null, etag: null, loads: 0 };
 const $ = (id) => document.getElementById(id);
@@ -97,7 +98,7 @@ function itemCard(item) {
     ? links.map((link) =>
         element("img", { src: link.url, alt: `${link.name} of ${item.name}`, loading: "lazy" }),
       )
-    : [element("span", { className: "none" }, item.status === "processed" ? "no preview" : "…")];
+    : [element("span", { className: "none" }, PENDING.includes(item.status) ? "…" : "no preview")];
   const sources = item.annotations.map((a) => `${a.source} v${a.version} (${a.objectCount})`);
   const card = element(
     "li",
@@ -109,6 +110,7 @@ function itemCard(item) {
       element("div", { className: "name" }, item.name),
       element("span", { className: `badge ${item.status}` }, item.status),
       ` ${item.kind || "?"} · ${item.size.toLocaleString()} B`,
+      item.statusReason ? element("div", { className: "reason" }, item.statusReason) : "",
       element("div", {}, sources.join(", ") || "no annotations"),
     ),
   );
@@ -192,9 +194,18 @@ async function loadDocument() {
   const text = await response.text();
   if (load !== state.loads) return;
   state.etag = response.headers.get("ETag");
-  $("document").value = text;
+  $("document").value = readable(text);
   $("etag").textContent = `ETag ${state.etag}`;
   say(`Loaded the ${$("source").value} annotations of ${state.item.name}.`);
+}
+
+function readable(text) {
+  // Indented for a person; what is saved is whatever the editor then holds.
+  try {
+    return JSON.stringify(JSON.parse(text), null, 2) + "\n";
+  } catch {
+    return text; // not JSON (saved by hand?): shown as stored, and Save will say so
+  }
 }
 
 async function saveDocument() {
