@@ -212,7 +212,7 @@ def push_bench() -> Figures:
     backends = Backends(settings)
     provisioner = TenantProvisioner(backends)
     tenant = f"pb{uuid.uuid4().hex[:6]}"
-    assert provisioner.reconcile(tenant, TenantSpec(display_name=tenant)).ready
+    provisioner.provision(tenant, TenantSpec(display_name=tenant))
     env = {**os.environ, "ANNOSTACK_API_GATEWAY": "user"}
     replicas = [_start_replica(env) for _ in range(2)]
     loads: list[subprocess.Popen[str]] = []

@@ -166,7 +166,7 @@ def bench_tenant(prefix: str) -> Iterator[tuple[Any, Any]]:
     settings = Settings()
     provisioner = TenantProvisioner(Backends(settings))
     tenant = f"{prefix}{uuid.uuid4().hex[:6]}"
-    assert provisioner.reconcile(tenant, TenantSpec(display_name=tenant)).ready
+    provisioner.provision(tenant, TenantSpec(display_name=tenant))
     directory = TenantDirectory(provisioner.b.kube, settings.db)
     try:
         yield settings, directory.get(tenant)

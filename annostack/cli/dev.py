@@ -113,8 +113,12 @@ def status() -> None:
 @app.command()
 def env() -> None:
     """Print `export` lines that point annostack (and kubectl) at the local stack."""
+    from annostack.devstack.console import console
     from annostack.devstack.stack import Stack
 
+    # Only the exports on stdout, for `eval "$(annostack dev env)"`: what building the images
+    # for a changed tree prints goes to stderr.
+    console.stderr = True
     for key, value in Stack().client_env().items():
         print(f"export {key}={shlex.quote(value)}")
 

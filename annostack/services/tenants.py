@@ -177,6 +177,17 @@ class TenantProvisioner:
             report.results.append(self._run(condition, step, reason, report))
         return report
 
+    def provision(self, tenant: str, spec: TenantSpec, timeout: float = 60.0) -> None:
+        """Reconcile again until Ready, as the operator's next passes would (a new worker
+        Deployment is WorkersReady only once its controller has observed it: a second or
+        two); a failure that is not temporary, or the timeout, raises with the failures."""
+        deadline = time.monotonic() + timeout
+        while not (report := self.reconcile(tenant, spec)).ready:
+            temporary = all(failure.temporary for failure in report.failures)
+            if not temporary or time.monotonic() > deadline:
+                raise AssertionError(f"Tenant {tenant} not provisioned: {report.failures}")
+            time.sleep(0.5)
+
     @staticmethod
     def _run(
         condition: ConditionType,
