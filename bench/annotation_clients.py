@@ -44,6 +44,7 @@ class Design:
     """A client of one design: `load` and `save` a whole sequence, raising on any failure."""
 
     key = ""
+    side = "objects"  # which history it works on: the bucket's documents or the rows
 
     def load(self, sequence: Sequence) -> None:
         raise NotImplementedError
@@ -89,6 +90,7 @@ class Batch(Design):
 
 class Rows(Design):
     key = "c_rows_xtreme1"
+    side = "rows"
 
     def __init__(self, http: httpx.Client, auth: dict[str, str]) -> None:
         self.http, self.auth = http, {**auth, "Content-Type": "application/json"}

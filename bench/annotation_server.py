@@ -41,7 +41,7 @@ from bench.xtreme1_rows import DELETE_BY_DATA_IDS, HUMAN, INSERT_ROWS, SELECT_BY
 router = APIRouter(prefix="/bench/rows", tags=["bench"])
 # PyMySQL is pure Python and parses every DATETIME into a datetime, 18,000 per sequence —
 # a cost of this driver, not of the design (JDBC does it in microseconds): left as text.
-CONVERSIONS = {**conversions, FIELD_TYPE.DATETIME: str}
+CONVERSIONS: dict[Any, Any] = {**conversions, FIELD_TYPE.DATETIME: str}
 _engine: sa.Engine | None = None
 
 

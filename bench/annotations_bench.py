@@ -33,7 +33,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -44,6 +44,7 @@ from annostack.devstack.processes import running
 from annostack.devstack.settings import DevStackSettings
 from annostack.services.tenancy import create_api_token
 from bench import annotation_objects, xtreme1_rows
+from bench.annotation_breakdown import breakdown
 from bench.annotation_clients import Batch, Design, Presigned, Rows, Sequence
 from bench.annotation_history import Layout, SideState
 from bench.runner import Figures, benchmark
@@ -51,7 +52,12 @@ from bench.servers import Meter, Server, Tally, Usage, evict, resident_bytes, wi
 from bench.xtreme1_rows import RowServer, ServerConfig
 
 FULL = Layout(sequences=340)  # 3.06 million objects, 2.65 GB of documents
-QUICK = Layout(sequences=12)
+QUICK = Layout(sequences=40)  # enough fresh sequences for the quick plan's saves
+# One pass of the history on the object side, two on the rows. A second pass of PUTs only
+# leaves the first pass's copies as garbage between the live documents (SeaweedFS appends),
+# which are already spread over the volumes by the first pass's order; it costs 2.65 GB of a
+# shared disk. InnoDB's second pass is what ages the table: freed pages reused, pages split.
+OBJECT_PASSES = 1
 REPOSITORY = Path(__file__).resolve().parent.parent
 BACKGROUND_SECONDS = 5.0
 
@@ -64,7 +70,7 @@ class Plan:
 
 
 FULL_PLAN = Plan(rounds=20, seconds=15.0, clients=(16, 64))
-QUICK_PLAN = Plan(rounds=4, seconds=4.0, clients=(2, 4))
+QUICK_PLAN = Plan(rounds=4, seconds=3.0, clients=(2, 4))
 
 
 @benchmark("annotations")
@@ -76,7 +82,10 @@ def annotations_bench() -> Figures:
     rows_home, objects_home = home / f"xtreme1-rows{suffix}", home / f"annotation-objects{suffix}"
     rows_state = xtreme1_rows.ensure_history(rows_home, layout)
     with annotation_objects.kept_tenant(objects_home) as (api_env, settings, ctx):
-        objects_state = annotation_objects.ensure_history(settings, ctx, objects_home, layout)
+        objects_layout = replace(layout, passes=OBJECT_PASSES)
+        objects_state = annotation_objects.ensure_history(
+            settings, ctx, objects_home, objects_layout
+        )
         token = create_api_token(ctx, "bench")
         rows_server = RowServer(rows_home)
         with rows_server.running(ServerConfig()):
@@ -86,6 +95,7 @@ def annotations_bench() -> Figures:
                 run.meter = meter(api_pid, rows_server.pid)
                 try:
                     figures = run.everything()
+                    figures["breakdown"] = breakdown(run, settings, ctx)
                 finally:
                     objects_state.rewritten = sorted(set(run.saved["objects"]))
                     objects_state.write(objects_home / "objects.json")
@@ -180,40 +190,35 @@ class Run:
 
     # -- sequences ---------------------------------------------------------------------------
 
-    def side(self, design: Design) -> str:
-        return "rows" if isinstance(design, Rows) else "objects"
-
-    def sequence(self, design: Design, number: int) -> Sequence:
-        if isinstance(design, Rows):
+    def sequence(self, side: str, number: int) -> Sequence:
+        if side == "rows":
             return Sequence(number, xtreme1_rows.sequence_data_ids(number), number + 1)
         return Sequence(number, annotation_objects.items_of(self.objects, number), 0)
 
-    def cold_for_load(self, design: Design) -> Sequence:
+    def cold_for_load(self, side: str) -> Sequence:
         """A sequence this run has neither loaded nor saved on that side, at random."""
-        side = self.side(design)
         used = self.loaded[side] | set(self.saved[side])
         fresh = [s for s in range(self.layout.sequences) if s not in used]
         number = self.rng.choice(fresh or list(range(self.layout.sequences)))
         self.loaded[side].add(number)
-        return self.sequence(design, number)
+        return self.sequence(side, number)
 
-    def cold_for_save(self, design: Design) -> Sequence | None:
+    def cold_for_save(self, side: str) -> Sequence | None:
         """A sequence not saved yet in this run (saving one rewrites it whole), or None."""
-        side = self.side(design)
         saved = set(self.saved[side])
         fresh = [s for s in range(self.layout.sequences) if s not in saved]
         if not fresh:
             return None
         number = self.rng.choice(fresh)
         self.saved[side].append(number)
-        return self.sequence(design, number)
+        return self.sequence(side, number)
 
-    def recently_saved(self, design: Design, count: int) -> list[Sequence]:
-        """The last `count` sequences saved on the design's side: in every cache now."""
-        numbers = self.saved[self.side(design)][-count:]
+    def recently_saved(self, side: str, count: int) -> list[Sequence]:
+        """The last `count` sequences saved on that side: in every cache now."""
+        numbers = self.saved[side][-count:]
         if len(numbers) < count:
             raise RuntimeError(f"{count} warm saves need {count} sequences saved before")
-        return [self.sequence(design, number) for number in numbers]
+        return [self.sequence(side, number) for number in numbers]
 
     # -- caches ------------------------------------------------------------------------------
 
@@ -256,7 +261,7 @@ class Run:
         with self.designs(1) as designs:
             if action == "load":
                 for design in designs:
-                    design.load(self.cold_for_load(design))  # connections, pools, imports
+                    design.load(self.cold_for_load(design.side))  # connections, pools, imports
             figures["one_client_cold"], figures["per_sequence_cold"] = self.one_client(
                 designs, action, cold=True
             )
@@ -303,7 +308,8 @@ class Run:
         return latencies, usage
 
     def cold_sequence(self, design: Design, action: str) -> Sequence:
-        found = self.cold_for_load(design) if action == "load" else self.cold_for_save(design)
+        side = design.side
+        found = self.cold_for_load(side) if action == "load" else self.cold_for_save(side)
         if found is None:
             raise RuntimeError("every sequence was saved already in this run; a larger history")
         return found
@@ -312,14 +318,13 @@ class Run:
         """Sequences touched once now, to be loaded (or saved) again and again.
 
         Loads: fresh ones, loaded once. Saves: the last ones saved (saving a fresh one would
-        rewrite one more sequence of the history), saved once more.
+        rewrite one more sequence of the history).
         """
-        if action == "load":
-            sequences = [self.cold_sequence(design, action) for _ in range(count)]
-        else:
-            sequences = self.recently_saved(design, count)
+        if action == "save":
+            return self.recently_saved(design.side, count)  # just saved: warm already
+        sequences = [self.cold_sequence(design, action) for _ in range(count)]
         for sequence in sequences:
-            (design.load if action == "load" else design.save)(sequence)
+            design.load(sequence)
         return sequences
 
     def throughput(
@@ -357,7 +362,7 @@ class Run:
 
             def fresh(client: int) -> Sequence | None:
                 with lock:
-                    return choose(design)
+                    return choose(design.side)
 
             return fresh
         if action == "load":
