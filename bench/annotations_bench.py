@@ -45,7 +45,7 @@ from annostack.devstack.settings import DevStackSettings
 from annostack.services.tenancy import create_api_token
 from bench import annotation_objects, xtreme1_rows
 from bench.annotation_breakdown import breakdown
-from bench.annotation_clients import Batch, Design, Presigned, Rows, Sequence
+from bench.annotation_clients import Batch, Design, Failed, Presigned, Rows, Sequence
 from bench.annotation_history import Layout, SideState
 from bench.runner import Figures, benchmark
 from bench.servers import Meter, Server, Tally, Usage, evict, resident_bytes, with_children
@@ -336,10 +336,13 @@ class Run:
             pick = self.picker(design, action, clients, cold)
             if cold:
                 self.evict()
-            tally = Tally()
-            self.meter.timed(tally, partial(drive, clients, self.plan.seconds, act, pick))
+            tally, errors = Tally(), list[str]()
+            self.meter.timed(tally, partial(drive, clients, self.plan.seconds, act, pick, errors))
             rates[design.key] = round(tally.units / tally.seconds, 2)
-            usage[design.key] = self.meter.per_unit(tally)
+            entry: dict[str, Any] = dict(self.meter.per_unit(tally))
+            if errors:
+                entry["errors"] = {"count": len(errors), "first": errors[:3]}
+            usage[design.key] = entry
             print(
                 f"  {action} {clients} clients {'cold' if cold else 'warm'} {design.key}: "
                 f"{rates[design.key]} seq/s",
@@ -401,11 +404,14 @@ def drive(
     seconds: float,
     act: Callable[[Sequence], None],
     pick: Callable[[int], Sequence | None],
+    errors: list[str],
 ) -> int:
-    """`clients` editors each doing `act` in a loop for `seconds`; sequences done.
+    """`clients` editors each doing `act` in a loop for `seconds`; sequences done whole.
 
     A request under way at the deadline is finished and counted (the interval is measured
-    to its end): a 64-client run at ~1 sequence/s would otherwise count nothing.
+    to its end): a 64-client run at ~1 sequence/s would otherwise count nothing. A sequence
+    that failed (a non-200, an item not loaded or saved) is not counted and is listed in
+    `errors`.
     """
     deadline = time.monotonic() + seconds
 
@@ -415,7 +421,11 @@ def drive(
             sequence = pick(client)
             if sequence is None:
                 break
-            act(sequence)
+            try:
+                act(sequence)
+            except (Failed, httpx.TransportError) as error:
+                errors.append(f"{type(error).__name__}: {str(error)[:120]}")
+                continue
             done += 1
         return done
 
