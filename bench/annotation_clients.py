@@ -191,7 +191,12 @@ def _expect_all_saved(answer: httpx.Response) -> None:
 
 
 def _per_item(answer: httpx.Response) -> None:
-    statuses = Counter(r["status"] for r in orjson.loads(answer.content)["results"])
+    try:
+        results = orjson.loads(answer.content)["results"]
+    except orjson.JSONDecodeError as error:
+        # The batch load streams: a fetch failing midway ends the body early, after the 200.
+        raise Failed(f"truncated answer ({len(answer.content)} bytes): {error}") from error
+    statuses = Counter(r["status"] for r in results)
     if set(statuses) != {200}:
         raise Failed(f"per-item statuses {dict(statuses)}")
 
