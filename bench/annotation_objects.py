@@ -36,6 +36,7 @@ from bench.annotation_history import (
     document_body,
     etag_of,
     in_batches,
+    niced,
     re_age_saves,
 )
 
@@ -119,7 +120,8 @@ def ensure_history(settings: Settings, ctx: TenantContext, home: Path, layout: L
         state = SideState(layout, extra={"tenant": tenant, "items": _sequences(ctx, layout)})
         saves = layout.saves()
         progress = Progress("documents, every pass (PUT)", len(saves) * layout.window)
-        asyncio.run(_replay(settings, ctx, state, saves, progress))
+        with niced():
+            asyncio.run(_replay(settings, ctx, state, saves, progress))
         seconds = progress.finish()
         _record_index_rows(ctx, state)
         state.built = {"seconds": seconds, "documents": layout.sequences * layout.frames}
@@ -129,7 +131,8 @@ def ensure_history(settings: Settings, ctx: TenantContext, home: Path, layout: L
         progress = Progress(
             f"documents, re-ageing {len(state.rewritten)} sequences", len(saves) * layout.window
         )
-        asyncio.run(_replay(settings, ctx, state, saves, progress))
+        with niced():
+            asyncio.run(_replay(settings, ctx, state, saves, progress))
         progress.finish()
         state.rewritten = []
         state.write(path)

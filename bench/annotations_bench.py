@@ -19,6 +19,7 @@ SeaweedFS and TiDB are the shared stack's; their idle rate, measured before each
 subtracted (other engineers' tests may be running on them).
 
 `BENCH_QUICK=1`: a small history (its own cache directories), few rounds, 2 and 4 clients.
+`BENCH_BREAKDOWN_ONLY=1`: only where the time goes (bench/annotation_breakdown.py).
 """
 
 from __future__ import annotations
@@ -94,8 +95,7 @@ def annotations_bench() -> Figures:
                 run = Run(layout, plan, objects_state, rows_state, rows_server, http_base, token)
                 run.meter = meter(api_pid, rows_server.pid)
                 try:
-                    figures = run.everything()
-                    figures["breakdown"] = breakdown(run, settings, ctx)
+                    figures = run.everything(partial(breakdown, run, settings, ctx))
                 finally:
                     objects_state.rewritten = sorted(set(run.saved["objects"]))
                     objects_state.write(objects_home / "objects.json")
@@ -230,16 +230,25 @@ class Run:
 
     # -- phases ------------------------------------------------------------------------------
 
-    def everything(self) -> Figures:
+    def everything(self, parts: Callable[[], Figures]) -> Figures:
+        """Loads, then where the time goes (`parts`), then saves.
+
+        The parts come before the saves: after 64 clients' saves the row server purges and
+        flushes for minutes (and SeaweedFS writes), and cold reads measured then measure that.
+        """
         self.load_averages.append(os.getloadavg())
         figures: Figures = {"eviction_check": self.eviction_check()}
         figures["background_cpu_per_second"] = self.meter.measure_background(BACKGROUND_SECONDS)
+        if os.environ.get("BENCH_BREAKDOWN_ONLY") == "1":
+            return {**figures, "breakdown": parts()}
         for action in ("load", "save"):
             figures[action] = self.phase(action)
             self.load_averages.append(os.getloadavg())
             figures[f"background_after_{action}"] = self.meter.measure_background(
                 BACKGROUND_SECONDS
             )
+            if action == "load":
+                figures["breakdown"] = parts()
         figures["targets"] = targets(figures)
         return figures
 

@@ -38,6 +38,7 @@ from bench.annotation_history import (
     SideState,
     frame_objects,
     in_batches,
+    niced,
     re_age_saves,
 )
 
@@ -340,7 +341,7 @@ def ensure_history(home: Path, layout: Layout) -> SideState:
         state = SideState(layout)
         saves = layout.saves()
         per_pass = len(saves) // layout.passes
-        with server.running(BUILD):
+        with server.running(BUILD), niced():
             seconds = 0.0
             for number in range(layout.passes):
                 part = saves[number * per_pass : (number + 1) * per_pass]
@@ -348,7 +349,7 @@ def ensure_history(home: Path, layout: Layout) -> SideState:
             state.built = {"seconds": round(seconds, 1), **server.table_bytes()}
         state.write(state_path)
     if state.rewritten:
-        with server.running(BUILD):
+        with server.running(BUILD), niced():
             saves = re_age_saves(layout, state.rewritten)
             write_saves(server, layout, saves, f"rows, re-ageing {len(state.rewritten)} sequences")
         state.rewritten = []
