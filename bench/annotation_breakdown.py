@@ -69,9 +69,33 @@ def timed(work: Callable[[], object], repeat: int = 1) -> tuple[float, Any]:
     return ms(statistics.median(samples)), result
 
 
+def settle(run: Any, limit_seconds: float = 300.0) -> dict[str, float]:
+    """Wait for the disk to be quiet: dirty pages written back, the row server's purge done.
+
+    Cold reads measured while the kernel writes back gigabytes (after a history was re-aged)
+    or while InnoDB purges a million deleted rows measure that, not a load: 10 ms a page.
+    """
+    started = time.monotonic()
+    while True:
+        dirty = _meminfo_mib("Dirty") + _meminfo_mib("Writeback")
+        history = run.rows_server.history_length()
+        waited = time.monotonic() - started
+        if (dirty < 64 and history < 1000) or waited > limit_seconds:
+            return {"waited_s": round(waited, 1), "dirty_mib": dirty, "undo_history": history}
+        time.sleep(2)
+
+
+def _meminfo_mib(name: str) -> float:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith(f"{name}:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
+
+
 def breakdown(run: Any, settings: Settings, ctx: TenantContext) -> dict[str, Any]:
     """Every part, with `run` (annotations_bench.Run) giving fresh sequences and eviction."""
     return {
+        "settled": settle(run),
         "c_load": _rows_load(run, run.cold_for_load("rows")),
         "b_load": asyncio.run(_objects_load(run, settings, ctx, run.cold_for_load("objects"))),
         "b_save": asyncio.run(_objects_save(run, settings, ctx)),

@@ -244,6 +244,16 @@ class RowServer:
             "ibd_file_bytes": file.stat().st_size if file.exists() else 0,
         }
 
+    def history_length(self) -> int:
+        """Undo records the purge has yet to remove (deleted rows not yet gone)."""
+        with contextlib.closing(self.connect()) as conn, conn.cursor() as cur:
+            cur.execute(
+                "SELECT count FROM information_schema.innodb_metrics "
+                "WHERE name = 'trx_rseg_history_len'"
+            )
+            row = cur.fetchone()
+        return int(row[0]) if row else 0
+
     def status(self, *names: str) -> dict[str, int]:
         """Global status counters (e.g. Innodb_buffer_pool_reads: pages read from disk)."""
         with contextlib.closing(self.connect()) as conn, conn.cursor() as cur:
