@@ -34,7 +34,7 @@ from annostack.adapters.tenant_tables import (
     frames,
     scenes,
 )
-from bench.annotations_bench import frame_document
+from bench.annotation_history import frame_objects
 from bench.runner import Figures, bench_tenant, benchmark
 
 FRAMES_PER_SCENE = 300
@@ -170,7 +170,7 @@ def _put_documents(ctx: Any, items: list[int], first: int) -> None:
     bucket = ctx.connection.bucket
     keys = [document_key(item, SOURCE) for item in items]
     urls = signer.presign_all("PUT", bucket, keys)
-    bodies = [orjson.dumps(frame_document(first + n)) for n in range(len(items))]
+    bodies = [orjson.dumps({"objects": frame_objects(first + n)}) for n in range(len(items))]
     with httpx.Client(timeout=60) as http, concurrent.futures.ThreadPoolExecutor(WRITERS) as pool:
         answers = list(
             pool.map(lambda p: http.put(p[0], content=p[1]), zip(urls, bodies, strict=True))
