@@ -417,6 +417,9 @@ def kept_unconverted(source: str, document: AnnotationDocument) -> list[Skip]:
     segment, a KITTI line that did not parse): not objects of the document, so no converter
     sees them, and each is a skip of every export but the Xtreme1 one that writes them back."""
     kept = document.model_extra or {}
+    # domain.exports.xtreme1 keeps each as {"index": its place in the result, "object": it}.
+    kept_objects = kept.get(XTREME1_UNCONVERTED) or []
+    objects = [entry.get("object") for entry in kept_objects if isinstance(entry, dict)]
     skips = [
         Skip(
             _text(obj.get("id")),
@@ -425,7 +428,7 @@ def kept_unconverted(source: str, document: AnnotationDocument) -> list[Skip]:
             "only an xtreme1 export writes it",
             unsupported_type=obj.get("type") is not None,
         )
-        for obj in kept.get(XTREME1_UNCONVERTED) or []
+        for obj in objects
         if isinstance(obj, dict)
     ]
     skips += [

@@ -24,6 +24,7 @@ from annostack.domain.calibration import CameraCalibration, FrameCamera
 from annostack.domain.errors import BackendUnavailable
 from annostack.domain.exports.archive import ArchiveKind
 from annostack.domain.exports.report import ExportFormat, ExportReport
+from annostack.domain.exports.xtreme1 import document_from_xtreme1
 from annostack.domain.items import ExportMessage
 from annostack.domain.processing import ExportSpec, ProcessingJobSpec, processing_job_manifest
 from annostack.services.annotations import document_key
@@ -438,13 +439,9 @@ def test_hand_values_of_the_kitti_case() -> None:
 
 
 def test_what_an_import_kept_unconverted_is_reported_by_the_exports_that_cannot_write_it() -> None:
-    body = orjson.dumps(
-        {
-            "objects": [],
-            "xtreme1Unconverted": [{"id": "seg-1", "type": "3D_SEGMENT_POINTS", "contour": {}}],
-            "kittiUnconverted": [{"line": 3, "text": "Car 0 0"}],
-        }
-    )
+    segment = {"id": "seg-1", "type": "3D_SEGMENT_POINTS", "contour": {"indexs": [1, 2]}}
+    imported, _ = document_from_xtreme1({"objects": [segment]})  # as the import keeps it
+    body = orjson.dumps({**imported, "kittiUnconverted": [{"line": 3, "text": "Car 0 0"}]})
     documents, skips = source_documents([("imported", body)])
     assert [source for source, _ in documents] == ["imported"]
     segment, line = skips
