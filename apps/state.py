@@ -42,7 +42,10 @@ class AppState:
     def build(cls, settings: Settings, api: ApiSettings) -> AppState:
         http = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=MAX_CONNECTIONS),
-            timeout=aiohttp.ClientTimeout(total=60, connect=5),
+            # `sock_connect`, not `connect`: aiohttp's `connect` counts the wait for a pooled
+            # connection too, and 64 batch loads queue thousands of requests for the 256
+            # connections; those waiting 5 s failed (issue 16). Only the TCP connect is bounded.
+            timeout=aiohttp.ClientTimeout(total=60, sock_connect=5),
             auto_decompress=False,
         )
         coordination = Coordination(settings.redis.url.get_secret_value())

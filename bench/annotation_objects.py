@@ -6,12 +6,15 @@ checks that its datasets and documents are still there (a wiped local stack mean
 Each sequence is a dataset of 300 items; the history's saves PUT their windows' documents in
 the shared order (see annotation_history), 32 in flight, so a sequence's documents are spread
 over the volume files as its rows are over the table. The documents' index rows
-(`annotation_results`) are written as saves through the API would leave them.
+(`annotation_results`) are written as saves through the API would leave them: each document
+is a revision (`history_revision`, fixed per item, so a rebuild or a re-ageing writes the key
+the row names).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import time
 import uuid
@@ -134,6 +137,7 @@ def ensure_history(settings: Settings, ctx: TenantContext, home: Path, layout: L
         with niced():
             asyncio.run(_replay(settings, ctx, state, saves, progress))
         progress.finish()
+        _record_index_rows(ctx, state)  # the run's saves moved the rows to their revisions
         state.rewritten = []
         state.write(path)
     return state
@@ -195,7 +199,8 @@ async def _replay(
 
         async def put(sequence: int, frame: int) -> None:
             body = document_body(frame)
-            key = document_key(items_of(state, sequence)[frame], SOURCE)
+            item = items_of(state, sequence)[frame]
+            key = document_key(item, SOURCE, history_revision(item))
             written = await io.put(bucket, key, body)
             # The benchmark's editors hold ETags without loading first (as the API's clients
             # do after a save): they are the bodies' MD5s, which this checks.
@@ -211,6 +216,11 @@ async def _replay(
         await asyncio.gather(*tasks)
 
 
+def history_revision(item: int) -> str:
+    """The revision the history keeps an item's document at (hex, as the API's are)."""
+    return hashlib.sha256(f"history-{item}".encode()).hexdigest()[:24]
+
+
 def _record_index_rows(ctx: TenantContext, state: SideState) -> None:
     """The documents' index rows, as the API's saves write them (version, count, ETag)."""
     layout = state.layout
@@ -221,6 +231,7 @@ def _record_index_rows(ctx: TenantContext, state: SideState) -> None:
             "version": layout.passes,
             "object_count": layout.objects,
             "etag": etag_of(document_body(frame)),
+            "revision": history_revision(item),
         }
         for sequence in range(layout.sequences)
         for frame, item in enumerate(items_of(state, sequence))
@@ -228,7 +239,11 @@ def _record_index_rows(ctx: TenantContext, state: SideState) -> None:
     with ctx.engine.begin() as conn:
         for batch in in_batches(rows, 2000):
             insert = mysql_insert(annotation_results).values(batch)
-            conn.execute(insert.on_duplicate_key_update(etag=insert.inserted.etag))
+            conn.execute(
+                insert.on_duplicate_key_update(
+                    etag=insert.inserted.etag, revision=insert.inserted.revision
+                )
+            )
 
 
 def _still_there(settings: Settings, ctx: TenantContext, state: SideState) -> bool:
@@ -246,6 +261,7 @@ def _still_there(settings: Settings, ctx: TenantContext, state: SideState) -> bo
         async with aiohttp.ClientSession() as http:
             io = ObjectIO(Presigner(settings.s3), http)
             bucket = ctx.connection.bucket
-            return [await io.head(bucket, document_key(item, SOURCE)) for item in sample]
+            keys = [document_key(item, SOURCE, history_revision(item)) for item in sample]
+            return [await io.head(bucket, key) for key in keys]
 
     return all(found is not None for found in asyncio.run(heads()))

@@ -2,9 +2,8 @@
 
 The API reads and writes annotation documents through the same pre-signed URLs it hands to
 browsers, with an async HTTP client: one code path for both, many requests in flight on one
-event loop, and the object store's own conditional writes (If-Match / If-None-Match) enforce
-optimistic concurrency, so a save through the API and a save straight from a browser are
-protected alike. URLs are signed locally (no request).
+event loop. Conditional writes (If-Match / If-None-Match) are the object store's own; URLs are
+signed locally (no request).
 
 aiohttp rather than httpx here: fetching 300 documents of 25 KB took 550-1,300 ms with httpx's
 async client and 120-180 ms with aiohttp on the same machine (docs/benchmarks.md).
@@ -12,6 +11,7 @@ async client and 120-180 ms with aiohttp on the same machine (docs/benchmarks.md
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 from dataclasses import dataclass
@@ -33,6 +33,7 @@ from annostack.domain.errors import (
 from annostack.settings import ObjectStoreSettings
 
 URL_LIFETIME = timedelta(minutes=15)
+DELETE_BATCH = 1000  # keys per DeleteObjects request, S3's limit
 # The Smart Object Storage API's capacity document (SeaweedFS and MinIO serve it for every
 # bucket, from the same numbers their quota enforcement uses; AWS S3 answers 404).
 CAPACITY_KEY = ".system-d26a9498-cb7c-4a87-a44a-8ae204f5ba6c/capacity.xml"
@@ -112,12 +113,15 @@ class Presigner:
         lifetime: timedelta = URL_LIFETIME,
         now: datetime | None = None,
         params: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> list[str]:
         """URLs for many keys signed at one instant: the query is built once for all of them.
 
         Per key only the path, one SHA-256 and one HMAC remain, which is what keeps issuing a
-        300-frame sequence's GET and PUT URLs within the API's budget.
+        300-frame sequence's GET and PUT URLs within the API's budget. `headers` are signed
+        too, so a request with the URL must send them as given (e.g. `If-None-Match: *`).
         """
+        signed = {name.lower(): value.strip() for name, value in (headers or {}).items()}
         moment = (now or datetime.now(UTC)).astimezone(UTC)
         amz_date, day = moment.strftime("%Y%m%dT%H%M%SZ"), moment.strftime("%Y%m%d")
         scope = f"{day}/{self.region}/s3/aws4_request"
@@ -126,7 +130,7 @@ class Presigner:
             "X-Amz-Credential": f"{self.access_key}/{scope}",
             "X-Amz-Date": amz_date,
             "X-Amz-Expires": str(int(lifetime.total_seconds())),
-            "X-Amz-SignedHeaders": "host",
+            "X-Amz-SignedHeaders": ";".join(sorted({"host", *signed})),
         }
         # SigV4's canonical query: every parameter, URI-encoded, sorted by name.
         query = "&".join(
@@ -134,13 +138,18 @@ class Presigner:
             for name, value in sorted({**(params or {}), **signing}.items())
         )
         before_path = f"{method}\n"
-        after_path = f"\n{query}\nhost:{self.host}\n\nhost\nUNSIGNED-PAYLOAD"
+        canonical_headers = "".join(
+            f"{name}:{value}\n" for name, value in sorted({**signed, "host": self.host}.items())
+        )
+        signed_names = ";".join(sorted({"host", *signed}))
+        after_path = f"\n{query}\n{canonical_headers}\n{signed_names}\nUNSIGNED-PAYLOAD"
         string_prefix = f"AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n"
         signer = hmac.new(self._signing_key(day), digestmod=hashlib.sha256)
         bucket_path = "/" + quote(bucket, safe="") + "/"
         urls = []
         for key in keys:
-            path = bucket_path + quote(key, safe="/~")
+            # The bucket's own path for a bucket request (key ""), e.g. DeleteObjects.
+            path = bucket_path + quote(key, safe="/~") if key else bucket_path[:-1]
             canonical = hashlib.sha256(f"{before_path}{path}{after_path}".encode()).hexdigest()
             mac = signer.copy()
             mac.update((string_prefix + canonical).encode())
@@ -152,6 +161,11 @@ class Presigner:
 
     def presign_put(self, bucket: str, key: str, lifetime: timedelta = URL_LIFETIME) -> str:
         return self.presign("PUT", bucket, key, lifetime)
+
+    def presign_put_once(self, bucket: str, keys: list[str]) -> list[str]:
+        """PUT URLs that write a key only if it does not exist yet (`If-None-Match: *` is
+        signed, so the browser must send it): a URL cannot replace what it wrote."""
+        return self.presign_all("PUT", bucket, keys, headers={"If-None-Match": "*"})
 
     def presign_head(self, bucket: str, key: str) -> str:
         return self.presign("HEAD", bucket, key)
@@ -225,6 +239,22 @@ class ObjectIO:
         url = self.presigner.presign("DELETE", bucket, key, params=params)
         self._expect(await self._send("DELETE", url), 204)
 
+    async def discard(self, bucket: str, keys: list[str]) -> None:
+        """Delete the keys' current versions with one request per 1,000 (S3 DeleteObjects).
+
+        On a versioned bucket each becomes a delete marker: the bytes stay recoverable until
+        the lifecycle rule expires non-current versions, as an overwritten object's do.
+        """
+        for start in range(0, len(keys), DELETE_BATCH):
+            body = discard_body(keys[start : start + DELETE_BATCH])
+            url = self.presigner.presign("POST", bucket, "", params={"delete": ""})
+            digest = base64.b64encode(hashlib.md5(body).digest()).decode()  # noqa: S324
+            headers = {"Content-Type": "application/xml", "Content-MD5": digest}
+            reply = await self._send("POST", url, body, headers)
+            self._expect(reply, 200)
+            if b"<Error>" in reply.body:
+                raise BackendRejected(Backend.OBJECT_STORE, _xml_text(reply.body, "Message"))
+
     async def create_multipart(self, bucket: str, key: str, content_type: str) -> str:
         """Start a multipart upload; its id."""
         url = self.presigner.presign("POST", bucket, key, params={"uploads": ""})
@@ -291,6 +321,12 @@ def complete_multipart_body(parts: list[tuple[int, str]]) -> bytes:
         for number, etag in sorted(parts)
     )
     return f"<CompleteMultipartUpload>{listed}</CompleteMultipartUpload>".encode()
+
+
+def discard_body(keys: list[str]) -> bytes:
+    """The DeleteObjects document for `keys`, quiet (the reply lists only failures)."""
+    listed = "".join(f"<Object><Key>{escape(key)}</Key></Object>" for key in keys)
+    return f"<Delete><Quiet>true</Quiet>{listed}</Delete>".encode()
 
 
 def xml_text(document: bytes, tag: str) -> str:

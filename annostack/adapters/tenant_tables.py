@@ -61,8 +61,10 @@ annotation_results = sa.Table(
     sa.Column("data_item_id", sa.BigInteger, sa.ForeignKey("data_items.id"), primary_key=True),
     sa.Column("source", sa.String(64), primary_key=True),
     sa.Column("version", sa.Integer, nullable=False),
-    sa.Column("object_count", sa.Integer, nullable=False),
+    sa.Column("object_count", sa.Integer, nullable=True),  # unknown for a browser's commit
     sa.Column("etag", sa.String(128), nullable=False),
+    # The current document's object; NULL: at the key of documents saved before revisions.
+    sa.Column("revision", sa.String(32), nullable=True),
     sa.Column("updated_at", sa.DateTime, nullable=False, server_default=sa.func.now()),
 )
 

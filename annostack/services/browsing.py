@@ -53,7 +53,9 @@ class AnnotationSource(CamelModel):
     source: str
     etag: str
     version: int
-    object_count: int
+    object_count: int | None = Field(
+        description="Objects in the document; null if a browser committed it unparsed."
+    )
     updated_at: datetime
 
 

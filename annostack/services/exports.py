@@ -113,6 +113,7 @@ class ExportUnit:
     index: int = 0  # a frame's: its index in the scene
     timestamp: datetime | None = None  # a frame's, if it has one
     file_name: str | None = None  # a frame's: its point cloud item's name
+    revisions: tuple[str | None, ...] = ()  # each source's current document (annotations)
 
     @property
     def label(self) -> str:
@@ -120,7 +121,10 @@ class ExportUnit:
         return self.name if self.scene is None else f"{self.scene}/{self.name}"
 
     def document_keys(self) -> list[str]:
-        return [document_key(self.item_id, source) for source in self.sources]
+        # Built without revisions (tests, imports): every document at its pre-revision key.
+        revisions = self.revisions or (None,) * len(self.sources)
+        pairs = zip(self.sources, revisions, strict=True)
+        return [document_key(self.item_id, source, revision) for source, revision in pairs]
 
 
 Documented = tuple[ExportUnit, list[tuple[str, bytes]]]  # a unit, its (source, body) pairs
@@ -172,15 +176,17 @@ def _frames_after(dataset_id: int, after: tuple[int, int] | None, page: int) -> 
 
 def _frame_unit(
     row: sa.Row[Any],
-    sources: Mapping[int, tuple[str, ...]],
+    sources: Mapping[int, Sourced],
     cameras: Mapping[int, tuple[FrameCamera, ...]],
 ) -> ExportUnit:
     item = int(row.point_cloud_item_id)
+    names, revisions = sources.get(item, ((), ()))
     return ExportUnit(
         item_id=item,
         name=str(row.name),
         scene=str(row.scene),
-        sources=sources.get(item, ()),
+        sources=names,
+        revisions=revisions,
         cameras=cameras.get(int(row.id), ()),
         scene_id=int(row.scene_id),
         index=int(row.idx),
@@ -207,7 +213,7 @@ def image_units(
             if not rows:
                 return
             sources = _sources(conn, [int(row.id) for row in rows], source)
-        yield [ExportUnit(int(r.id), str(r.name), sources=sources.get(int(r.id), ())) for r in rows]
+        yield [_image_unit(row, sources) for row in rows]
         after = int(rows[-1].id)
 
 
@@ -236,18 +242,28 @@ def count_units(ctx: TenantContext, dataset_id: int, spec: ExportSpec) -> int:
         return int(conn.execute(query).scalar_one())
 
 
-def _sources(
-    conn: sa.Connection, item_ids: list[int], source: str | None
-) -> dict[int, tuple[str, ...]]:
-    query = sa.select(annotation_results.c.data_item_id, annotation_results.c.source).where(
-        annotation_results.c.data_item_id.in_(item_ids)
+Sourced = tuple[tuple[str, ...], tuple[str | None, ...]]  # an item's sources, their revisions
+
+
+def _image_unit(row: sa.Row[Any, Any], sources: Mapping[int, Sourced]) -> ExportUnit:
+    names, revisions = sources.get(int(row.id), ((), ()))
+    return ExportUnit(int(row.id), str(row.name), sources=names, revisions=revisions)
+
+
+def _sources(conn: sa.Connection, item_ids: list[int], source: str | None) -> dict[int, Sourced]:
+    results = annotation_results.c
+    query = sa.select(results.data_item_id, results.source, results.revision).where(
+        results.data_item_id.in_(item_ids)
     )
     if source is not None:
-        query = query.where(annotation_results.c.source == source)
-    found: defaultdict[int, list[str]] = defaultdict(list)
-    for row in conn.execute(query.order_by(annotation_results.c.source)):
-        found[int(row.data_item_id)].append(str(row.source))
-    return {item: tuple(names) for item, names in found.items()}
+        query = query.where(results.source == source)
+    found: defaultdict[int, list[tuple[str, str | None]]] = defaultdict(list)
+    for row in conn.execute(query.order_by(results.source)):
+        found[int(row.data_item_id)].append((str(row.source), row.revision))
+    return {
+        item: (tuple(name for name, _ in pairs), tuple(rev for _, rev in pairs))
+        for item, pairs in found.items()
+    }
 
 
 def _cameras(conn: sa.Connection, frame_ids: list[int]) -> dict[int, tuple[FrameCamera, ...]]:

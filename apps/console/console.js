@@ -1,8 +1,9 @@
 // The annostack console: browse a tenant's datasets, upload files and edit annotation
 // documents. It talks to the tenant API for everything but file bytes; those go straight
 // between the browser and object storage through pre-signed URLs, the way the seed's editor
-// works: an upload is a PUT (or one PUT per part), an annotation save a PUT with If-Match, so
-// the object store refuses a stale save (412) exactly as the API's own save does.
+// works: an upload is a PUT (or one PUT per part). An annotation save PUTs a new revision (its
+// URL writes once) and then commits it with If-Match, so a stale save is refused (412) and
+// overwrites nothing, exactly as the API's own save.
 
 const PAGE_SIZE = 50;
 const PREVIEWS = ["thumb-200.jpg", "bev.png"]; // shown on a card when processing wrote them
@@ -215,21 +216,32 @@ async function saveDocument() {
   } catch (error) {
     throw new ApiError(`not saved: the document is not JSON (${error.message})`);
   }
-  // If-Match: only over the version this editor loaded; If-None-Match: only if still absent.
-  const condition = state.etag ? { "If-Match": state.etag } : { "If-None-Match": "*" };
-  const response = await fetch((await signed()).put, {
+  const urls = await signed();
+  // The URL is signed with If-None-Match: * and writes a revision nobody else has.
+  const uploaded = await fetch(urls.put, {
     method: "PUT",
-    headers: { "Content-Type": "application/json", ...condition },
+    headers: { "Content-Type": "application/json", "If-None-Match": "*" },
     body: text,
   });
-  if (response.status === 412) {
+  if (!uploaded.ok) throw new ApiError(`not saved: the object store answered ${uploaded.status}`);
+  // If-Match: only over the version this editor loaded; If-None-Match: only if still absent.
+  const condition = state.etag ? { ifMatch: state.etag } : { ifNoneMatch: true };
+  const answer = await api("/annotations/commit", {
+    method: "POST",
+    body: {
+      source: $("source").value,
+      uploads: [{ itemId: state.item.id, revision: urls.revision, ...condition }],
+    },
+  });
+  const result = answer.results[0];
+  if (result.status === 412) {
     throw new ApiError(
       "not saved: someone saved these annotations after you loaded them; " +
         "copy your changes, load again and reapply them",
     );
   }
-  if (!response.ok) throw new ApiError(`not saved: the object store answered ${response.status}`);
-  state.etag = response.headers.get("ETag");
+  if (result.status !== 200) throw new ApiError(`not saved: ${result.status} ${result.error}`);
+  state.etag = `"${result.etag}"`;
   $("etag").textContent = `ETag ${state.etag}`;
   say(`Saved the ${$("source").value} annotations of ${state.item.name}.`);
 }

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
+import orjson
 from fastapi import APIRouter, Header, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
@@ -56,14 +57,25 @@ BATCH_SAVE_RESPONSE = {
         {"itemId": 43, "status": 412, "error": "the document changed since it was loaded"},
     ],
 }
+REVISION = "5f0c2a9be41d7786aa0c13f2"
 PRESIGN_RESPONSE = {
     "source": "lidar",
     "urls": [
         {
             "itemId": 42,
-            "get": "https://s3.example.com/annostack-demo/annotations/42/lidar.json?X-Amz-...",
-            "put": "https://s3.example.com/annostack-demo/annotations/42/lidar.json?X-Amz-...",
+            "get": "https://s3.example.com/annostack-demo/annotations/42/lidar/"
+            "0b9e6c1d2f3a4b5c6d7e8f90.json?X-Amz-...",
+            "put": f"https://s3.example.com/annostack-demo/annotations/42/lidar/{REVISION}.json"
+            "?X-Amz-...",
+            "revision": REVISION,
         }
+    ],
+}
+COMMIT_RESPONSE = {
+    "source": "lidar",
+    "results": [
+        {"itemId": 42, "status": 200, "etag": "d41d8c", "objectCount": None, "version": 5},
+        {"itemId": 43, "status": 412, "error": "the document changed since it was loaded"},
     ],
 }
 
@@ -138,11 +150,10 @@ async def save(
         raise Conflict(f"item {item_id} is being edited by {holder}")
     # Read within the route's limit, then checked off the event loop when it is large.
     document = await state.offload.parse(await request.body(), check_document)
-    saved = await service.save(
-        ctx, io, item_id, source, document, _unquote(if_match), if_none_match == "*"
-    )
+    condition = service.Condition(_unquote(if_match), if_none_match == "*")
+    saved = await service.save(ctx, io, item_id, source, document, condition)
     return Response(
-        content=f'{{"version":{saved.version},"objectCount":{saved.object_count}}}',
+        content=orjson.dumps({"version": saved.version, "objectCount": saved.object_count}),
         media_type="application/json",
         headers={"ETag": _etag_header(saved.etag)},
     )
@@ -220,7 +231,8 @@ class PresignRequest(CamelModel):
 
 @router.post(
     "/annotations/presign",
-    summary="Pre-signed GET and PUT URLs for a whole sequence, for browsers.",
+    summary="Pre-signed URLs for a whole sequence, for browsers: GET the current document, "
+    "PUT a new revision (with If-None-Match: *), then commit it.",
     responses=_json_example(PRESIGN_RESPONSE),
 )
 async def presign(ctx: TenantDep, io: ObjectsDep, body: PresignRequest) -> dict[str, object]:
@@ -230,3 +242,50 @@ async def presign(ctx: TenantDep, io: ObjectsDep, body: PresignRequest) -> dict[
         service.presign_sequence, ctx, io.presigner, body.item_ids, body.source
     )
     return {"source": body.source, "urls": urls}
+
+
+class Upload(CamelModel):
+    item_id: int
+    revision: str = Field(description="The revision whose pre-signed PUT URL was used.")
+    if_match: str | None = Field(default=None, description="The ETag of the document loaded.")
+    if_none_match: bool = Field(default=False, description="A first save: no document yet.")
+
+
+class CommitRequest(CamelModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "source": "lidar",
+                    "uploads": [
+                        {"itemId": 42, "revision": REVISION, "ifMatch": '"8c1f0b"'},
+                        {"itemId": 43, "revision": REVISION, "ifNoneMatch": True},
+                    ],
+                }
+            ]
+        }
+    )
+
+    source: str
+    uploads: list[Upload] = Field(min_length=1, max_length=BATCH_LIMIT)
+
+
+@router.post(
+    "/annotations/commit",
+    summary="Make documents uploaded through pre-signed PUT URLs current, each on its "
+    "condition (If-Match or If-None-Match, as a save); each reported.",
+    responses=_json_example(COMMIT_RESPONSE),
+)
+async def commit(
+    ctx: TenantDep, io: ObjectsDep, state: StateDep, who: CallerDep, body: CommitRequest
+) -> dict[str, object]:
+    holders = await state.coordination.holders(ctx.names.tenant, [u.item_id for u in body.uploads])
+    locked = {item: holder for item, holder in holders.items() if holder != who}
+    uploads = [
+        service.Upload(
+            u.item_id, u.revision, service.Condition(_unquote(u.if_match), u.if_none_match)
+        )
+        for u in body.uploads
+    ]
+    results = await service.commit_uploads(ctx, io, body.source, uploads, locked)
+    return {"source": body.source, "results": results}

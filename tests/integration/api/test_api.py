@@ -156,16 +156,38 @@ def test_browser_saves_through_presigned_url_are_conditional(
     path = f"/v1/items/{item}/annotations/lidar"
     api.put(path, json=document(), headers={**tenant_a.auth, "If-None-Match": "*"})
     etag = api.get(path, headers=tenant_a.auth).headers["etag"]
-    urls = api.post(
-        "/v1/annotations/presign",
-        json={"source": "lidar", "itemIds": [item]},
-        headers=tenant_a.auth,
-    ).json()["urls"][0]
-    fresh = httpx.put(urls["put"], content=orjson.dumps(document(7)), headers={"If-Match": etag})
-    assert fresh.status_code == 200
-    stale = httpx.put(urls["put"], content=orjson.dumps(document(1)), headers={"If-Match": etag})
-    assert stale.status_code == 412
-    assert len(httpx.get(urls["get"]).json()["objects"]) == 7
+
+    def browser_saves(objects: int) -> dict[str, Any]:
+        """As the console does: a fresh revision's URL, the PUT, the commit over `etag`."""
+        urls = presigned(api, tenant_a, item)
+        once = {"If-None-Match": "*"}
+        put = httpx.put(urls["put"], content=orjson.dumps(document(objects)), headers=once)
+        assert put.status_code == 200, put.text
+        upload = {"itemId": item, "revision": urls["revision"], "ifMatch": etag}
+        answer = api.post(
+            "/v1/annotations/commit",
+            json={"source": "lidar", "uploads": [upload]},
+            headers=tenant_a.auth,
+        )
+        assert answer.status_code == 200, answer.text
+        result: dict[str, Any] = answer.json()["results"][0]
+        return result
+
+    fresh = browser_saves(7)
+    assert (fresh["status"], fresh["version"]) == (200, 2), fresh
+    stale = browser_saves(1)
+    assert stale["status"] == 412, stale
+    assert len(httpx.get(presigned(api, tenant_a, item)["get"]).json()["objects"]) == 7
+    loaded = api.get(path, headers=tenant_a.auth)
+    assert loaded.headers["etag"] == f'"{fresh["etag"]}"', "the API and the URL agree"
+
+
+def presigned(api: httpx.Client, tenant: ApiTenant, item: int, source: str = "lidar") -> Any:
+    answer = api.post(
+        "/v1/annotations/presign", json={"source": source, "itemIds": [item]}, headers=tenant.auth
+    )
+    assert answer.status_code == 200, answer.text
+    return answer.json()["urls"][0]
 
 
 def test_batch_save_and_load_a_sequence(api: httpx.Client, tenant_a: ApiTenant) -> None:
@@ -237,6 +259,20 @@ def test_tenants_cannot_reach_each_other(
         headers=tenant_b.auth,
     )
     assert loaded.json()["results"] == [{"itemId": item, "status": 404}]
+    # B's commit naming A's item: A's document is not B's to replace, nor to learn about.
+    upload = {"itemId": item, "revision": "0" * 24, "ifNoneMatch": True}
+    committed = api.post(
+        "/v1/annotations/commit",
+        json={"source": "lidar", "uploads": [upload]},
+        headers=tenant_b.auth,
+    )
+    assert committed.json()["results"][0]["status"] == 404, committed.text
+    refused = api.post(
+        "/v1/annotations/presign",
+        json={"source": "lidar", "itemIds": [item]},
+        headers=tenant_b.auth,
+    )
+    assert refused.status_code == 404, refused.text
 
 
 @pytest.mark.parametrize(

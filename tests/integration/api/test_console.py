@@ -1,7 +1,8 @@
 """The console page in a real browser (Debian's headless Chromium, driven by Playwright) against
 the real stack: it lists a dataset with the thumbnails and BEV previews a real worker wrote,
 uploads files through pre-signed PUTs (one, and a multipart one), and saves annotations through
-a pre-signed PUT with If-Match, refused with 412 when someone saved in between. CORS, the
+a pre-signed PUT of a new revision and a commit with If-Match, refused with 412 when someone
+saved in between. CORS, the
 page's Content-Security-Policy and the conditional writes are exercised the way a browser does
 them: a blocked request or a script error fails the test.
 
