@@ -10,9 +10,10 @@ Only standard JSON is accepted, the same way for one document and for a batch: n
 would come back to a reader as something else (a JavaScript client reads `null`, a rounded
 number or a parse error), so it is refused with a reason instead of stored.
 
-Integers beyond 64 bits are the one thing orjson does not refuse (it reads them as rounded
-floats), so they are found in the body's text, without a second parse
-(`_has_an_integer_beyond_64_bits`).
+A batch is parsed once, by orjson, and each of its documents is validated as parsed and
+encoded once, to be stored: orjson writes back exactly what it read. Integers beyond 64 bits
+are the one thing orjson does not refuse (it reads them as rounded floats), so they are found
+in the body's text, without a second parse (`_has_an_integer_beyond_64_bits`).
 
 The checks here are pure functions of the request body, so the API runs them in worker
 processes (apps.offload): a 50 MB batch is seconds of parsing that must not stop the API's
@@ -245,12 +246,26 @@ def _validate(value: object) -> AnnotationDocument:
         raise Invalid(f"{location}: {first['msg']}") from error
 
 
-def check_document(body: bytes) -> CheckedDocument:
-    """One document as a client sent it: within the size limit, standard JSON, valid."""
+def _check_size(body: bytes) -> None:
     if len(body) > MAX_DOCUMENT_BYTES:
         raise TooLarge(f"document is {len(body)} bytes; the limit is {MAX_DOCUMENT_BYTES}")
+
+
+def check_document(body: bytes) -> CheckedDocument:
+    """One document as a client sent it: within the size limit, standard JSON, valid."""
+    _check_size(body)
     document = _validate(parse_json(body))
     return CheckedDocument(body, len(document.objects))
+
+
+def _check_parsed_document(document: dict[str, object]) -> CheckedDocument:
+    """A document as parse_json read it (a batch's entry), checked as check_document checks one
+    and encoded once, to be stored. Only for values parse_json returned: orjson writes those
+    back exactly, where a NaN from elsewhere would become a null that no one checked.
+    """
+    body = orjson.dumps(document)
+    _check_size(body)
+    return CheckedDocument(body, len(_validate(document).objects))
 
 
 class BatchSaveEntry(CamelModel):
@@ -294,8 +309,7 @@ class CheckedEntry:
 
 def _check_entry(entry: BatchSaveEntry) -> CheckedEntry:
     try:
-        # Re-encoded by orjson, which keeps every value exactly (parse_json made sure).
-        document = check_document(orjson.dumps(entry.document))
+        document = _check_parsed_document(entry.document)
     except (Invalid, TooLarge) as error:
         return CheckedEntry(entry.item_id, entry.if_match, entry.if_none_match, None, error)
     return CheckedEntry(entry.item_id, entry.if_match, entry.if_none_match, document)

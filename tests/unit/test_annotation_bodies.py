@@ -15,6 +15,7 @@ from annostack.apps.offload import INLINE_BYTES, Offload
 from annostack.domain import annotations
 from annostack.domain.annotations import (
     BATCH_LIMIT,
+    MAX_DOCUMENT_BYTES,
     MAX_REPORTED_ERRORS,
     check_batch,
     check_document,
@@ -101,6 +102,20 @@ def test_long_digit_runs_in_strings_are_no_numbers_and_cost_no_second_parse(
     assert orjson.loads(entry.document.body) == orjson.loads(document)
 
 
+def test_a_batch_is_parsed_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    parsed: list[bytes] = []
+
+    def parse_json(body: bytes) -> object:
+        parsed.append(body)
+        return orjson.loads(body)
+
+    monkeypatch.setattr(annotations, "parse_json", parse_json)
+    body = _batch(b'{"objects": [{"id": "a", "type": "CLASSIFICATION"}]}', 3)
+    _, entries = check_batch(body)
+    assert parsed == [body], "the documents are checked as parsed, not parsed again"
+    assert [entry.document.object_count for entry in entries if entry.document] == [1, 1, 1]
+
+
 def test_what_is_stored_is_what_was_sent() -> None:
     body = b'{"objects": [], "big": 18446744073709551615, "id": "123456789012345678901234"}'
     assert check_document(body).body == body
@@ -113,6 +128,15 @@ def test_an_oversized_batch_is_refused_by_its_count_alone() -> None:
     expected = f"more than {BATCH_LIMIT} documents in one batch; that is the limit"
     with pytest.raises(TooLarge, match=expected):
         check_batch(_batch(b'{"objects": []}', 800_000))
+
+
+def test_an_oversized_batch_is_not_parsed_in_full(monkeypatch: pytest.MonkeyPatch) -> None:
+    def parse_json(body: bytes) -> object:
+        raise AssertionError("the whole body was parsed")
+
+    monkeypatch.setattr(annotations, "parse_json", parse_json)
+    with pytest.raises(TooLarge, match=f"more than {BATCH_LIMIT} documents in one batch"):
+        check_batch(_batch(b'{"objects": []}', BATCH_LIMIT + 1))
 
 
 def test_field_errors_are_capped_and_counted() -> None:
@@ -132,6 +156,15 @@ def test_a_bad_document_in_a_batch_is_reported_alone() -> None:
     _, entries = check_batch(body + b"]}")
     assert [e.error is None for e in entries] == [True, False]
     assert "objects.0" in str(entries[1].error)
+
+
+def test_a_document_over_the_size_limit_in_a_batch_is_reported_alone() -> None:
+    good = b'{"objects": [{"id": "a", "type": "CLASSIFICATION"}]}'
+    too_large = b'{"objects": [], "pad": "' + b"x" * MAX_DOCUMENT_BYTES + b'"}'
+    _, entries = check_batch(_batch_of(good, too_large))
+    assert entries[0].document is not None and entries[0].document.object_count == 1
+    assert isinstance(entries[1].error, TooLarge) and entries[1].document is None
+    assert f"the limit is {MAX_DOCUMENT_BYTES}" in str(entries[1].error)
 
 
 def test_large_bodies_are_parsed_in_a_worker_process() -> None:
