@@ -10,6 +10,11 @@ Only standard JSON is accepted, the same way for one document and for a batch: n
 would come back to a reader as something else (a JavaScript client reads `null`, a rounded
 number or a parse error), so it is refused with a reason instead of stored.
 
+A batch is parsed once, by orjson, and each of its documents is validated as parsed and
+encoded once, to be stored: orjson writes back exactly what it read. Integers beyond 64 bits
+are the one thing orjson does not refuse (it reads them as rounded floats), so they are found
+in the body's text, without a second parse (`_has_an_integer_beyond_64_bits`).
+
 The checks here are pure functions of the request body, so the API runs them in worker
 processes (apps.offload): a 50 MB batch is seconds of parsing that must not stop the API's
 event loop.
@@ -19,6 +24,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
@@ -37,9 +43,17 @@ BATCH_LIMIT = 1000  # documents per batch request
 MAX_BATCH_BYTES = 64 * 2**20
 MAX_OBJECT_ID = 64  # characters
 MAX_REPORTED_ERRORS = 20  # a response lists at most this many problems, and says how many more
-# orjson reads integers beyond 64 bits as (rounded) floats: a run of 20+ digits sends the body
-# through the exact reader to find out. Rare in annotations, so the fast path stays fast.
-LONG_DIGITS = re.compile(rb"[0-9]{20,}")
+# orjson reads integers in this range exactly (and writes no other); beyond, as rounded floats.
+INTEGER_RANGE = range(-(2**63), 2**64)
+# An integer beyond that range has 19 digits at least (-9223372036854775809; a positive one 20).
+# Runs that long are found in a copy of the body with each digit as "0" and any other byte as
+# "1", by bytes.find: a regex for them over the body costs twice orjson's parse.
+DIGITS_AS_ZEROS = bytes(ord("0") if byte in b"0123456789" else ord("1") for byte in range(256))
+LONG_RUN = b"0" * 19
+# What may come before a JSON number (or its minus sign) and after an integer ("." or "e" after
+# one makes it a float); b"": the body's start or end.
+BEFORE_A_NUMBER = frozenset((b"", b"[", b":", b",", b" ", b"\t", b"\n", b"\r"))
+AFTER_AN_INTEGER = frozenset((b"", b"]", b"}", b",", b" ", b"\t", b"\n", b"\r"))
 JSON_SPACE = re.compile(r"[ \t\n\r]*")
 NON_STANDARD = "no NaN, Infinity, numbers beyond a double or integers beyond 64 bits"
 
@@ -140,15 +154,69 @@ def parse_json(body: bytes) -> object:
         if "memory" in str(error):  # orjson's only sign that its buffer could not be allocated
             raise MemoryError(str(error)) from error
         raise Invalid(f"not standard JSON ({NON_STANDARD}): {error}") from error
-    if LONG_DIGITS.search(body):
-        value = json.loads(body)  # exact integers, to check them
-        try:
-            orjson.dumps(value)
-        except TypeError as error:
-            raise Invalid(
-                f"not standard JSON ({NON_STANDARD}): an integer beyond 64 bits"
-            ) from error
+    if _has_an_integer_beyond_64_bits(body):
+        raise Invalid(f"not standard JSON ({NON_STANDARD}): an integer beyond 64 bits")
     return value
+
+
+def _has_an_integer_beyond_64_bits(body: bytes) -> bool:
+    """Whether `body` has an integer beyond 64 bits; exact for a body orjson read (standard
+    JSON otherwise), the only kind it is asked about.
+
+    orjson reads such an integer as a rounded float, which the parsed value cannot tell from a
+    float the client wrote, so the text is looked at. Each such integer is a run of 19+ digits.
+    Outside strings a digit can only be part of a number, so a run is such an integer if it is
+    whole (a minus sign at most before it, only structure or space around it), beyond the range
+    and outside every string. That last test is asked last, of the few runs the others let
+    through (a hash's digits touch its letters), and reads each byte once however often it is
+    asked: a long id in a string is no number, and costs no second parse.
+    """
+    strings = _Strings(body)
+    for start, end in _long_digit_runs(body):
+        if _is_an_integer_beyond_64_bits(body, start, end) and not strings.inside(start):
+            return True
+    return False
+
+
+def _long_digit_runs(body: bytes) -> Iterator[tuple[int, int]]:
+    """Where each run of LONG_RUN or more digits starts and ends, strings included."""
+    kinds = body.translate(DIGITS_AS_ZEROS)
+    start = kinds.find(LONG_RUN)
+    while start != -1:
+        end = kinds.find(b"1", start)
+        end = len(kinds) if end == -1 else end
+        yield start, end
+        start = kinds.find(LONG_RUN, end)
+
+
+def _is_an_integer_beyond_64_bits(body: bytes, start: int, end: int) -> bool:
+    """Whether the digits body[start:end], with the minus sign before them if there is one,
+    are a whole integer beyond 64 bits (not a fraction, an exponent or part of a word)."""
+    first = start - (body[start - 1 : start] == b"-")
+    whole = body[first - 1 : first] in BEFORE_A_NUMBER and body[end : end + 1] in AFTER_AN_INTEGER
+    # More than 20 digits never fit; counted first, as int() refuses over 4,300 of them.
+    return whole and (end - start > 20 or int(body[first:end]) not in INTEGER_RANGE)
+
+
+class _Strings:
+    """Whether positions of a standard JSON text are inside a string, asked in increasing order:
+    each byte is counted once, however many positions are asked."""
+
+    def __init__(self, body: bytes) -> None:
+        self.body, self.counted, self.quotes = body, 0, 0
+
+    def inside(self, at: int) -> bool:
+        """Whether the byte at `at`, a digit, is inside a string."""
+        # Before `at`, an odd number of quotes that open or close a string means inside one.
+        # Outside strings there is no backslash; inside, a quote is escaped as \" and a
+        # backslash as \\: those pairs go first, so that the quote of \\" is not counted as
+        # escaped. The text is cut before digits, so never inside a run of backslashes nor
+        # between a backslash and the quote it escapes.
+        part = self.body[self.counted : at]
+        escaped = part.replace(b"\\\\", b"").count(b'\\"')
+        self.quotes += part.count(b'"') - escaped
+        self.counted = at
+        return self.quotes % 2 == 1
 
 
 @dataclass(frozen=True)
@@ -178,12 +246,26 @@ def _validate(value: object) -> AnnotationDocument:
         raise Invalid(f"{location}: {first['msg']}") from error
 
 
-def check_document(body: bytes) -> CheckedDocument:
-    """One document as a client sent it: within the size limit, standard JSON, valid."""
+def _check_size(body: bytes) -> None:
     if len(body) > MAX_DOCUMENT_BYTES:
         raise TooLarge(f"document is {len(body)} bytes; the limit is {MAX_DOCUMENT_BYTES}")
+
+
+def check_document(body: bytes) -> CheckedDocument:
+    """One document as a client sent it: within the size limit, standard JSON, valid."""
+    _check_size(body)
     document = _validate(parse_json(body))
     return CheckedDocument(body, len(document.objects))
+
+
+def _check_parsed_document(document: dict[str, object]) -> CheckedDocument:
+    """A document as parse_json read it (a batch's entry), checked as check_document checks one
+    and encoded once, to be stored. Only for values parse_json returned: orjson writes those
+    back exactly, where a NaN from elsewhere would become a null that no one checked.
+    """
+    body = orjson.dumps(document)
+    _check_size(body)
+    return CheckedDocument(body, len(_validate(document).objects))
 
 
 class BatchSaveEntry(CamelModel):
@@ -227,8 +309,7 @@ class CheckedEntry:
 
 def _check_entry(entry: BatchSaveEntry) -> CheckedEntry:
     try:
-        # Re-encoded by orjson, which keeps every value exactly (parse_json made sure).
-        document = check_document(orjson.dumps(entry.document))
+        document = _check_parsed_document(entry.document)
     except (Invalid, TooLarge) as error:
         return CheckedEntry(entry.item_id, entry.if_match, entry.if_none_match, None, error)
     return CheckedEntry(entry.item_id, entry.if_match, entry.if_none_match, document)
