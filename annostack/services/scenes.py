@@ -23,6 +23,7 @@ frames: the scene, its frames, their images, and the annotation index of all the
 
 from __future__ import annotations
 
+import hashlib
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -258,7 +259,9 @@ def _import_annotations(
             continue
         item_id = items[frame.point_cloud]
         for imported in documents:
-            etag = files.put_new(document_key(item_id, imported.source), imported.document.body)
+            revision = imported_revision(item_id, imported.source)
+            key = document_key(item_id, imported.source, revision)
+            etag = files.put_new(key, imported.document.body)
             written.append((item_id, imported.source, etag, imported.document.object_count))
         annotated += bool(documents)
         problems.extend(_unconverted(name, documents))
@@ -299,14 +302,22 @@ def _unconverted(name: str, documents: list[ImportedDocument]) -> list[Problem]:
     return [Problem(name, reason + f"kept whole under `{documents[0].kept_under}`")]
 
 
+def imported_revision(item_id: int, source: str) -> str:
+    """The revision an import writes an item's document to: the same on every delivery of the
+    archive, so a redelivered import finds its own object (put_new) instead of adding one."""
+    return hashlib.sha256(f"imported/{item_id}/{source}".encode()).hexdigest()[:24]
+
+
 def _record_imported(ctx: TenantContext, written: list[tuple[int, str, str, int]]) -> None:
-    """Index rows of imported documents; one already there (an earlier delivery) is kept."""
+    """Index rows of imported documents; one already there (an earlier delivery, or a save
+    since) is kept."""
     if not written:
         return
     rows = [
-        {"data_item_id": item, "source": source, "version": 1, "object_count": n, "etag": etag}
+        {"data_item_id": item, "source": source, "version": 1, "object_count": n, "etag": etag,
+         "revision": imported_revision(item, source)}
         for item, source, etag, n in written
-    ]
+    ]  # fmt: skip
     with ctx.engine.begin() as conn:
         conn.execute(_insert_ignore(annotation_results), rows)
 

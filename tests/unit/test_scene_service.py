@@ -26,9 +26,16 @@ from annostack.domain.exports.kitti_calib import parse_calibration
 from annostack.domain.items import ItemStatus, classify
 from annostack.domain.scenes import plan_scenes
 from annostack.domain.tenants import TenantNames
+from annostack.services.annotations import document_key
 from annostack.services.browsing import encode_cursor
 from annostack.services.exports import frame_units
-from annostack.services.scenes import get_scene, import_scenes, list_frames, list_scenes
+from annostack.services.scenes import (
+    get_scene,
+    import_scenes,
+    imported_revision,
+    list_frames,
+    list_scenes,
+)
 from annostack.services.tenancy import TenantContext
 from tests.unit.exports.test_kitti import CROSSING_LINE, DONT_CARE_LINE, IMAGE
 from tests.unit.test_browsing import SIGNER, connection, get
@@ -209,7 +216,8 @@ def test_kitti_labels_become_the_frames_imported_documents_in_the_lidar_frame(
     scene = get_scene(ctx, SIGNER, 1)
     counts = [[(a.source, a.object_count) for a in f.point_cloud.annotations] for f in scene.frames]
     assert counts == [[("imported", 2)], [], [], [("imported", 1)], []]
-    stored = AnnotationDocument.model_validate_json(store.written["annotations/1/imported.json"])
+    key = document_key(1, "imported", imported_revision(1, "imported"))
+    stored = AnnotationDocument.model_validate_json(store.written[key])
     car, region = stored.objects
     assert isinstance(car, Box3DObject) and isinstance(region, Box2DObject)
     assert car.contour.center == pytest.approx([10.0, 2.0, -1.0], abs=1e-12)
