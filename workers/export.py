@@ -31,6 +31,7 @@ from annostack.domain.items import ExportMessage
 from annostack.domain.push import Event, ExportProgress
 from annostack.services.exports import (
     EXPORTS_PREFIX,
+    FollowingSaves,
     content_type,
     count_units,
     units_of,
@@ -101,7 +102,7 @@ class Exporter:
         total = count_units(self.ctx, message.dataset_id, message.export)
         self._progress(message, ExportState.RUNNING, 0, total)
         bucket = self.ctx.connection.bucket
-        documents = BucketDocuments(self.signer, self.http, bucket)
+        documents = FollowingSaves(BucketDocuments(self.signer, self.http, bucket), self.ctx)
         pages = units_of(self.ctx, message.dataset_id, message.export)
         kind = content_type(message.export)
         with multipart_upload(self.signer, self.http, bucket, message.key, kind) as upload:

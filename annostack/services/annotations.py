@@ -78,6 +78,19 @@ def document_key(item_id: int, source: str, revision: str | None = None) -> str:
     return f"annotations/{int(item_id)}/{source}/{revision}.json"
 
 
+DOCUMENT_KEY = re.compile(
+    r"annotations/([0-9]+)/([a-z0-9][a-z0-9_-]{0,63})(?:/[0-9a-f]{24})?\.json"
+)
+
+
+def document_of(key: str) -> tuple[int, str]:
+    """The item and source of a key document_key made (Invalid for any other)."""
+    matched = DOCUMENT_KEY.fullmatch(key)
+    if matched is None:
+        raise Invalid(f"{key!r} is not an annotation document's key")
+    return int(matched[1]), matched[2]
+
+
 def new_revision() -> str:
     return secrets.token_hex(12)
 

@@ -83,7 +83,7 @@ from annostack.domain.processing import (
     processing_job_manifest,
 )
 from annostack.domain.tenants import API_GROUP, API_VERSION
-from annostack.services.annotations import document_key
+from annostack.services.annotations import document_key, document_of
 from annostack.services.browsing import EXAMPLE_URL
 from annostack.services.datasets import get_dataset
 from annostack.services.tenancy import TenantContext
@@ -134,6 +134,45 @@ class Documents(Protocol):
     """Reads annotation documents; a key with nothing stored is left out of the answer."""
 
     def read(self, keys: list[str]) -> dict[str, bytes]: ...
+
+
+@dataclass(frozen=True)
+class FollowingSaves:
+    """Documents as `inner` reads them, and one that a save replaced (removing its object)
+    after the page was listed is read at the revision now current: an export racing an editor
+    exports the newer document, never none."""
+
+    inner: Documents
+    ctx: TenantContext
+
+    def read(self, keys: list[str]) -> dict[str, bytes]:
+        found = self.inner.read(keys)
+        missing = [key for key in keys if key not in found]
+        if not missing:
+            return found
+        now = _current_keys(self.ctx, [document_of(key) for key in missing])
+        moved = {
+            old: now[document_of(old)] for old in missing if now.get(document_of(old), old) != old
+        }
+        again = self.inner.read(sorted(set(moved.values())))
+        found.update({old: again[new] for old, new in moved.items() if new in again})
+        return found
+
+
+def _current_keys(
+    ctx: TenantContext, documents: list[tuple[int, str]]
+) -> dict[tuple[int, str], str]:
+    results = annotation_results.c
+    pairs = sa.tuple_(results.data_item_id, results.source).in_(documents)
+    query = sa.select(results.data_item_id, results.source, results.revision).where(pairs)
+    with ctx.engine.connect() as conn:
+        rows = conn.execute(query).all()
+    return {
+        (int(row.data_item_id), str(row.source)): document_key(
+            int(row.data_item_id), str(row.source), row.revision
+        )
+        for row in rows
+    }
 
 
 # -- which units, page by page ---------------------------------------------------------------

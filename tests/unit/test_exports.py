@@ -20,6 +20,7 @@ from pydantic import SecretStr, ValidationError
 from annostack.adapters.job_progress import ExportCounts, ExportState, JobProgress
 from annostack.adapters.multipart import MultipartUpload, multipart_upload
 from annostack.adapters.objects import Presigner
+from annostack.adapters.tenant_tables import annotation_results
 from annostack.domain.calibration import CameraCalibration, FrameCamera
 from annostack.domain.errors import BackendUnavailable
 from annostack.domain.exports.archive import ArchiveKind
@@ -31,6 +32,7 @@ from annostack.services.annotations import document_key
 from annostack.services.exports import (
     NO_CALIBRATION,
     ExportUnit,
+    FollowingSaves,
     export_key,
     kitti_camera,
     source_documents,
@@ -38,9 +40,11 @@ from annostack.services.exports import (
 )
 from annostack.services.jobs import JobRef, JobRunner
 from annostack.services.processing import InvalidTask
+from annostack.services.tenancy import TenantContext
 from annostack.settings import ObjectStoreSettings
 from annostack.workers.export import parse_export
 from tests.unit.exports.test_nuscenes import SCHEMA, checked, walk
+from tests.unit.test_browsing import ctx  # noqa: F401  (the fixture)
 
 # An ideal LiDAR-to-camera rotation (x_cam = -y, y_cam = -z, z_cam = x), K of 700 px.
 CAMERA = CameraCalibration.model_validate(
@@ -452,3 +456,25 @@ def test_what_an_import_kept_unconverted_is_reported_by_the_exports_that_cannot_
     )
     assert "only an xtreme1 export writes it" in segment.reason
     assert line.reason == "KITTI line 3 of the imported import did not parse"
+
+
+def test_a_document_saved_over_while_exporting_is_read_at_its_new_revision(
+    ctx: TenantContext,  # noqa: F811  (test_browsing's fixture: a schema with annotated items)
+) -> None:
+    """The page named the row's revision then; a save replaced it and removed that object."""
+    item, source = 12, "lidar"
+    listed, now = document_key(item, source), document_key(item, source, "ab" * 12)
+    with ctx.engine.begin() as conn:
+        conn.execute(
+            annotation_results.update()
+            .where(annotation_results.c.data_item_id == item)
+            .values(revision="ab" * 12)
+        )
+    inner = FakeDocuments({now: {"objects": [CAR]}})
+    found = FollowingSaves(inner, ctx).read([listed])
+    assert orjson.loads(found[listed]) == {"objects": [CAR]}
+    assert inner.reads == [[listed], [now]]
+    # A document deleted with its row is left out, as before.
+    with ctx.engine.begin() as conn:
+        conn.execute(annotation_results.delete().where(annotation_results.c.data_item_id == item))
+    assert FollowingSaves(FakeDocuments({}), ctx).read([listed]) == {}
