@@ -68,7 +68,7 @@ from annostack.services.processing import (
     Output,
     Task,
     kept_as_is,
-    outputs_for,
+    process,
 )
 from annostack.services.tenancy import TenantContext, object_store_of
 from annostack.settings import DatabaseSettings
@@ -316,10 +316,10 @@ class Worker:
         kept = kept_as_is(task)
         if kept is not None:
             return kept  # nothing to process in it, and nothing is read
-        data = self._get(task.key)
-        for output in outputs_for(task, data, self.options):
+        processed = process(task, self._get(task.key), self.options)
+        for output in processed.outputs:
             self._put_once(output)
-        return Outcome(ItemStatus.PROCESSED)
+        return Outcome(ItemStatus.PROCESSED, pixel_size=processed.pixel_size)
 
     def _publish(self, topic: str, message: ProcessingMessage) -> None:
         """Queue an imported item for processing (acknowledged by the broker before return)."""
