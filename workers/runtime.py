@@ -303,7 +303,7 @@ class Worker:
 
     def _set_status(self, task: Task, outcome: Outcome) -> None:
         with self.tenant.engine.begin() as conn:
-            record_outcome(conn, task.item_id, outcome.status, outcome.reason)
+            record_outcome(conn, task.item_id, outcome.status, outcome.reason, outcome.pixel_size)
 
     def _process(self, task: Task) -> Outcome:
         if task.topic.endswith("/archives"):
