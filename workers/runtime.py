@@ -68,7 +68,7 @@ from annostack.services.processing import (
     Output,
     Task,
     kept_as_is,
-    outputs_for,
+    process,
 )
 from annostack.services.tenancy import TenantContext, object_store_of
 from annostack.settings import DatabaseSettings
@@ -303,7 +303,7 @@ class Worker:
 
     def _set_status(self, task: Task, outcome: Outcome) -> None:
         with self.tenant.engine.begin() as conn:
-            record_outcome(conn, task.item_id, outcome.status, outcome.reason)
+            record_outcome(conn, task.item_id, outcome.status, outcome.reason, outcome.pixel_size)
 
     def _process(self, task: Task) -> Outcome:
         if task.topic.endswith("/archives"):
@@ -316,10 +316,10 @@ class Worker:
         kept = kept_as_is(task)
         if kept is not None:
             return kept  # nothing to process in it, and nothing is read
-        data = self._get(task.key)
-        for output in outputs_for(task, data, self.options):
+        processed = process(task, self._get(task.key), self.options)
+        for output in processed.outputs:
             self._put_once(output)
-        return Outcome(ItemStatus.PROCESSED)
+        return Outcome(ItemStatus.PROCESSED, pixel_size=processed.pixel_size)
 
     def _publish(self, topic: str, message: ProcessingMessage) -> None:
         """Queue an imported item for processing (acknowledged by the broker before return)."""

@@ -52,6 +52,10 @@ data_items = sa.Table(
     sa.Column("upload_id", sa.String(1024), nullable=True, comment="S3 multipart upload"),
     sa.Column("kind", sa.String(16), nullable=True, comment="FileKind at registration"),
     sa.Column("status_reason", sa.String(512), nullable=True, comment="Why it has its status"),
+    # An image's size as shown (upright), in pixels; NULL: not an image, or not processed since
+    # revision 0008 (processing it again records it).
+    sa.Column("width", sa.Integer, nullable=True),
+    sa.Column("height", sa.Integer, nullable=True),
     sa.UniqueConstraint("dataset_id", "name", name="uq_data_items_dataset_name"),
 )
 

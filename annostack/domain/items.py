@@ -199,6 +199,15 @@ class ItemStatus(StrEnum):
     UNSUPPORTED = "unsupported"  # kept, not processed: not a kind annostack handles
 
 
+@dataclass(frozen=True)
+class PixelSize:
+    """An image item's width and height in pixels, as a viewer shows it (upright: after its
+    EXIF orientation), which is the frame its 2D annotations are drawn in."""
+
+    width: int
+    height: int
+
+
 # What a processing job may (re)process: the file is in the bucket and of a processed kind.
 PROCESSABLE_STATUSES = (ItemStatus.UPLOADED, ItemStatus.PROCESSED, ItemStatus.FAILED)
 

@@ -79,7 +79,14 @@ class ListedItem(CamelModel):
     kind: FileKind | None = Field(description="None: registered before kinds were recorded.")
     status: ItemStatus
     status_reason: str | None = Field(description="Why: for `unsupported` and `failed` items.")
-    size: int
+    size: int = Field(description="The file's size in bytes.")
+    width: int | None = Field(
+        description="An image's width in pixels as a viewer shows it (EXIF orientation "
+        "applied), recorded when it is processed. Null for other kinds, for an image not "
+        "processed yet, and for one processed before sizes were recorded (until it is "
+        "processed again)."
+    )
+    height: int | None = Field(description="An image's height in pixels, as `width`.")
     created_at: datetime
     annotations: list[AnnotationSource] = Field(description="Its annotation documents, by source.")
     derived: list[DerivedLink] = Field(
@@ -100,6 +107,8 @@ class ItemPage(CamelModel):
                             "status": "processed",
                             "statusReason": None,
                             "size": 1843200,
+                            "width": None,
+                            "height": None,
                             "createdAt": "2026-12-01T09:31:02",
                             "annotations": [
                                 {
@@ -176,8 +185,10 @@ def decode_cursor(cursor: str, of: str = "item") -> int:
 # What a listing shows of an item (ListedItem's own columns).
 LISTED_COLUMNS = tuple(
     data_items.c[name]
-    for name in ("id", "name", "kind", "status", "status_reason", "size", "created_at")
-)
+    for name in (
+        "id", "name", "kind", "status", "status_reason", "size", "width", "height", "created_at",
+    )
+)  # fmt: skip
 
 
 def items_query(

@@ -71,7 +71,7 @@ from annostack.domain.exports.nuscenes import NuScenesFrame, NuScenesWriter
 from annostack.domain.exports.report import ExportFormat, ExportReport, Skip
 from annostack.domain.exports.xtreme1 import UNCONVERTED as XTREME1_UNCONVERTED
 from annostack.domain.exports.xtreme1 import result_to_xtreme1
-from annostack.domain.items import FileKind
+from annostack.domain.items import FileKind, PixelSize
 from annostack.domain.models import CamelModel
 from annostack.domain.processing import (
     EXPORT,
@@ -114,6 +114,7 @@ class ExportUnit:
     timestamp: datetime | None = None  # a frame's, if it has one
     file_name: str | None = None  # a frame's: its point cloud item's name
     revisions: tuple[str | None, ...] = ()  # each source's current document (annotations)
+    pixel_size: PixelSize | None = None  # an image item's, if the worker recorded it (coco)
 
     @property
     def label(self) -> str:
@@ -241,7 +242,8 @@ def image_units(
     after = 0
     while True:
         query = (
-            sa.select(data_items.c.id, data_items.c.name)
+            sa.select(data_items.c.id, data_items.c.name, data_items.c.width,
+                      data_items.c.height)
             .where(data_items.c.dataset_id == dataset_id, data_items.c.kind == FileKind.IMAGE,
                    data_items.c.id > after)
             .order_by(data_items.c.id)
@@ -284,9 +286,13 @@ def count_units(ctx: TenantContext, dataset_id: int, spec: ExportSpec) -> int:
 Sourced = tuple[tuple[str, ...], tuple[str | None, ...]]  # an item's sources, their revisions
 
 
-def _image_unit(row: sa.Row[Any, Any], sources: Mapping[int, Sourced]) -> ExportUnit:
+def _image_unit(row: sa.Row[Any, Any, Any, Any], sources: Mapping[int, Sourced]) -> ExportUnit:
     names, revisions = sources.get(int(row.id), ((), ()))
-    return ExportUnit(int(row.id), str(row.name), sources=names, revisions=revisions)
+    # Both or neither: the worker records them in one UPDATE.
+    size = None if row.width is None else PixelSize(int(row.width), int(row.height))
+    return ExportUnit(
+        int(row.id), str(row.name), sources=names, revisions=revisions, pixel_size=size
+    )
 
 
 def _sources(conn: sa.Connection, item_ids: list[int], source: str | None) -> dict[int, Sourced]:
@@ -411,9 +417,19 @@ def _write_coco(
         writer = CocoWriter(out, spool, spec.categories)
         for unit, bodies in units:
             document, unreadable = merged_document(bodies)
-            written, skipped = writer.add(CocoImage(unit.item_id, unit.name), document)
+            written, skipped = writer.add(coco_image(unit), document)
             report.record(ExportFormat.COCO, unit.label, written, [*unreadable, *skipped])
+            if unit.pixel_size is None:
+                report.record_without_size(ExportFormat.COCO, unit.label)
         writer.close()
+
+
+def coco_image(unit: ExportUnit) -> CocoImage:
+    """The image entry of an image item: its size as recorded, or null (domain.exports.coco)."""
+    size = unit.pixel_size
+    if size is None:
+        return CocoImage(unit.item_id, unit.name)
+    return CocoImage(unit.item_id, unit.name, size.width, size.height)
 
 
 def _write_nuscenes(

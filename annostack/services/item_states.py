@@ -13,6 +13,9 @@ forward:
   was complete when it was queued), besides the statuses a job may reprocess.
 
 Either order ends in the worker's verdict, which is what a client polling the item waits for.
+What the worker measured (an image's size) goes into the same UPDATE as its verdict, so the
+two land together or not at all (a verdict that does not apply sizes nothing either); arrival
+does not touch it.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from annostack.domain.items import (
     PROCESSABLE_STATUSES,
     FileClass,
     ItemStatus,
+    PixelSize,
     status_on_arrival,
 )
 
@@ -57,10 +61,21 @@ def mark_arrived(
     )
 
 
-def record_outcome(conn: Connection, item_id: int, status: ItemStatus, reason: str | None) -> None:
-    """A worker's verdict on an item whose file is (or was queued as) in the bucket."""
+def record_outcome(
+    conn: Connection,
+    item_id: int,
+    status: ItemStatus,
+    reason: str | None,
+    pixel_size: PixelSize | None = None,
+) -> None:
+    """A worker's verdict on an item whose file is (or was queued as) in the bucket, and the
+    image's size if processing measured it. Without one (a failure, another kind, a job that
+    made no thumbnails) a size recorded earlier stays: the file has not changed."""
+    verdict: dict[str, object] = {"status": status, "status_reason": reason}
+    if pixel_size is not None:
+        verdict |= {"width": pixel_size.width, "height": pixel_size.height}
     conn.execute(
         data_items.update()
         .where(data_items.c.id == item_id, data_items.c.status.in_(SETTLED_BY_WORKERS))
-        .values(status=status, status_reason=reason)
+        .values(**verdict)
     )

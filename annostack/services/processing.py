@@ -4,6 +4,9 @@ Outputs live under ``derived/<item id>/`` with fixed names, so processing a mess
 (a redelivery after a crash) writes the same keys; the worker writes them with
 If-None-Match: * and treats "already there" as done, so nothing is duplicated — not even as
 an extra object version in the versioned bucket.
+
+Besides its files, processing may measure the item: an image's size (domain.images), which
+the worker records with the item's status in one UPDATE (services.item_states).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from annostack.domain.items import (
     FileClass,
     FileKind,
     ItemStatus,
+    PixelSize,
     ProcessingMessage,
     classify,
 )
@@ -128,10 +132,12 @@ class Task:
 
 @dataclass(frozen=True)
 class Outcome:
-    """The item's status once its message is done, and why when it was not processed."""
+    """The item's status once its message is done, why when it was not processed, and what
+    processing measured of it (recorded with the status)."""
 
     status: ItemStatus
     reason: str | None = None
+    pixel_size: PixelSize | None = None
 
 
 def kept_as_is(task: Task) -> Outcome | None:
@@ -164,13 +170,22 @@ def output(task: Task, file: DerivedFile, body: bytes) -> Output:
     return Output(derived_key(task.item_id, file.name), body, file.content_type)
 
 
-def image_outputs(task: Task, data: bytes) -> list[Output]:
+@dataclass(frozen=True)
+class Processed:
+    """What processing made of one file: its derived files, and an image's size when its
+    thumbnails were made (None otherwise: nothing decoded it)."""
+
+    outputs: list[Output]
+    pixel_size: PixelSize | None = None
+
+
+def process_image(task: Task, data: bytes) -> Processed:
+    """Thumbnails, and the size they show the image at, from one decode."""
     if not task.wants("thumbnail"):
-        return []
-    return [
-        output(task, thumbnail(size), jpeg)
-        for size, jpeg in sorted(thumbnails(data, THUMBNAIL_SIZES).items())
-    ]
+        return Processed([])
+    made = thumbnails(data, THUMBNAIL_SIZES)
+    outputs = [output(task, thumbnail(size), jpeg) for size, jpeg in sorted(made.jpegs.items())]
+    return Processed(outputs, made.size)
 
 
 def pointcloud_outputs(task: Task, data: bytes, options: Options) -> list[Output]:
@@ -244,17 +259,17 @@ def split_outputs(task: Task, cloud: PointCloud) -> list[Output]:
     return outputs
 
 
-def outputs_for(task: Task, data: bytes, options: Options) -> list[Output]:
+def process(task: Task, data: bytes, options: Options) -> Processed:
     """Everything processing makes of one file, by its kind."""
     kind = task.kind
     if kind is FileKind.IMAGE:
-        return image_outputs(task, data)
+        return process_image(task, data)
     if kind is FileKind.POINT_CLOUD:
-        return pointcloud_outputs(task, data, options)
+        return Processed(pointcloud_outputs(task, data, options))
     if kind is FileKind.VIDEO:
-        return video_outputs(task, data)
+        return Processed(video_outputs(task, data))
     if kind is FileKind.AUDIO:
-        return audio_outputs(task, data)
+        return Processed(audio_outputs(task, data))
     if kind is FileKind.TEXT:
-        return text_outputs(task, data)
+        return Processed(text_outputs(task, data))
     raise InvalidTask(f"no processing for a file of kind {kind} ({task.key})")

@@ -344,7 +344,7 @@ class FramePublic(CamelModel):
 
 _ITEM: JsonDict = {
     "id": 42, "name": "scene_1/lidar_point_cloud_0/2.pcd", "kind": "pointcloud",
-    "status": "processed", "statusReason": None, "size": 1843200,
+    "status": "processed", "statusReason": None, "size": 1843200, "width": None, "height": None,
     "createdAt": "2026-12-01T09:31:02",
     "annotations": [{"source": "imported", "etag": "8c1f0b", "version": 1, "objectCount": 30,
                      "updatedAt": "2026-12-01T09:31:09"}],
@@ -356,7 +356,7 @@ _FRAME: JsonDict = {
     "images": [{
         "camera": "camera_image_0",
         "item": {**_ITEM, "id": 43, "name": "scene_1/camera_image_0/2.jpg", "kind": "image",
-                 "annotations": [], "derived": []},
+                 "width": 1920, "height": 1080, "annotations": [], "derived": []},
         "calibration": {"intrinsics": {"fx": 933.5, "fy": 934.7, "cx": 896.5, "cy": 507.4},
                         "extrinsics": [1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1],
                         "width": 1920, "height": 1080},

@@ -62,6 +62,7 @@ ITEMS: dict[int, tuple[str, FileKind | None, ItemStatus, str | None]] = {
     16: ("old/000003.jpg", None, ItemStatus.PROCESSED, None),  # registered before kinds
 }
 ANNOTATED = {10: ["camera", "lidar"], 12: ["lidar"]}
+SIZED = {10: (64, 48)}  # id: (width, height) the worker recorded
 
 
 def connection() -> TenantConnection:
@@ -90,6 +91,9 @@ def ctx() -> Iterator[TenantContext]:
             ],
         )
         conn.execute(data_items.insert(), [row(i, *values) for i, values in ITEMS.items()])
+        for item, (width, height) in SIZED.items():
+            sized = data_items.update().where(data_items.c.id == item)
+            conn.execute(sized.values(width=width, height=height))
         twin = row(
             99, "front/000001.jpg", FileKind.IMAGE, ItemStatus.PROCESSED, None, OTHER_DATASET
         )
@@ -243,6 +247,15 @@ def test_items_carry_their_state_and_annotation_sources(ctx: TenantContext) -> N
         ("camera", "etag-10-camera", 2, 5),
         ("lidar", "etag-10-lidar", 2, 5),
     ]
+
+
+def test_images_carry_their_recorded_size_and_the_rest_none(ctx: TenantContext) -> None:
+    items = listed(ctx)
+    assert (items[10].width, items[10].height) == (64, 48)
+    # A cloud has none; an image processed before sizes were recorded has none either.
+    assert all((items[i].width, items[i].height) == (None, None) for i in (11, 12, 16))
+    page = list_items(ctx, SIGNER, DATASET, ItemFilter()).model_dump(by_alias=True)
+    assert {"width": 64, "height": 48}.items() <= page["items"][0].items()
 
 
 def test_only_processed_items_have_derived_urls_named_as_the_worker_writes(

@@ -6,7 +6,7 @@ import pytest
 
 from annostack.domain.derived import FILES_OF_KIND, derived_files, derived_key
 from annostack.domain.items import FileKind, ItemStatus, ProcessingMessage
-from annostack.services.processing import Options, Task, outputs_for
+from annostack.services.processing import Options, Task, process
 from tests.integration.workloads import jpeg, small_cloud
 from tests.media import tone, video
 
@@ -25,7 +25,7 @@ def written(kind: FileKind, options: Options) -> set[str]:
     key, sample = SAMPLES[kind]
     message = ProcessingMessage(tenant="acme", item_id=ITEM, key=key, kind=kind)
     task = Task.parse(message.model_dump_json(by_alias=True), "persistent://acme/p/media")
-    return {output.key for output in outputs_for(task, sample(), options)}
+    return {output.key for output in process(task, sample(), options).outputs}
 
 
 def listed(kind: FileKind, *, with_optional: bool) -> set[str]:

@@ -20,13 +20,13 @@ from pydantic import SecretStr, ValidationError
 from annostack.adapters.job_progress import ExportCounts, ExportState, JobProgress
 from annostack.adapters.multipart import MultipartUpload, multipart_upload
 from annostack.adapters.objects import Presigner
-from annostack.adapters.tenant_tables import annotation_results
+from annostack.adapters.tenant_tables import annotation_results, data_items
 from annostack.domain.calibration import CameraCalibration, FrameCamera
 from annostack.domain.errors import BackendUnavailable
 from annostack.domain.exports.archive import ArchiveKind
 from annostack.domain.exports.report import ExportFormat, ExportReport
 from annostack.domain.exports.xtreme1 import document_from_xtreme1
-from annostack.domain.items import ExportMessage
+from annostack.domain.items import ExportMessage, PixelSize
 from annostack.domain.processing import ExportSpec, ProcessingJobSpec, processing_job_manifest
 from annostack.services.annotations import document_key
 from annostack.services.exports import (
@@ -34,6 +34,7 @@ from annostack.services.exports import (
     ExportUnit,
     FollowingSaves,
     export_key,
+    image_units,
     kitti_camera,
     source_documents,
     write_export,
@@ -45,6 +46,7 @@ from annostack.settings import ObjectStoreSettings
 from annostack.workers.export import parse_export
 from tests.unit.exports.test_nuscenes import SCHEMA, checked, walk
 from tests.unit.test_browsing import ctx  # noqa: F401  (the fixture)
+from tests.unit.test_scene_service import DATASET, tenant
 
 # An ideal LiDAR-to-camera rotation (x_cam = -y, y_cam = -z, z_cam = x), K of 700 px.
 CAMERA = CameraCalibration.model_validate(
@@ -225,12 +227,19 @@ def test_kitti_takes_the_camera_asked_for_then_image_2_then_the_first() -> None:
 
 def test_coco_writes_boxes_and_reports_what_it_cannot_hold() -> None:
     documents = FakeDocuments({document_key(5, "default"): {"objects": [RECT, CAR]}})
-    pages = pages_of([ExportUnit(5, "images/a.jpg", sources=("default",)),
+    pages = pages_of([ExportUnit(5, "images/a.jpg", sources=("default",),
+                                 pixel_size=PixelSize(1280, 720)),
                       ExportUnit(6, "images/b.jpg")])  # fmt: skip
     spec = ExportSpec(format=ExportFormat.COCO, categories=["person", "car"])
     body, report, written = run(spec, pages, documents)
     coco = orjson.loads(body)
-    assert [image["file_name"] for image in coco["images"]] == ["images/a.jpg", "images/b.jpg"]
+    assert coco["images"] == [
+        {"id": 5, "file_name": "images/a.jpg", "width": 1280, "height": 720},
+        {"id": 6, "file_name": "images/b.jpg", "width": None, "height": None},
+    ], "b.jpg's size was never recorded"
+    assert report.images_without_size == ["images/b.jpg"], "listed, to be processed again"
+    assert report.formats[ExportFormat.COCO].images_without_size == 1
+    assert report.summary().endswith(", 1 images without width and height")
     (annotation,) = coco["annotations"]
     assert (annotation["bbox"], annotation["area"], annotation["category_id"]) == (
         [10, 20, 30, 40], 1200, 2,
@@ -238,6 +247,24 @@ def test_coco_writes_boxes_and_reports_what_it_cannot_hold() -> None:
     assert coco["categories"] == [{"id": 1, "name": "person"}, {"id": 2, "name": "car"}]
     assert report.unsupported_types == {"coco:3D_BOX": 1}
     assert written == [2]
+
+
+def test_coco_image_units_carry_the_sizes_the_worker_recorded() -> None:
+    # Items 1, 2, 3; only 1 was processed since
+    images_ctx = tenant(["a.jpg", "b.png", "lidar/1.pcd"])
+    with images_ctx.engine.begin() as conn:
+        sized = data_items.update().where(data_items.c.id == 1)
+        conn.execute(sized.values(width=1280, height=720))
+    (page,) = image_units(images_ctx, DATASET, None)
+    images_ctx.engine.dispose()
+    assert [(unit.name, unit.pixel_size) for unit in page] == [
+        ("a.jpg", PixelSize(1280, 720)), ("b.png", None),
+    ], "images only; b.png was processed before sizes were recorded"  # fmt: skip
+    body, report, _ = run(ExportSpec(format=ExportFormat.COCO), pages_of(page), FakeDocuments({}))
+    assert [(i["width"], i["height"]) for i in orjson.loads(body)["images"]] == [
+        (1280, 720), (None, None),
+    ]  # fmt: skip
+    assert report.images_without_size == ["b.png"]
 
 
 def test_a_document_that_does_not_validate_is_reported_not_fatal() -> None:

@@ -14,12 +14,13 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from annostack.adapters.tenant_tables import data_items, datasets, metadata
-from annostack.domain.items import FileKind, ItemStatus, classify
+from annostack.domain.items import FileKind, ItemStatus, PixelSize, classify
 from annostack.services.item_states import mark_arrived, record_outcome
 
 ITEM = 7
 JPEG = classify("front/000001.jpg", "IMAGE", "image/jpeg")
 SIDECAR = classify("camera_config/000001.json", "POINT_CLOUD", "application/json")
+PHOTO = PixelSize(width=64, height=48)
 
 
 @pytest.fixture
@@ -60,13 +61,14 @@ def test_a_verdict_before_arrival_is_not_overwritten_by_it(
     engine: Engine, verdict: ItemStatus, reason: str | None
 ) -> None:
     """The race a fast worker wins: its verdict lands on an `uploading` item, then the API's
-    arrival records the checksum and kind and leaves the verdict alone."""
+    arrival records the checksum and kind and leaves the verdict (and the size) alone."""
     with engine.begin() as conn:
-        record_outcome(conn, ITEM, verdict, reason)
+        record_outcome(conn, ITEM, verdict, reason, PHOTO if reason is None else None)
     with engine.begin() as conn:
         mark_arrived(conn, ITEM, JPEG, checksum="etag-1", object_key="data/1/7/x.jpg")
     found = item(engine)
     assert (found.status, found.status_reason) == (verdict, reason)
+    assert (found.width, found.height) == ((64, 48) if reason is None else (None, None))
     assert (found.checksum, found.kind, found.object_key) == (
         "etag-1", FileKind.IMAGE, "data/1/7/x.jpg",
     )  # fmt: skip
@@ -84,5 +86,23 @@ def test_a_worker_verdict_never_touches_items_it_does_not_process(
 ) -> None:
     with engine.begin() as conn:
         conn.execute(data_items.update().values(status=settled))
+        record_outcome(conn, ITEM, ItemStatus.PROCESSED, None, PHOTO)
+    assert (item(engine).status, item(engine).width) == (settled, None), "nor sizes them"
+
+
+def test_the_size_is_recorded_with_the_processed_verdict(engine: Engine) -> None:
+    with engine.begin() as conn:
+        mark_arrived(conn, ITEM, JPEG)
+    assert (item(engine).width, item(engine).height) == (None, None), "unknown until processed"
+    with engine.begin() as conn:
+        record_outcome(conn, ITEM, ItemStatus.PROCESSED, None, PHOTO)
+    found = item(engine)
+    assert (found.status, found.width, found.height) == (ItemStatus.PROCESSED, 64, 48)
+
+
+def test_a_verdict_without_a_size_keeps_the_recorded_one(engine: Engine) -> None:
+    """A later job that made no thumbnails (or failed) measured nothing: the file is the same."""
+    with engine.begin() as conn:
+        record_outcome(conn, ITEM, ItemStatus.PROCESSED, None, PHOTO)
         record_outcome(conn, ITEM, ItemStatus.PROCESSED, None)
-    assert item(engine).status == settled
+    assert (item(engine).width, item(engine).height) == (64, 48)

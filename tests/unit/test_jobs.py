@@ -19,7 +19,7 @@ from annostack.domain.processing import (
 from annostack.domain.tenants import TenantNames
 from annostack.services.dataset_imports import source_fingerprint
 from annostack.services.jobs import JobRef, JobRunner, _routed
-from annostack.services.processing import InvalidTask, Task, image_outputs
+from annostack.services.processing import InvalidTask, Processed, Task, process_image
 from tests.integration.workloads import jpeg
 
 JOB = JobRef(tenant="acme", uid="3f0c")
@@ -107,7 +107,7 @@ def test_a_job_message_carries_its_job_and_operations() -> None:
     payload = {"tenant": "acme", "itemId": 4, "key": "raw/a.jpg", "job": "u1", "operations": []}
     task = Task.parse(orjson.dumps(payload), "persistent://x/thumbnails")
     assert task.job == "u1" and not task.wants("thumbnail")
-    assert image_outputs(task, jpeg()) == [], "nothing asked, nothing written"
+    assert process_image(task, jpeg()) == Processed([]), "nothing asked, nothing written"
     upload = Task.parse(orjson.dumps({"tenant": "acme", "itemId": 4, "key": "data/1/4.jpg"}), "t")
     assert upload.job is None and upload.wants("thumbnail"), "an upload gets everything"
 

@@ -19,7 +19,7 @@ from annostack.domain.media import (
     video_preview,
 )
 from annostack.domain.texts import TextError, read_text
-from annostack.services.processing import Options, Task, outputs_for
+from annostack.services.processing import Options, Task, process
 from tests.media import flac, tone, video
 
 CHINESE = "这是一个用于标注的中文文本示例。包含足够多的字符以便识别编码。\n"
@@ -100,15 +100,17 @@ def task(kind: FileKind, key: str) -> Task:
 
 
 def test_processing_writes_each_kinds_outputs_under_derived() -> None:
-    outputs = outputs_for(task(FileKind.VIDEO, "data/1/7.mp4"), video(seconds=2.0), Options())
+    processed = process(task(FileKind.VIDEO, "data/1/7.mp4"), video(seconds=2.0), Options())
+    assert processed.pixel_size is None, "only images have their size recorded"
+    outputs = processed.outputs
     keys = {output.key for output in outputs}
     assert {"derived/7/info.json", "derived/7/poster.jpg", "derived/7/thumb-200.jpg"} <= keys
     assert {f"derived/7/frames/{n}.jpg" for n in range(FRAME_COUNT)} <= keys
     info = orjson.loads(next(o.body for o in outputs if o.key.endswith("info.json")))
     assert info["durationSeconds"] == 2.0 and len(info["frameThumbnails"]) == FRAME_COUNT
 
-    audio = outputs_for(task(FileKind.AUDIO, "data/1/7.wav"), tone(), Options())
+    audio = process(task(FileKind.AUDIO, "data/1/7.wav"), tone(), Options()).outputs
     assert [o.key for o in audio] == ["derived/7/info.json", "derived/7/waveform.png"]
 
-    text = outputs_for(task(FileKind.TEXT, "data/1/7.txt"), b"hello\nworld\n", Options())
+    text = process(task(FileKind.TEXT, "data/1/7.txt"), b"hello\nworld\n", Options()).outputs
     assert orjson.loads(text[0].body)["snippet"] == "hello\nworld\n"

@@ -12,7 +12,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from annostack.cli import app
-from annostack.domain.images import ImageError, thumbnail
+from annostack.domain.images import QUARTER_TURNS, ImageError, thumbnail, thumbnails
+from annostack.domain.items import PixelSize
 from annostack.domain.pointclouds import PointCloudError, read_any, read_pcd, write_pcd
 from annostack.domain.rendering import (
     DEFAULT_RANGE_METRES,
@@ -190,6 +191,33 @@ def test_thumbnails_are_upright_whatever_the_camera_stored() -> None:
     with Image.open(io.BytesIO(thumbnail(raw.getvalue(), 400))) as thumb:
         assert thumb.size == (225, 400), "portrait, as the photographer saw it"
         assert 0x0112 not in thumb.getexif(), "the orientation is applied, not passed on"
+
+
+def photo(width: int, height: int, format_: str = "JPEG", orientation: int = 1) -> bytes:
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    raw = io.BytesIO()
+    Image.new("RGB", (width, height), (200, 10, 10)).save(raw, format_, exif=exif.tobytes())
+    return raw.getvalue()
+
+
+def test_thumbnails_report_the_full_size_not_the_decoders_draft() -> None:
+    # JPEGs decoded at 1/8 for a 200 px box (240 x 135), one of them shown portrait.
+    assert thumbnails(photo(1920, 1080), (200,)).size == PixelSize(width=1920, height=1080)
+    portrait = photo(1920, 1080, orientation=6)
+    assert thumbnails(portrait, (200,)).size == PixelSize(width=1080, height=1920)
+
+
+@pytest.mark.parametrize("format_", ["JPEG", "PNG", "WEBP", "TIFF"])
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_the_size_is_upright_as_the_thumbnails_are(format_: str, orientation: int) -> None:
+    """Stored 64 x 48; the orientations that turn it a quarter show it 48 wide. The 800 px
+    thumbnail is not enlarged, so it is the size recorded: the two agree on every tag."""
+    made = thumbnails(photo(64, 48, format_, orientation), (200, 800))
+    turned = orientation in QUARTER_TURNS
+    assert made.size == (PixelSize(48, 64) if turned else PixelSize(64, 48))
+    with Image.open(io.BytesIO(made.jpegs[800])) as largest:
+        assert largest.size == (made.size.width, made.size.height)
 
 
 @pytest.mark.parametrize("format_", ["PNG", "WEBP", "TIFF"])

@@ -15,6 +15,12 @@ depend on the export. Writing categories at the end is what lets such classes in
 first pass over the data (JSON does not order an object's keys; pycocotools, detectron2 and
 torchvision read them in any order).
 
+Per image: ``width`` and ``height`` as the worker recorded them when it made the image's
+thumbnails: in pixels, upright (EXIF orientation applied), the frame the boxes are drawn in.
+An image whose size was never recorded (not processed yet, or processed before sizes were
+recorded) gets null for both, as every image did before; the caller lists it in the report,
+and processing it again records its size.
+
 Per annotation: ``bbox`` is [x, y, width, height] in pixels, ``area`` the box's or polygon's
 area (shoelace), ``segmentation`` the polygon as one flat [x1, y1, x2, y2, ...] ring
 (holes are not written: COCO polygons have none) or [] for a box, ``iscrowd`` 0, and an
@@ -42,7 +48,7 @@ Record = dict[str, object]
 class CocoImage:
     id: int  # the item's id: stable across exports
     file_name: str
-    width: int | None = None
+    width: int | None = None  # None: not recorded (written as null)
     height: int | None = None
 
 

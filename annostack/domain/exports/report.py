@@ -4,6 +4,10 @@ The report goes into the export job's status and its final condition, so it is a
 model with camelCase names like the resources. Lists are capped (`MAX_LISTED`): an export
 of 100,000 frames of unsupported objects must not grow a report of millions of entries; the
 totals still count every one.
+
+Besides objects, a COCO export lists the images it wrote without `width` and `height`: their
+size was never recorded (not processed yet, or processed before sizes were recorded).
+Processing them again (a ProcessingJob with `thumbnail`) records it.
 """
 
 from __future__ import annotations
@@ -57,6 +61,9 @@ class FormatCounts(_ReportModel):
     objects: int = Field(default=0, description="Objects written.")
     skipped: int = Field(default=0, description="Objects left out (each with its reason).")
     lossy: int = Field(default=0, description="Objects written with loss (roll, pitch...).")
+    images_without_size: int = Field(
+        default=0, description="COCO: images written with null width and height."
+    )
 
 
 class ExportReport(_ReportModel):
@@ -74,6 +81,11 @@ class ExportReport(_ReportModel):
     unsupported_types: dict[str, int] = Field(
         default_factory=dict,
         description="Object types a format has no place for, with how many were skipped.",
+    )
+    images_without_size: list[str] = Field(
+        default_factory=list,
+        description=f"COCO: the first {MAX_LISTED} images written with null width and height, "
+        "their size not recorded yet; processing them again (operation thumbnail) records it.",
     )
 
     def record(
@@ -98,6 +110,12 @@ class ExportReport(_ReportModel):
         for note in lossy:
             _listed(self.lossy, format, item, note)
 
+    def record_without_size(self, format: ExportFormat, item: str) -> None:
+        """Adds one image written without its width and height."""
+        self.formats.setdefault(format, FormatCounts()).images_without_size += 1
+        if len(self.images_without_size) < MAX_LISTED:
+            self.images_without_size.append(item)
+
     def summary(self) -> str:
         """One line for a condition message: `kitti: 3 items, 41 objects, 2 skipped`."""
         parts = []
@@ -107,6 +125,8 @@ class ExportReport(_ReportModel):
                 part += f", {counts.skipped} skipped"
             if counts.lossy:
                 part += f", {counts.lossy} with loss"
+            if counts.images_without_size:
+                part += f", {counts.images_without_size} images without width and height"
             parts.append(part)
         return "; ".join(parts) or "nothing exported"
 

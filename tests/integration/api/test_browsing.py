@@ -148,6 +148,9 @@ def test_items_are_listed_with_every_filter_and_across_pages(
     assert (big["name"], big["kind"], big["status"]) == ("lidar/000001.pcd", "pointcloud",
                                                          "processed")  # fmt: skip
     assert big["size"] == len(FILES["big"][1]) and big["createdAt"]
+    photo = items[ids["photo"]]
+    assert (photo["width"], photo["height"]) == (1280, 720), "jpeg()'s size, as the worker read it"
+    assert (big["width"], big["height"]) == (None, None), "only images have one"
     (annotation,) = big["annotations"]
     assert annotation["source"] == "lidar" and annotation["version"] == 1
     assert annotation["etag"] == saved.headers["ETag"].strip('"')

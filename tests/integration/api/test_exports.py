@@ -8,7 +8,8 @@ job; a worker of the tenant's on the host writes the archive.
   byte for byte (serialised the same way), unknown object types included.
 * KITTI: a KITTI prefix with a hand-picked calibration and one saved 3D box per frame: the
   label file equals a line worked out by hand (tests/unit/test_exports.py shows the working).
-* COCO: 2D boxes of an image dataset; a 3D box on an image is listed in the report.
+* COCO: 2D boxes of an image dataset; a 3D box on an image is listed in the report. The image
+  the worker processed has its size; one never processed has null, and is listed.
 * nuScenes: the imported Xtreme1 sequence as devkit tables, its track linked through the
   three frames, the point segments reported; the same bytes when exported again.
 * Another tenant cannot see the export.
@@ -250,16 +251,27 @@ def test_a_coco_export_of_2d_boxes_and_only_the_callers_tenant_sees_it(
     dataset = new_dataset(api, owner, "IMAGE")
     image, key = register_item(owner.context, dataset, UploadRequest(name="a.jpg", size=1))
     put_object(stack_settings, owner, key, jpeg())
+    publish(owner.context.connection, "thumbnails", image, key)  # records its size
+    unsized, _ = register_item(owner.context, dataset, UploadRequest(name="b.jpg", size=1))
+    wait_for(
+        lambda: api.get(f"/v1/items/{image}", headers=owner.auth).json()["status"] == "processed",
+        timeout=90,
+        what="a.jpg processed",
+    )
     rect = {"id": "r1", "type": "RECTANGLE", "classId": "car",
             "contour": {"x": 10, "y": 20, "width": 30, "height": 40}}  # fmt: skip
     save(api, owner, image, "default", [rect, {**CAR, "id": "c9"}])
     body = {"format": "coco", "categories": ["person", "car"]}
     view, data = export(api, owner, dataset, body)
     coco = orjson.loads(data)
-    assert coco["images"] == [{"id": image, "file_name": "a.jpg", "width": None, "height": None}]
+    assert coco["images"] == [
+        {"id": image, "file_name": "a.jpg", "width": 1280, "height": 720},  # jpeg()'s size
+        {"id": unsized, "file_name": "b.jpg", "width": None, "height": None},
+    ]
     (annotation,) = coco["annotations"]
     assert (annotation["bbox"], annotation["category_id"]) == ([10, 20, 30, 40], 2)
     assert view["report"]["unsupportedTypes"] == {"coco:3D_BOX": 1}
+    assert view["report"]["imagesWithoutSize"] == ["b.jpg"]
     hidden = api.get(f"/v1/exports/{view['id']}", headers=tenant_b.auth)
     assert hidden.status_code == 404
 

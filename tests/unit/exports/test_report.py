@@ -24,6 +24,9 @@ def test_the_lists_are_capped_but_the_counts_are_not() -> None:
     skip = Skip("p", "POLYLINE", "no polylines in COCO", unsupported_type=True)
     for n in range(MAX_LISTED + 50):
         report.record(ExportFormat.COCO, f"item-{n}", exported=0, skipped=[skip])
-    assert len(report.skipped) == MAX_LISTED
+        report.record_without_size(ExportFormat.COCO, f"item-{n}")
+    assert len(report.skipped) == len(report.images_without_size) == MAX_LISTED
+    assert report.formats[ExportFormat.COCO].images_without_size == MAX_LISTED + 50
+    assert report.model_dump(by_alias=True)["imagesWithoutSize"][0] == "item-0"
     assert report.formats[ExportFormat.COCO].skipped == MAX_LISTED + 50
     assert report.unsupported_types["coco:POLYLINE"] == MAX_LISTED + 50
