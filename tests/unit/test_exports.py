@@ -250,7 +250,7 @@ def test_coco_writes_boxes_and_reports_what_it_cannot_hold() -> None:
 
 
 def test_coco_image_units_carry_the_sizes_the_worker_recorded() -> None:
-    # Items 1, 2, 3; only 1 was processed since
+    # Items 1, 2, 3; only 1 was processed since sizes are recorded
     images_ctx = tenant(["a.jpg", "b.png", "lidar/1.pcd"])
     with images_ctx.engine.begin() as conn:
         sized = data_items.update().where(data_items.c.id == 1)
