@@ -160,7 +160,7 @@ def test_an_imported_xtreme1_archive_exports_to_the_same_objects(
             (entry,) = orjson.loads(archive.read(f"scene_1/result/{stem}.json"))
             assert orjson.dumps(entry["objects"]) == orjson.dumps(result(stem)["objects"])
     assert view["report"]["formats"]["xtreme1"] == {"items": 3, "objects": 6, "skipped": 0,
-                                                    "lossy": 0}  # fmt: skip
+                                                    "lossy": 0, "imagesWithoutSize": 0}  # fmt: skip
 
 
 def test_a_nuscenes_export_links_the_track_through_its_frames_and_repeats_byte_for_byte(
