@@ -97,7 +97,9 @@ def _add_scene(ctx: Any, dataset: int, first: int, last: int) -> list[int]:
         scene = conn.execute(
             scenes.insert().values(
                 dataset_id=dataset,
-                name=f"scene_{first // FRAMES_PER_SCENE + 1}",
+                # Named by its first frame: a later size's scenes continue where the last ended
+                # (the 1,000 frames' last scene is 100 frames long), never reusing a name.
+                name=f"scene_{first:06d}",
                 layout="xtreme1",
                 frame_count=last - first,
             )
@@ -155,7 +157,9 @@ def _items(conn: sa.Connection, dataset: int, names: list[str]) -> list[int]:
         ],
     )
     rows = conn.execute(
-        sa.select(data_items.c.id, data_items.c.name).where(data_items.c.name.in_(names))
+        sa.select(data_items.c.id, data_items.c.name).where(
+            data_items.c.dataset_id == dataset, data_items.c.name.in_(names)
+        )
     )
     ids = {str(row.name): int(row.id) for row in rows}
     return [ids[name] for name in names]
