@@ -40,11 +40,11 @@ from annostack.domain.annotations import (
 )
 from annostack.services.annotation_index import Current, Move, indexed, move
 from annostack.services.annotations import document_key, new_revision
-from annostack.services.datasets import existing_items
 from annostack.services.tenancy import TenantContext
 from annostack.settings import Settings
 from bench.annotation_clients import Sequence, save_body
 from bench.annotation_history import document_body, etag_of
+from bench.annotation_objects import history_revision
 from bench.annotation_server import CONVERSIONS, assemble, rows_of_batch
 from bench.xtreme1_rows import DELETE_BY_DATA_IDS, HUMAN, INSERT_ROWS, SELECT_BY_DATA_IDS
 
@@ -146,8 +146,9 @@ def _rows_load(run: Any, sequence: Sequence) -> dict[str, Any]:
 async def _objects_load(
     run: Any, settings: Settings, ctx: TenantContext, sequence: Sequence
 ) -> dict[str, Any]:
-    bucket, keys = ctx.connection.bucket, [document_key(i, SOURCE) for i in sequence.item_ids]
-    item_check_ms, _ = timed(lambda: existing_items(ctx, sequence.item_ids))
+    bucket = ctx.connection.bucket
+    keys = [document_key(i, SOURCE, history_revision(i)) for i in sequence.item_ids]
+    item_check_ms, _ = timed(lambda: indexed(ctx, SOURCE, sequence.item_ids))
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=IN_FLIGHT)) as http:
         io = ObjectIO(Presigner(settings.s3), http)
         limit = asyncio.Semaphore(IN_FLIGHT)
@@ -177,10 +178,16 @@ async def _objects_save(run: Any, settings: Settings, ctx: TenantContext) -> dic
         limit = asyncio.Semaphore(IN_FLIGHT)
 
         async def put(item: int, frame: int, condition: bool) -> str:
+            """Over the history's object with If-Match (the design before revisions), or to a
+            new revision's key, unconditional (the product's save)."""
             body = document_body(frame)
-            if_match = etag_of(body) if condition else None
+            if condition:
+                key, if_match = document_key(item, SOURCE, history_revision(item)), etag_of(body)
+            else:
+                key, if_match = document_key(item, SOURCE, new_revision()), None
+                fresh.append(key)
             async with limit:
-                written = await io.put(bucket, document_key(item, SOURCE), body, if_match=if_match)
+                written = await io.put(bucket, key, body, if_match=if_match)
             return written.etag
 
         async def all_puts(sequence: Sequence, condition: bool) -> float:
@@ -191,8 +198,10 @@ async def _objects_save(run: Any, settings: Settings, ctx: TenantContext) -> dic
             )
             return ms(time.perf_counter() - started)
 
+        fresh: list[str] = []
         conditional_ms = await all_puts(conditional, True)
         plain_ms = await all_puts(plain, False)
+        await io.discard(bucket, fresh)  # the rows still name the history's objects
     record_ms = _index_move_ms(ctx, conditional)
     return {
         **parts,
