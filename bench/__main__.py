@@ -10,6 +10,7 @@ from bench import (  # noqa: F401  (they register themselves)
     export_bench,
     jobs_bench,
     limits_bench,
+    listing_api_bench,
     listing_bench,
     node_bench,
     operator_bench,
