@@ -183,35 +183,58 @@ def frame_units(
     ctx: TenantContext, dataset_id: int, source: str | None, with_cameras: bool, page: int = PAGE
 ) -> Iterator[list[ExportUnit]]:
     """The dataset's frames, scene by scene in import order, each scene's in index order."""
-    after: tuple[int, int] | None = None
-    while True:
+    for rows in _frame_pages(ctx, dataset_id, page):
         with ctx.engine.connect() as conn:
-            rows = conn.execute(_frames_after(dataset_id, after, page)).all()
-            if not rows:
-                return
             items = [int(row.point_cloud_item_id) for row in rows]
             sources = _sources(conn, items, source)
             cameras = _cameras(conn, [int(row.id) for row in rows]) if with_cameras else {}
         yield [_frame_unit(row, sources, cameras) for row in rows]
-        after = (int(rows[-1].scene_id), int(rows[-1].idx))
 
 
-def _frames_after(dataset_id: int, after: tuple[int, int] | None, page: int) -> sa.Select[Any]:
+def _frame_pages(ctx: TenantContext, dataset_id: int, page: int) -> Iterator[list[sa.Row[Any]]]:
+    """Pages of `page` frames (the last may be short), each read within one scene at a time.
+
+    The keyset stays inside a scene (`scene_id = s AND idx > i`, a range of the unique
+    (scene_id, idx) index): a dataset-wide `(scene_id, idx) > (s, i)` is an OR that TiDB
+    plans as a join of every remaining frame per page, which made a 100,000-frame export
+    quadratic (1.9 s per page at the end)."""
+    with ctx.engine.connect() as conn:
+        scene_ids = _scene_ids(conn, dataset_id)
+    pending: list[sa.Row[Any]] = []
+    for scene_id in scene_ids:
+        after: int | None = None
+        while True:
+            wanted = page - len(pending)
+            with ctx.engine.connect() as conn:
+                rows = conn.execute(_frames_of(scene_id, after, wanted)).all()
+            pending.extend(rows)
+            if len(pending) == page:
+                yield pending
+                pending = []
+            if len(rows) < wanted:
+                break  # the scene's last frame is read
+            after = int(rows[-1].idx)
+    if pending:
+        yield pending
+
+
+def _scene_ids(conn: sa.Connection, dataset_id: int) -> list[int]:
+    query = sa.select(scenes.c.id).where(scenes.c.dataset_id == dataset_id).order_by(scenes.c.id)
+    return [int(scene_id) for scene_id in conn.execute(query).scalars()]
+
+
+def _frames_of(scene_id: int, after: int | None, limit: int) -> sa.Select[Any]:
     query = (
         sa.select(frames.c.id, frames.c.idx, frames.c.name, frames.c.point_cloud_item_id,
                   frames.c.scene_id, frames.c.timestamp, scenes.c.name.label("scene"),
                   data_items.c.name.label("file_name"))
         .join(scenes, scenes.c.id == frames.c.scene_id)
         .join(data_items, data_items.c.id == frames.c.point_cloud_item_id)
-        .where(scenes.c.dataset_id == dataset_id)
+        .where(frames.c.scene_id == scene_id)
     )  # fmt: skip
     if after is not None:
-        scene, index = after
-        query = query.where(
-            sa.or_(frames.c.scene_id > scene, sa.and_(frames.c.scene_id == scene,
-                                                      frames.c.idx > index))
-        )  # fmt: skip
-    return query.order_by(frames.c.scene_id, frames.c.idx).limit(page)
+        query = query.where(frames.c.idx > after)
+    return query.order_by(frames.c.idx).limit(limit)
 
 
 def _frame_unit(

@@ -309,3 +309,21 @@ def test_the_scene_listing_route_pages_and_refuses(drives: TenantContext) -> Non
     assert get(drives, f"{path}?limit=0").status_code == 422
     missing = get(drives, "/v1/datasets/77/scenes")
     assert missing.status_code == 404 and missing.json() == {"detail": "dataset 77 not found"}
+
+
+def test_export_pages_cross_scenes_and_reach_every_frame_once(drives: TenantContext) -> None:
+    pages = list(frame_units(drives, DATASET, None, with_cameras=False, page=4))
+    assert [len(page) for page in pages] == [4, 4, 3], "pages filled across scene boundaries"
+    assert [unit.scene for page in pages for unit in page] == SCENES
+
+
+def test_export_pages_read_one_scene_per_query(ctx: TenantContext) -> None:
+    import_scenes(ctx, DATASET, plan_scenes(names()), files())
+    statements: list[str] = []
+    sa.event.listen(ctx.engine, "before_cursor_execute",
+                    lambda *args: statements.append(args[2]))  # fmt: skip
+    pages = list(frame_units(ctx, DATASET, None, with_cameras=False, page=5))
+    assert [unit.index for page in pages for unit in page] == list(range(len(STEMS)))
+    frame_reads = [s for s in statements if "FROM frames" in s and "JOIN scenes" in s]
+    assert len(frame_reads) == 3, "one read per page, the last one short"
+    assert all(" OR " not in s and "frames.scene_id = " in s for s in frame_reads)
