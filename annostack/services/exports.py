@@ -15,7 +15,12 @@ What is exported, per format:
 | nuscenes| each frame of each scene | `v1.0-annostack/<table>.json`: the devkit's 13 tables     |
 
 `<scene>` is the scene's name as imported, so an export unpacks into the layout it came from
-and imports again. Without `source`, every source of an item is exported: Xtreme1 writes one
+and imports again. Point clouds that are no scene's frame (uploaded one by one, or a
+`POINT_CLOUD` dataset's) follow as the frames of one more scene, `unsequenced`, each named by
+its item's name without the extension (`unsequenced/result/lidar/000042.json`); having no
+cameras, they have no KITTI labels (the report says so per object).
+
+Without `source`, every source of an item is exported: Xtreme1 writes one
 result entry per source (as Xtreme1 itself does); KITTI and COCO write the objects of all of
 them together; nuScenes keeps each source's tracks apart. A frame with no document gets no
 Xtreme1 result, an empty KITTI label file, a nuScenes sample without annotations.
@@ -31,12 +36,14 @@ worker's disk) and are copied into the output at the end.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import secrets
 import tempfile
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import PurePosixPath
 from typing import IO, Any, Protocol
 
 import numpy as np
@@ -91,6 +98,10 @@ from annostack.services.tenancy import TenantContext
 EXPORTS_PREFIX = "exports/"
 SPOOL_BYTES = 8 * 2**20  # a spool is in memory up to this, then a temporary file
 PAGE = 100  # frames or images per page: 100 documents of ~25 KB in memory at a time
+# Point clouds uploaded one by one belong to no scene; they export as the frames of one more,
+# after the real ones. Scene ids start at 1, so 0 makes nuScenes tokens no real scene has.
+UNSEQUENCED = "unsequenced"
+UNSEQUENCED_SCENE_ID = 0
 DOWNLOAD_LIFETIME = timedelta(minutes=15)  # short: the URL is a bearer credential for the file
 KITTI_CAMERA = "image_2"  # the left colour camera, whose P2 KITTI's labels are drawn with
 NO_CALIBRATION = "the frame has no camera calibration: KITTI labels are in a camera's frame"
@@ -262,23 +273,68 @@ def image_units(
     ctx: TenantContext, dataset_id: int, source: str | None, page: int = PAGE
 ) -> Iterator[list[ExportUnit]]:
     """The dataset's image items, in id order."""
+    condition = data_items.c.kind == FileKind.IMAGE
+    for rows in _item_pages(ctx, dataset_id, condition, page):
+        with ctx.engine.connect() as conn:
+            sources = _sources(conn, [int(row.id) for row in rows], source)
+        yield [_image_unit(row, sources) for row in rows]
+
+
+def unsequenced_units(
+    ctx: TenantContext, dataset_id: int, source: str | None, page: int = PAGE
+) -> Iterator[list[ExportUnit]]:
+    """The dataset's point clouds that are no scene's frame (uploaded one by one), in id
+    order: frames of one scene, `UNSEQUENCED`, without cameras."""
+    index = 0
+    for rows in _item_pages(ctx, dataset_id, _unsequenced(), page):
+        with ctx.engine.connect() as conn:
+            sources = _sources(conn, [int(row.id) for row in rows], source)
+        units = []
+        for row in rows:
+            units.append(_unsequenced_unit(row, index, sources))
+            index += 1
+        yield units
+
+
+def _unsequenced() -> sa.ColumnElement[bool]:
+    in_a_frame = sa.exists().where(frames.c.point_cloud_item_id == data_items.c.id)
+    return sa.and_(data_items.c.kind == FileKind.POINT_CLOUD, ~in_a_frame)
+
+
+def _item_pages(
+    ctx: TenantContext, dataset_id: int, condition: sa.ColumnElement[bool], page: int
+) -> Iterator[list[sa.Row[Any, Any, Any, Any]]]:
     after = 0
     while True:
         query = (
             sa.select(data_items.c.id, data_items.c.name, data_items.c.width,
                       data_items.c.height)
-            .where(data_items.c.dataset_id == dataset_id, data_items.c.kind == FileKind.IMAGE,
-                   data_items.c.id > after)
+            .where(data_items.c.dataset_id == dataset_id, condition, data_items.c.id > after)
             .order_by(data_items.c.id)
             .limit(page)
         )  # fmt: skip
         with ctx.engine.connect() as conn:
             rows = conn.execute(query).all()
-            if not rows:
-                return
-            sources = _sources(conn, [int(row.id) for row in rows], source)
-        yield [_image_unit(row, sources) for row in rows]
+        if not rows:
+            return
+        yield list(rows)
         after = int(rows[-1].id)
+
+
+def _unsequenced_unit(
+    row: sa.Row[Any, Any, Any, Any], index: int, sources: Mapping[int, Sourced]
+) -> ExportUnit:
+    names, revisions = sources.get(int(row.id), ((), ()))
+    return ExportUnit(
+        item_id=int(row.id),
+        name=str(PurePosixPath(str(row.name)).with_suffix("")),
+        scene=UNSEQUENCED,
+        sources=names,
+        revisions=revisions,
+        scene_id=UNSEQUENCED_SCENE_ID,
+        index=index,
+        file_name=str(row.name),
+    )
 
 
 def units_of(
@@ -287,7 +343,10 @@ def units_of(
     if spec.format is ExportFormat.COCO:
         return image_units(ctx, dataset_id, spec.source, page)
     with_cameras = spec.format in (ExportFormat.KITTI, ExportFormat.NUSCENES)
-    return frame_units(ctx, dataset_id, spec.source, with_cameras, page)
+    return itertools.chain(
+        frame_units(ctx, dataset_id, spec.source, with_cameras, page),
+        unsequenced_units(ctx, dataset_id, spec.source, page),
+    )
 
 
 def count_units(ctx: TenantContext, dataset_id: int, spec: ExportSpec) -> int:
@@ -296,14 +355,18 @@ def count_units(ctx: TenantContext, dataset_id: int, spec: ExportSpec) -> int:
         query = sa.select(sa.func.count()).where(
             data_items.c.dataset_id == dataset_id, data_items.c.kind == FileKind.IMAGE
         )
-    else:
-        query = (
-            sa.select(sa.func.count())
-            .select_from(frames.join(scenes, scenes.c.id == frames.c.scene_id))
-            .where(scenes.c.dataset_id == dataset_id)
-        )
+        with ctx.engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
+    framed = (
+        sa.select(sa.func.count())
+        .select_from(frames.join(scenes, scenes.c.id == frames.c.scene_id))
+        .where(scenes.c.dataset_id == dataset_id)
+    )
+    unsequenced = sa.select(sa.func.count()).where(
+        data_items.c.dataset_id == dataset_id, _unsequenced()
+    )
     with ctx.engine.connect() as conn:
-        return int(conn.execute(query).scalar_one())
+        return int(conn.execute(framed).scalar_one()) + int(conn.execute(unsequenced).scalar_one())
 
 
 Sourced = tuple[tuple[str, ...], tuple[str | None, ...]]  # an item's sources, their revisions

@@ -28,25 +28,29 @@ from annostack.domain.exports.report import ExportFormat, ExportReport
 from annostack.domain.exports.xtreme1 import document_from_xtreme1
 from annostack.domain.items import ExportMessage, PixelSize
 from annostack.domain.processing import ExportSpec, ProcessingJobSpec, processing_job_manifest
+from annostack.domain.scenes import plan_scenes
 from annostack.services.annotations import document_key
 from annostack.services.exports import (
     NO_CALIBRATION,
     ExportUnit,
     FollowingSaves,
+    count_units,
     export_key,
     image_units,
     kitti_camera,
     source_documents,
+    units_of,
     write_export,
 )
 from annostack.services.jobs import JobRef, JobRunner
 from annostack.services.processing import InvalidTask
+from annostack.services.scenes import import_scenes
 from annostack.services.tenancy import TenantContext
 from annostack.settings import ObjectStoreSettings
 from annostack.workers.export import parse_export
 from tests.unit.exports.test_nuscenes import SCHEMA, checked, walk
 from tests.unit.test_browsing import ctx  # noqa: F401  (the fixture)
-from tests.unit.test_scene_service import DATASET, tenant
+from tests.unit.test_scene_service import DATASET, Files, tenant
 
 # An ideal LiDAR-to-camera rotation (x_cam = -y, y_cam = -z, z_cam = x), K of 700 px.
 CAMERA = CameraCalibration.model_validate(
@@ -265,6 +269,44 @@ def test_coco_image_units_carry_the_sizes_the_worker_recorded() -> None:
         (1280, 720), (None, None),
     ]  # fmt: skip
     assert report.images_without_size == ["b.png"]
+
+
+def test_point_clouds_of_no_scene_export_after_the_scenes_as_one_more() -> None:
+    names = ["drive/lidar_point_cloud_0/0.pcd", "drive/lidar_point_cloud_0/1.pcd",
+             "lidar/000042.pcd", "b.pcd", "c.jpg"]  # fmt: skip
+    dataset = tenant(names)  # items 1..5
+    import_scenes(dataset, DATASET, plan_scenes(names[:2]), Files({}))
+    with dataset.engine.begin() as conn:
+        conn.execute(annotation_results.insert().values(
+            data_item_id=3, source="default", version=1, etag="e"))  # fmt: skip
+    documents = FakeDocuments({document_key(3, "default"): {"objects": [CAR]}})
+    xtreme1 = ExportSpec(format=ExportFormat.XTREME1)
+    units = [unit for page in units_of(dataset, DATASET, xtreme1, page=3) for unit in page]
+    assert [unit.label for unit in units] == [
+        "drive/0",
+        "drive/1",
+        "unsequenced/lidar/000042",
+        "unsequenced/b",
+    ], "the scene's frames, then the other point clouds in id order; no image"
+    assert [(unit.scene_id, unit.index, unit.sources) for unit in units[2:]] == [
+        (0, 0, ("default",)), (0, 1, ()),
+    ]  # fmt: skip
+    assert count_units(dataset, DATASET, xtreme1) == 4
+    body, report, _ = run(xtreme1, units_of(dataset, DATASET, xtreme1), documents)
+    with zipfile.ZipFile(io.BytesIO(body)) as archive:
+        assert archive.namelist() == ["unsequenced/result/lidar/000042.json"]
+    assert report.formats[ExportFormat.XTREME1].objects == 1
+    nuscenes = ExportSpec(format=ExportFormat.NUSCENES)
+    body, report, _ = run(nuscenes, units_of(dataset, DATASET, nuscenes), documents)
+    dataset.engine.dispose()
+    with zipfile.ZipFile(io.BytesIO(body)) as archive:
+        scenes = orjson.loads(archive.read("v1.0-annostack/scene.json"))
+        lidar = orjson.loads(archive.read("v1.0-annostack/sample_data.json"))
+    assert [(scene["name"], scene["nbr_samples"]) for scene in scenes] == [
+        ("drive", 2), ("unsequenced", 2),
+    ]  # fmt: skip
+    assert "lidar/000042.pcd" in {record["filename"] for record in lidar}
+    assert report.formats[ExportFormat.NUSCENES].objects == 1
 
 
 def test_a_document_that_does_not_validate_is_reported_not_fatal() -> None:

@@ -244,6 +244,22 @@ def test_a_kitti_export_equals_the_hand_checked_labels(
     assert (skipped["item"], skipped["objectId"]) == ("training/000002", "p1")
 
 
+def test_point_clouds_uploaded_one_by_one_export_as_the_unsequenced_scene(
+    api: httpx.Client, owner: ApiTenant, worker: WorkerProcess, platform: Platform,
+) -> None:  # fmt: skip
+    dataset = new_dataset(api, owner, "POINT_CLOUD")
+    annotated, _ = register_item(owner.context, dataset, UploadRequest(name="lidar/7.pcd", size=1))
+    register_item(owner.context, dataset, UploadRequest(name="lidar/8.pcd", size=1))
+    save(api, owner, annotated, "default", [CAR])
+    view, body = export(api, owner, dataset, {"format": "xtreme1"})
+    assert (view["done"], view["total"]) == (2, 2)
+    with zipfile.ZipFile(io.BytesIO(body)) as archive:
+        assert archive.namelist() == ["unsequenced/result/lidar/7.json"]
+        (entry,) = orjson.loads(archive.read("unsequenced/result/lidar/7.json"))
+    (box,) = entry["objects"]
+    assert (box["id"], box["type"]) == (CAR["id"], "3D_BOX")
+
+
 def test_a_coco_export_of_2d_boxes_and_only_the_callers_tenant_sees_it(
     api: httpx.Client, owner: ApiTenant, tenant_b: ApiTenant, worker: WorkerProcess,
     platform: Platform, stack_settings: Settings,
