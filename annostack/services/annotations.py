@@ -142,6 +142,8 @@ class Write:
 
 
 Outcome = Saved | AnnostackError
+# Reads a document's bytes as a save's body is read: within the limits, valid, counted.
+Checker = Callable[[bytes], Awaitable[CheckedDocument]]
 
 
 async def load(ctx: TenantContext, io: ObjectIO, item_id: int, source: str) -> StoredObject:
@@ -272,13 +274,15 @@ async def commit_uploads(
     source: str,
     uploads: list[Upload],
     locked_by_others: dict[int, str],
+    check: Checker,
 ) -> list[dict[str, object]]:
     """Make documents browsers uploaded current, each on its condition, as a batch save
-    would; a result per document, in request order."""
+    would; a result per document, in request order. `check` reads an upload as a save's
+    body is read (the API's parse workers: a hostile upload costs one of them, not the pod)."""
     _check_batch([upload.item_id for upload in uploads])
     document_key(0, source)
     planned = [_planned_upload(source, upload, locked_by_others) for upload in uploads]
-    return await _store_planned(ctx, io, source, [u.item_id for u in uploads], planned)
+    return await _store_planned(ctx, io, source, [u.item_id for u in uploads], planned, check)
 
 
 Plan = Write | AnnostackError
@@ -311,9 +315,15 @@ def _not_locked(item_id: int, locked_by_others: dict[int, str]) -> None:
 
 
 async def _store_planned(
-    ctx: TenantContext, io: ObjectIO, source: str, item_ids: list[int], planned: list[Plan]
+    ctx: TenantContext,
+    io: ObjectIO,
+    source: str,
+    item_ids: list[int],
+    planned: list[Plan],
+    check: Checker | None = None,
 ) -> list[dict[str, object]]:
-    outcomes = iter(await _store(ctx, io, source, [p for p in planned if isinstance(p, Write)]))
+    writes = [p for p in planned if isinstance(p, Write)]
+    outcomes = iter(await _store(ctx, io, source, writes, check))
     return [
         _reported(item, plan if isinstance(plan, AnnostackError) else next(outcomes))
         for item, plan in zip(item_ids, planned, strict=True)
@@ -333,12 +343,16 @@ def _reported(item_id: int, outcome: Outcome) -> dict[str, object]:
 
 
 async def _store(
-    ctx: TenantContext, io: ObjectIO, source: str, writes: list[Write]
+    ctx: TenantContext,
+    io: ObjectIO,
+    source: str,
+    writes: list[Write],
+    check: Checker | None = None,
 ) -> list[Outcome]:
     """Check, write (or find the upload), then move the index rows of every write at once."""
     found = await _indexed(ctx, source, [w.item_id for w in writes])
     await _each(writes, lambda w: _check(ctx, io, source, found, w))
-    await _each(writes, lambda w: _put(ctx, io, source, w))
+    await _each(writes, lambda w: _put(ctx, io, source, w, check))
     moves = [
         Move(w.item_id, w.read, w.revision, w.etag, w.object_count)
         for w in writes
@@ -385,16 +399,14 @@ async def _check(ctx: TenantContext, io: ObjectIO, source: str, found: Indexed, 
         w.replaces = None
 
 
-async def _put(ctx: TenantContext, io: ObjectIO, source: str, w: Write) -> None:
+async def _put(
+    ctx: TenantContext, io: ObjectIO, source: str, w: Write, check: Checker | None
+) -> None:
     """Write the document to its revision, or find what a browser uploaded there."""
     bucket, key = ctx.connection.bucket, document_key(w.item_id, source, w.revision)
     if w.body is None:
-        uploaded = await io.head(bucket, key)
-        if uploaded is None:
-            raise Invalid(f"nothing was uploaded to revision {w.revision} of item {w.item_id}")
-        if uploaded[0] > MAX_DOCUMENT_BYTES:
-            raise TooLarge(f"document is {uploaded[0]} bytes; the limit is {MAX_DOCUMENT_BYTES}")
-        w.etag = uploaded[1]
+        assert check is not None, "uploads are committed with a checker"
+        await _check_upload(io, bucket, key, w, check)
         return
     try:
         w.etag = (await io.put(bucket, key, w.body)).etag
@@ -403,6 +415,23 @@ async def _put(ctx: TenantContext, io: ObjectIO, source: str, w: Write) -> None:
         # A full SeaweedFS bucket is read-only and answers 5xx: say it is the quota.
         await ensure_room(ctx, io, len(w.body))
         raise
+
+
+async def _check_upload(io: ObjectIO, bucket: str, key: str, w: Write, check: Checker) -> None:
+    """What a browser uploaded to the write's revision is a document a save would take: the
+    size first (a HEAD, so a huge upload is never read), then the body checked as a save's.
+    The upload was signed `If-None-Match: *`, so the object checked is the one committed."""
+    uploaded = await io.head(bucket, key)
+    if uploaded is None:
+        raise Invalid(f"nothing was uploaded to revision {w.revision} of item {w.item_id}")
+    if uploaded[0] > MAX_DOCUMENT_BYTES:
+        raise TooLarge(f"document is {uploaded[0]} bytes; the limit is {MAX_DOCUMENT_BYTES}")
+    stored = await io.get(bucket, key)
+    try:
+        checked = await check(stored.body)
+    except Invalid as error:
+        raise Invalid(f"the document uploaded to revision {w.revision}: {error}") from error
+    w.etag, w.object_count = stored.etag, checked.object_count
 
 
 def _outcome(w: Write, versions: dict[int, int]) -> Outcome:

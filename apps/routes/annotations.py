@@ -17,6 +17,7 @@ from annostack.domain.annotations import (
     MAX_BATCH_BYTES,
     MAX_DOCUMENT_BYTES,
     BatchSaveRequest,
+    CheckedDocument,
     check_batch,
     check_document,
 )
@@ -287,5 +288,8 @@ async def commit(
         )
         for u in body.uploads
     ]
-    results = await service.commit_uploads(ctx, io, body.source, uploads, locked)
+    async def check(uploaded: bytes) -> CheckedDocument:
+        return await state.offload.parse(uploaded, check_document)
+
+    results = await service.commit_uploads(ctx, io, body.source, uploads, locked, check)
     return {"source": body.source, "results": results}

@@ -58,7 +58,7 @@ def test_a_revision_url_writes_once_and_only_with_its_condition(
     assert rewrite.status_code == 412, "a revision is written once"
 
     first = commit(api, tenant_a, item, urls["revision"], ifNoneMatch=True)
-    assert (first["status"], first["version"], first["objectCount"]) == (200, 1, None), first
+    assert (first["status"], first["version"], first["objectCount"]) == (200, 1, 2), first
     again = commit(api, tenant_a, item, urls["revision"], ifMatch=first["etag"])
     assert again["status"] == 409, again
     unused = presigned(api, tenant_a, item)["revision"]
@@ -71,6 +71,33 @@ def test_a_revision_url_writes_once_and_only_with_its_condition(
 
     loaded = api.get(f"/v1/items/{item}/annotations/lidar", headers=tenant_a.auth)
     assert (loaded.json(), loaded.headers["etag"]) == (document(2), f'"{first["etag"]}"')
+
+
+def test_an_upload_that_is_no_valid_document_is_refused_at_commit_and_removed(
+    api: httpx.Client, tenant_a: ApiTenant, stack_settings: Settings
+) -> None:
+    item = uploaded_item(api, tenant_a, new_dataset(api, tenant_a), b"x")
+    urls = presigned(api, tenant_a, item)
+    assert httpx.put(urls["put"], content=orjson.dumps(document(1)), headers=ONCE).is_success
+    first = commit(api, tenant_a, item, urls["revision"], ifNoneMatch=True)
+    bad_bodies = {
+        b"{not json": "not standard JSON",
+        orjson.dumps({"objects": [{"type": "3D_BOX"}]}): "objects.0.3D_BOX",
+    }
+    for body, reason in bad_bodies.items():
+        urls = presigned(api, tenant_a, item)
+        assert httpx.put(urls["put"], content=body, headers=ONCE).is_success
+        refused = commit(api, tenant_a, item, urls["revision"], ifMatch=first["etag"])
+        assert refused["status"] == 422 and reason in refused["error"], refused
+        assert urls["revision"] in refused["error"]
+    loaded = api.get(f"/v1/items/{item}/annotations/lidar", headers=tenant_a.auth)
+    assert (loaded.json(), loaded.headers["etag"]) == (document(1), f'"{first["etag"]}"')
+    current = current_key(api, tenant_a, item)
+    wait_for(
+        lambda: stored_keys(stack_settings, tenant_a, item) == [current],
+        timeout=30,
+        what="the refused uploads removed",
+    )
 
 
 def test_a_save_leaves_only_the_current_revision(
