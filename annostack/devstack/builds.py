@@ -76,6 +76,11 @@ KUBERNETES = GoRecipe(
 ETCD = GoRecipe(name="etcd", binaries={"etcd": "go.etcd.io/etcd/server/v3"})
 # The node's cluster DNS; `main.go` in the recipe picks the plugins (see its comment).
 COREDNS = GoRecipe(name="coredns", binaries={"coredns": "annostack.local/coredns-bin"})
+# The node's NetworkPolicy engine; `main.go` in the recipe runs it with a kubeconfig.
+NETWORK_POLICIES = GoRecipe(
+    name="network-policies",
+    binaries={"kube-network-policies": "annostack.local/network-policies-bin"},
+)
 # Not a server: renders manifests/ for the delivery tests (no kubectl is assumed on a machine).
 KUSTOMIZE = GoRecipe(name="kustomize", binaries={"kustomize": "sigs.k8s.io/kustomize/kustomize/v5"})
 

@@ -149,6 +149,55 @@ def remove_kube_proxy_tables() -> None:
         run(["nft", "delete", "table", family, table], check=False)
 
 
+class PolicyQueue:
+    """The rules that hand the NetworkPolicy engine the first packet of each new pod
+    connection (NFQUEUE), in a chain of ours in mangle POSTROUTING.
+
+    kube-network-policies writes these as nftables `queue` rules, but this kind of machine's
+    kernel has no nft_queue (CONFIG_NFT_QUEUE is off; the xtables NFQUEUE target is built
+    in), so its own table fails to load and the stack steers packets the iptables way. The
+    rules mirror the engine's: the node's root processes pass (kubelet's probes, exec), as
+    do packets of connections already decided; every other packet from or to the pod network
+    waits for a verdict. `--queue-bypass`: with no engine listening, packets pass (fail-open,
+    as the engine's own default), so a stopped engine never cuts the stack off.
+    """
+
+    CHAIN = "ANNOSTACK-NETPOL"
+
+    def __init__(self, node: NodeSettings, queue: int) -> None:
+        self.node = node
+        self.queue = queue
+
+    def _rules(self) -> list[list[str]]:
+        verdict = ["-j", "NFQUEUE", "--queue-num", str(self.queue), "--queue-bypass"]
+        return [
+            ["-m", "owner", "--uid-owner", "0", "-j", "RETURN"],
+            ["-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "RETURN"],
+            ["-s", self.node.pod_cidr, *verdict],
+            ["-d", self.node.pod_cidr, *verdict],
+        ]
+
+    def ensure(self) -> None:
+        mangle = ["iptables", "-t", "mangle"]
+        if run([*mangle, "-N", self.CHAIN], check=False).returncode != 0:
+            run([*mangle, "-F", self.CHAIN])  # left by an earlier run: rewritten
+        for rule in self._rules():
+            run([*mangle, "-A", self.CHAIN, *rule])
+        if run([*mangle, "-C", "POSTROUTING", "-j", self.CHAIN], check=False).returncode != 0:
+            run([*mangle, "-A", "POSTROUTING", "-j", self.CHAIN])
+
+    def installed(self) -> bool:
+        listed = run(["iptables", "-t", "mangle", "-S", self.CHAIN], check=False)
+        return listed.returncode == 0 and listed.stdout.count("NFQUEUE") == 2
+
+    def remove(self) -> None:
+        mangle = ["iptables", "-t", "mangle"]
+        while run([*mangle, "-D", "POSTROUTING", "-j", self.CHAIN], check=False).returncode == 0:
+            pass
+        run([*mangle, "-F", self.CHAIN], check=False)
+        run([*mangle, "-X", self.CHAIN], check=False)
+
+
 def remove_pod_cgroups() -> None:
     """kubelet's `kubepods` cgroup trees in every v1 hierarchy, deepest first."""
     for hierarchy in CGROUP_ROOT.iterdir() if CGROUP_ROOT.exists() else ():

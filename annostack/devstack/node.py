@@ -1,4 +1,5 @@
-"""The local stack's Kubernetes node: containerd, kubelet, kube-scheduler, kube-proxy, CoreDNS.
+"""The local stack's Kubernetes node: containerd, kubelet, kube-scheduler, kube-proxy, CoreDNS,
+and a NetworkPolicy engine.
 
 One node, registered with the stack's apiserver, on which the platform's pods run as they do
 in a cluster. Decisions, most of them forced by this kind of machine (cgroup v1, no
@@ -16,6 +17,9 @@ CAP_SYS_RESOURCE, no Docker, no registry), see docs/local-stack.md:
   host-local IPAM; the bridge's address is the node's address, where kubelet and CoreDNS
   listen and the stack's servers answer pods. kube-proxy (nftables) makes Services work;
   CoreDNS resolves `*.svc.cluster.local` and nothing else, so no query leaves the machine.
+- **NetworkPolicy**: kube-network-policies (the engine kind's own CNI embeds) decides the
+  first packet of each pod connection in userspace against the policies; an iptables NFQUEUE
+  rule of ours hands it the packets (this kernel has no nftables `queue`, which it would use).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
+import httpx
 import yaml
 
 from annostack.devstack import builds, hoststate, images
@@ -490,3 +495,59 @@ class CoreDNS(NodeComponent):
     @property
     def endpoint(self) -> str:
         return f"dns://{self.node.address}:53"
+
+
+class NetworkPolicies(NodeComponent):
+    """NetworkPolicy enforcement for the node's pods: kube-network-policies' verdicts.
+
+    The engine answers, in userspace and against the policies, for the first packet of each
+    new connection to or from a pod, which `hoststate.PolicyQueue` hands it through an NFQUEUE
+    at POSTROUTING (before SNAT; bridged pod-to-pod packets pass there as br_netfilter is on).
+    As upstream, what the node's root processes send passes without a verdict, and what a pod
+    sends to the node itself never reaches POSTROUTING (it is INPUT): pods reach the stack's
+    servers on the node's address whatever their egress policy says, as a cluster's pods
+    reach out-of-cluster backends through their routes; their credentials fence them there.
+    """
+
+    name = "network-policies"
+    requires = ("kube-apiserver", "kubelet")
+    QUEUE = 100
+
+    def prepare(self) -> None:
+        binaries = builds.ensure_go_binaries(builds.NETWORK_POLICIES, self.ctx.settings)
+        self.binary = binaries["kube-network-policies"]
+
+    @property
+    def queue(self) -> hoststate.PolicyQueue:
+        return hoststate.PolicyQueue(self.node, self.QUEUE)
+
+    def before_start(self) -> None:
+        self.queue.ensure()
+
+    def command(self) -> list[str]:
+        # A dev-stack server like CoreDNS and the controller manager: the admin kubeconfig.
+        return [
+            str(self.binary),
+            f"--kubeconfig={self.ctx.kubeconfig}",
+            f"--hostname-override={self.node.name}",
+            f"--metrics-bind-address={HOST}:{self.ports.network_policies_metrics}",
+            f"--nfqueue-id={self.QUEUE}",
+            "--v=1",
+        ]
+
+    def probe(self) -> bool:
+        # Its queue metrics are registered once its informers have synced: it decides.
+        try:
+            metrics = http_get(f"http://{HOST}:{self.ports.network_policies_metrics}/metrics")
+        except httpx.HTTPError:
+            return False
+        registered = metrics.status_code == 200 and "kube_network_policies_" in metrics.text
+        return registered and self.queue.installed()
+
+    def after_stop(self) -> None:
+        self.queue.remove()
+
+    @property
+    def endpoint(self) -> str:
+        metrics = f"http://{HOST}:{self.ports.network_policies_metrics}/metrics"
+        return f"NFQUEUE {self.QUEUE} from mangle {hoststate.PolicyQueue.CHAIN} ({metrics})"

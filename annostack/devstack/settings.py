@@ -45,6 +45,9 @@ class Ports(BaseModel):
     kube_proxy_healthz: int = Field(default=11256, description="kube-proxy /healthz (loopback).")
     kube_proxy_metrics: int = Field(default=11249, description="kube-proxy /metrics (loopback).")
     coredns_ready: int = Field(default=11053, description="CoreDNS /ready (loopback).")
+    network_policies_metrics: int = Field(
+        default=11090, description="kube-network-policies /metrics (loopback)."
+    )
 
 
 class NodeSettings(BaseModel):

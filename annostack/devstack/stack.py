@@ -29,7 +29,14 @@ from annostack.devstack.components import (
 )
 from annostack.devstack.console import last_lines, say
 from annostack.devstack.hoststate import PodNetwork, Sysctls
-from annostack.devstack.node import Containerd, CoreDNS, Kubelet, KubeProxy, KubeScheduler
+from annostack.devstack.node import (
+    Containerd,
+    CoreDNS,
+    Kubelet,
+    KubeProxy,
+    KubeScheduler,
+    NetworkPolicies,
+)
 from annostack.devstack.pulsar import Pulsar
 from annostack.devstack.settings import DevStackSettings
 from annostack.devstack.tidb import TiDB
@@ -74,6 +81,7 @@ class Stack:
             CoreDNS,
             Kubelet,
             KubeProxy,
+            NetworkPolicies,
             database,
             SeaweedFS,
             Pulsar,

@@ -21,6 +21,7 @@ from annostack.devstack.stack import Stack
 from annostack.domain.tenants import API_GROUP, API_VERSION
 from annostack.services.tenancy import TenantDirectory, create_api_token
 from annostack.settings import Settings
+from tests.e2e.pods import running_ready
 from tests.support import wait_for
 
 
@@ -111,3 +112,39 @@ def directory(platform: Platform, stack_settings: Settings) -> Iterator[TenantDi
 def api_token(directory: TenantDirectory, tenant: str) -> str:
     """An API token for the tenant, as `annostack api token <tenant>` makes one."""
     return create_api_token(directory.get(tenant), "e2e")
+
+
+@pytest.fixture(scope="session")
+def scraper(platform: Platform, core: client.CoreV1Api) -> Iterator[tuple[str, str]]:
+    """A pod in a namespace labelled for monitoring: the one peer the NetworkPolicies let
+    reach workers' and the operator's metrics ports (Prometheus's place in a cluster)."""
+    namespace = f"e2e-monitoring-{uuid.uuid4().hex[:6]}"
+    labels = {"annostack.io/role": "monitoring", "pod-security.kubernetes.io/enforce": "restricted"}
+    core.create_namespace(
+        client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace, labels=labels))
+    )
+    name = "scraper"
+    security = client.V1SecurityContext(
+        allow_privilege_escalation=False,
+        capabilities=client.V1Capabilities(drop=["ALL"]),
+        run_as_non_root=True,
+        seccomp_profile=client.V1SeccompProfile(type="RuntimeDefault"),
+    )
+    container = client.V1Container(
+        name="scraper",
+        image=platform.images.api.ref,
+        command=["python", "-c", "import signal; signal.pause()"],
+        security_context=security,
+        resources=client.V1ResourceRequirements(requests={"cpu": "10m", "memory": "64Mi"}),
+    )
+    spec = client.V1PodSpec(containers=[container], termination_grace_period_seconds=0)
+    core.create_namespaced_pod(
+        namespace, client.V1Pod(metadata=client.V1ObjectMeta(name=name), spec=spec)
+    )
+    wait_for(
+        lambda: running_ready(core.read_namespaced_pod(name, namespace)),
+        timeout=120,
+        what="the scraper pod Ready",
+    )
+    yield namespace, name
+    core.delete_namespace(namespace)

@@ -10,9 +10,7 @@ from __future__ import annotations
 import concurrent.futures
 import io
 import time
-import uuid
 from collections import Counter
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -37,41 +35,6 @@ ITEMS = 200
 SMALL_WORKER = {"workerCpu": "250m", "workerMemory": "512Mi"}
 # Requests are limits: at 250m a worker takes a minute to import its libraries.
 SCALING_WORKER = {"workerCpu": "500m", "workerMemory": "768Mi"}
-
-
-@pytest.fixture(scope="module")
-def scraper(platform: Platform, core: client.CoreV1Api) -> Iterator[tuple[str, str]]:
-    """A pod in a namespace labelled for monitoring (the NetworkPolicies let it scrape)."""
-    namespace = f"e2e-monitoring-{uuid.uuid4().hex[:6]}"
-    labels = {"annostack.io/role": "monitoring", "pod-security.kubernetes.io/enforce": "restricted"}
-    core.create_namespace(
-        client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace, labels=labels))
-    )
-    name = "scraper"
-    security = client.V1SecurityContext(
-        allow_privilege_escalation=False,
-        capabilities=client.V1Capabilities(drop=["ALL"]),
-        run_as_non_root=True,
-        seccomp_profile=client.V1SeccompProfile(type="RuntimeDefault"),
-    )
-    container = client.V1Container(
-        name="scraper",
-        image=platform.images.api.ref,
-        command=["python", "-c", "import time; time.sleep(3600)"],
-        security_context=security,
-        resources=client.V1ResourceRequirements(requests={"cpu": "10m", "memory": "64Mi"}),
-    )
-    spec = client.V1PodSpec(containers=[container], termination_grace_period_seconds=0)
-    core.create_namespaced_pod(
-        namespace, client.V1Pod(metadata=client.V1ObjectMeta(name=name), spec=spec)
-    )
-    wait_for(
-        lambda: running_ready(core.read_namespaced_pod(name, namespace)),
-        timeout=120,
-        what="the scraper pod Ready",
-    )
-    yield namespace, name
-    core.delete_namespace(namespace)
 
 
 def scrape(core: client.CoreV1Api, scraper: tuple[str, str], url: str) -> str:
