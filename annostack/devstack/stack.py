@@ -158,6 +158,19 @@ class Stack:
             )
         return False
 
+    def stop(self, name: str) -> None:
+        """Stop one component's process and nothing else, as a crash would (kubelet's pods
+        keep running): what the node-lost tests do. `down` also undoes its host changes."""
+        processes.stop(self._pid_path(self.component(name)))
+
+    def start(self, name: str) -> None:
+        """Start one component that is not running (as `up` would); wait until it is ready."""
+        component = self.component(name)
+        component.prepare()
+        since = self._ensure_started(component)
+        while not self._check_ready(component, since):
+            time.sleep(POLL_SECONDS)
+
     def down(self) -> None:
         for component in reversed(self.components):
             if processes.stop(self._pid_path(component)):

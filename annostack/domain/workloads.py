@@ -123,9 +123,15 @@ def _unschedulable(pod: Obj) -> tuple[str, str] | None:
 
 
 def _node_lost(pod: Obj) -> tuple[str, str] | None:
-    """The node controller marks a NotReady node's pods not ready (reason NodeNotReady)."""
-    ready = _condition(pod, "Ready")
-    if ready is None or ready.get("status") != "False" or ready.get("reason") != "NodeNotReady":
+    """A pod the node controller marked not ready because its node stopped reporting.
+
+    The controller flips only the pod's `Ready` to False, with no reason (seen on 1.34), and
+    leaves kubelet's last word, `ContainersReady` True, as it was: kubelet itself never
+    reports that pair, since a container that is not ready makes it set both to False."""
+    ready, containers = _condition(pod, "Ready"), _condition(pod, "ContainersReady")
+    if ready is None or containers is None:
+        return None
+    if (ready.get("status"), containers.get("status")) != ("False", "True"):
         return None
     node = (pod.get("spec") or {}).get("nodeName", "?")
-    return "NodeNotReady", f"node {node} is not ready (kubelet stopped reporting)"
+    return "NodeNotReady", f"node {node} is not ready (its kubelet stopped reporting)"

@@ -10,6 +10,7 @@ import time
 
 import pytest
 from kubernetes import client
+from kubernetes.stream import portforward
 
 from annostack.devstack.platform import API, NAMESPACE, OPERATOR, Platform
 from tests.e2e.conftest import ClusterTenants
@@ -57,6 +58,24 @@ def test_operator_and_api_run_as_pods_under_their_own_service_accounts(
         run_in(core, api.metadata.name, NAMESPACE, "import os; print(os.getuid())").strip()
         == "10001"
     )
+    assert forwarded_get(core, api.metadata.name, 8000, "/healthz").startswith("HTTP/1.1 200")
+
+
+def forwarded_get(core: client.CoreV1Api, pod: str, port: int, path: str) -> str:
+    """`kubectl port-forward <pod> <port>` and a GET through it: the apiserver's port-forward
+    stream to kubelet, and kubelet's into the pod's network namespace. The reply's head."""
+    forward = portforward(
+        core.connect_get_namespaced_pod_portforward, pod, NAMESPACE, ports=str(port)
+    )
+    tunnel = forward.socket(port)
+    tunnel.settimeout(30)
+    tunnel.sendall(f"GET {path} HTTP/1.1\r\nHost: pod\r\nConnection: close\r\n\r\n".encode())
+    reply = b""
+    while chunk := tunnel.recv(65536):
+        reply += chunk
+    tunnel.close()
+    assert forward.error(port) is None, forward.error(port)
+    return reply.decode(errors="replace")
 
 
 def test_a_worker_image_that_cannot_start_is_reported_and_recovers(
@@ -100,3 +119,39 @@ def test_the_operator_pod_deleted_mid_reconcile_is_replaced_and_converges_every_
     wait_for(replaced, timeout=120, what="a new operator pod Ready")
     for name in names:
         tenants.wait_condition(name, "Ready", "True", timeout=180)
+
+
+def test_a_node_that_stops_reporting_is_named_as_the_cause_and_then_recovers(
+    platform: Platform, core: client.CoreV1Api, tenants: ClusterTenants
+) -> None:
+    """kubelet stopped (its pods keep running, as when a node's kubelet dies): once the node
+    controller gives up on the node, the tenant's WorkersReady names it; kubelet back, Ready."""
+    name = tenants.create(
+        plan={"workerCpu": "250m", "workerMemory": "512Mi"},
+        workers={"minReplicas": 1, "maxReplicas": 1},
+    )
+    tenants.wait_condition(name, "WorkersReady", "True", timeout=240)
+
+    def reason() -> str:
+        found = tenants.condition(name, "WorkersReady")
+        return str(found["reason"]) if found else ""
+
+    platform.stack.stop("kubelet")
+    try:
+        # The node controller waits out its grace period (50 s) before marking the pods.
+        wait_for(lambda: reason() == "NodeNotReady", timeout=180, what="WorkersReady NodeNotReady")
+        ready = tenants.condition(name, "Ready")
+        assert ready is not None and ready["status"] == "False"
+        assert platform.stack.settings.node.name in ready["message"]
+    finally:
+        platform.stack.start("kubelet")
+    tenants.wait_condition(name, "WorkersReady", "True", timeout=180)
+    tenants.wait_condition(name, "Ready", "True")
+    for app in (OPERATOR, API):  # the platform's own pods serve again for the tests after
+        wait_for(
+            lambda app=app: any(
+                running_ready(p) for p in pods(core, NAMESPACE, f"app.kubernetes.io/name={app}")
+            ),
+            timeout=120,
+            what=f"{app} Ready again",
+        )

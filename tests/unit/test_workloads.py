@@ -99,6 +99,27 @@ def test_unschedulable_pods_are_named() -> None:
     )
 
 
+def pod_conditions(node: str | None = None, **conditions: str) -> dict[str, Any]:
+    listed = [{"type": kind, "status": status} for kind, status in conditions.items()]
+    return {"spec": {"nodeName": node}, "status": {"conditions": listed}}
+
+
+def test_pods_of_a_node_that_stopped_reporting_are_named() -> None:
+    # As the node controller leaves them (1.34): Ready False, no reason, ContainersReady True.
+    lost = pod_conditions("node-1", Ready="False", ContainersReady="True")
+    health = deployment_health(deployment(1, 0), [lost])
+    assert (health.reason, health.message) == (
+        "NodeNotReady",
+        "0/1 pods available: node node-1 is not ready (its kubelet stopped reporting)",
+    )
+
+
+def test_a_pod_whose_container_is_not_ready_is_not_a_lost_node() -> None:
+    # kubelet's own report of a failing readiness probe: both False.
+    starting = pod_conditions("node-1", Ready="False", ContainersReady="False")
+    assert deployment_health(deployment(1, 0), [starting]).reason == "PodsStarting"
+
+
 def test_a_rollout_not_yet_observed_is_not_ready() -> None:
     health = deployment_health(deployment(1, 1, generation=3, observed=2), [])
     assert (health.ready, health.reason) == (False, "Progressing")
