@@ -1,5 +1,6 @@
 """Exports at the issue's scale: scenes of 300 frames x 30 objects, 1,000 and 10,000 frames
-(ANNOSTACK_BENCH_EXPORT_FRAMES, e.g. "1000,10000,100000"), to Xtreme1 JSON and to KITTI.
+(ANNOSTACK_BENCH_EXPORT_FRAMES, e.g. "1000,10000,100000"), to Xtreme1 JSON and to KITTI
+(ANNOSTACK_BENCH_EXPORT_FORMATS, e.g. "xtreme1", to run fewer).
 
 Each export runs in a child process exactly as a worker runs it (`write_export` over the
 keyset pages of `units_of`, documents read from the tenant's bucket, the archive streamed into
@@ -60,6 +61,16 @@ def sizes() -> list[int]:
     return sorted(int(n) for n in wanted.split(",")) if wanted else list(DEFAULT_SIZES)
 
 
+def formats() -> list[str]:
+    """ANNOSTACK_BENCH_EXPORT_FORMATS (e.g. "xtreme1"): fewer formats for a long run."""
+    wanted = os.environ.get("ANNOSTACK_BENCH_EXPORT_FORMATS")
+    chosen = wanted.split(",") if wanted else list(FORMATS)
+    unknown = sorted(set(chosen) - set(FORMATS))
+    if unknown:
+        raise SystemExit(f"unknown export formats {unknown}; choose from {', '.join(FORMATS)}")
+    return chosen
+
+
 @benchmark("export")
 def export_bench() -> Figures:
     with bench_tenant("export") as (_, ctx):
@@ -73,7 +84,7 @@ def export_bench() -> Figures:
             _add_frames(ctx, dataset, have, size)
             print(f"export bench: {size:,} frames stored in {time.monotonic() - started:.0f} s")
             have = size
-            for name in FORMATS:
+            for name in formats():
                 result = _child(ctx.names.tenant, dataset, name)
                 print(f"export bench: {name} of {size:,} frames: {result}")
                 figures[f"{name.replace('+', '_')}_{size}_frames"] = result
