@@ -360,3 +360,28 @@ def load_into_containerd(archive: Path, ref: str, address: Path) -> bool:
     if loaded != archived.digest:
         raise CommandFailed(f"after import containerd lists {ref} as {loaded}, not {archived}")
     return True
+
+
+def prune_containerd(address: Path, prefix: str, keep: set[str]) -> list[str]:
+    """Remove the images under `prefix` that containerd at `address` holds beyond `keep` and
+    no container (running or stopped) was made from; return their refs.
+
+    kubelet's image garbage collection is off on the local node (an imported image cannot be
+    pulled back), so without this every build of the tree stays in containerd for good.
+    """
+    listed = subprocess.run(_ctr(address, "images", "ls", "-q"), capture_output=True, text=True)
+    containers = subprocess.run(_ctr(address, "containers", "ls"), capture_output=True, text=True)
+    if listed.returncode != 0 or containers.returncode != 0:
+        raise CommandFailed(
+            f"ctr at {address} failed: {(listed.stderr + containers.stderr)[-500:]}"
+        )
+    # `containers ls`: a header, then CONTAINER IMAGE RUNTIME per line.
+    used = {line.split()[1] for line in containers.stdout.splitlines()[1:] if line.split()}
+    stale = [
+        ref
+        for ref in listed.stdout.split()
+        if ref.startswith(prefix) and ref not in keep and ref not in used
+    ]
+    if stale:
+        subprocess.run(_ctr(address, "images", "rm", *stale), capture_output=True, check=True)
+    return stale

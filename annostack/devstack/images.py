@@ -33,6 +33,7 @@ from annostack.devstack.containers import (
     ContainerTools,
     bud_argv,
     load_into_containerd,
+    prune_containerd,
 )
 from annostack.devstack.debian_base import (
     SOURCE_DATE_EPOCH,
@@ -126,8 +127,13 @@ class ImageSet:
         return iter((self.operator, self.api, self.worker, self.pause))
 
     def load_into_containerd(self, address: Path) -> None:
+        """Load the four, then drop from containerd the builds the cache no longer keeps."""
         for image in self:
             load_into_containerd(image.archive, image.ref, address)
+        archives = self.operator.archive.parent.glob("*.oci.tar")
+        kept = {_ref_of(archive) for archive in archives} | {image.ref for image in self}
+        if removed := prune_containerd(address, REPOSITORY + "/", kept):
+            say(f"  removed {len(removed)} earlier builds from the node's containerd")
 
 
 def ensure_images(settings: DevStackSettings) -> ImageSet:
