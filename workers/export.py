@@ -25,12 +25,12 @@ from pydantic import ValidationError
 from annostack.adapters.job_progress import ExportState, JobProgress
 from annostack.adapters.multipart import multipart_upload
 from annostack.adapters.objects import Presigner
+from annostack.adapters.object_store import EXPORTS_PREFIX
 from annostack.domain.errors import Backend, BackendUnavailable
 from annostack.domain.exports.report import ExportReport
 from annostack.domain.items import ExportMessage
 from annostack.domain.push import Event, ExportProgress
 from annostack.services.exports import (
-    EXPORTS_PREFIX,
     FollowingSaves,
     content_type,
     count_units,

@@ -23,6 +23,7 @@ from minio.deleteobjects import DeleteObject
 from minio.error import MinioException, S3Error
 from minio.lifecycleconfig import (
     AbortIncompleteMultipartUpload,
+    Expiration,
     LifecycleConfig,
     NoncurrentVersionExpiration,
     Rule,
@@ -33,6 +34,8 @@ from annostack.domain.errors import Backend, BackendRejected, BackendUnavailable
 from annostack.settings import ObjectStoreSettings
 
 NONCURRENT_VERSION_DAYS = 30
+EXPORT_DAYS = 7  # how long an export's archive stays in the bucket
+EXPORTS_PREFIX = "exports/"  # where exports write their archives (services.exports)
 ABANDONED_UPLOAD_DAYS = 2
 CORS_RULES = """<CORSConfiguration><CORSRule>
 <AllowedOrigin>*</AllowedOrigin>
@@ -159,7 +162,15 @@ def _lifecycle() -> LifecycleConfig:
                 abort_incomplete_multipart_upload=AbortIncompleteMultipartUpload(
                     days_after_initiation=ABANDONED_UPLOAD_DAYS
                 ),
-            )
+            ),
+            # An export is a download, not a copy of the data: archives (1 GiB for 100,000
+            # frames) go after EXPORT_DAYS; the data stays and exports again.
+            Rule(
+                ENABLED,
+                rule_filter=Filter(prefix=EXPORTS_PREFIX),
+                rule_id="expire-exports",
+                expiration=Expiration(days=EXPORT_DAYS),
+            ),
         ]
     )
 

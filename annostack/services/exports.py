@@ -53,6 +53,7 @@ from pydantic import ConfigDict, Field, ValidationError
 from pydantic.config import JsonDict
 
 from annostack.adapters.kube import Kube
+from annostack.adapters.object_store import EXPORTS_PREFIX
 from annostack.adapters.objects import Presigner
 from annostack.adapters.tenant_tables import (
     annotation_results,
@@ -95,7 +96,6 @@ from annostack.services.browsing import EXAMPLE_URL
 from annostack.services.datasets import get_dataset
 from annostack.services.tenancy import TenantContext
 
-EXPORTS_PREFIX = "exports/"
 SPOOL_BYTES = 8 * 2**20  # a spool is in memory up to this, then a temporary file
 PAGE = 100  # frames or images per page: 100 documents of ~25 KB in memory at a time
 # Point clouds uploaded one by one belong to no scene; they export as the frames of one more,

@@ -149,7 +149,10 @@ def _assert_bucket(settings: Settings, names: TenantNames) -> None:
     identities.close()
     assert store.client.get_bucket_versioning(names.bucket).status == "Enabled"
     assert store.cors_origins(names.bucket) == ["*"]
-    assert store.client.get_bucket_lifecycle(names.bucket) is not None
+    rules = {rule.rule_id: rule for rule in store.client.get_bucket_lifecycle(names.bucket).rules}
+    assert rules["expire-exports"].rule_filter.prefix == "exports/"
+    assert rules["expire-exports"].expiration.days == 7, "export archives go after a week"
+    assert "expire-old-versions-and-abandoned-uploads" in rules
 
 
 def _assert_messaging(settings: Settings, names: TenantNames, backlog_bytes: int) -> None:
