@@ -24,8 +24,8 @@ from pydantic import ValidationError
 
 from annostack.adapters.job_progress import ExportState, JobProgress
 from annostack.adapters.multipart import multipart_upload
-from annostack.adapters.objects import Presigner
 from annostack.adapters.object_store import EXPORTS_PREFIX
+from annostack.adapters.objects import Presigner
 from annostack.domain.errors import Backend, BackendUnavailable
 from annostack.domain.exports.report import ExportReport
 from annostack.domain.items import ExportMessage

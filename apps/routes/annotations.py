@@ -288,6 +288,7 @@ async def commit(
         )
         for u in body.uploads
     ]
+
     async def check(uploaded: bytes) -> CheckedDocument:
         return await state.offload.parse(uploaded, check_document)
 
