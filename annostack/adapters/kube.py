@@ -88,12 +88,16 @@ class Kube:
             ) from error
 
     def has_api(self, api_version: str, kind: str) -> bool:
+        """Whether the cluster serves `kind` now, from its group-version's own discovery
+        document (one small request): the dynamic client's cache keeps an API that has been
+        removed since (KEDA uninstalled) until something misses."""
+        path = f"/apis/{api_version}" if "/" in api_version else f"/api/{api_version}"
         with translated_errors(f"discover {kind}"):
             try:
-                self.dynamic.resources.get(api_version=api_version, kind=kind)
-            except ResourceNotFoundError:
+                found = self.dynamic.request("GET", path).to_dict()
+            except NotFoundError:
                 return False
-            return True
+        return any(resource.get("kind") == kind for resource in found.get("resources", []))
 
     def established_crds(self) -> set[str]:
         """Names of the CustomResourceDefinitions whose API is established (servable)."""

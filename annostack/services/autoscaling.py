@@ -24,7 +24,7 @@ from annostack.services.tenant_credentials import PULSAR_TOKEN_KEY
 from annostack.services.tenants import Backends
 
 KEDA_API = ("keda.sh/v1alpha1", "ScaledObject")
-KEDA_CHECK_SECONDS = 60.0
+KEDA_CHECK_SECONDS = 15.0
 # Dead letters wait for a person, so a minute of staleness costs nothing; reading them every
 # scale pass would add a third to the polling cost.
 DEAD_LETTER_CHECK_SECONDS = 60.0
@@ -55,8 +55,8 @@ class QueueScaler:
         self._dead_letters_read: dict[str, float] = {}
 
     def keda_installed(self) -> bool:
-        """Asked of API discovery at most once a minute: a miss makes the client re-read the
-        whole discovery document, far too costly for every tenant every few seconds."""
+        """Asked of API discovery at most every `KEDA_CHECK_SECONDS`, not for every tenant
+        every few seconds: KEDA installed or removed is handed over within that time."""
         now = time.monotonic()
         if self._keda is None or now - self._keda[0] > KEDA_CHECK_SECONDS:
             self._keda = (now, self.b.kube.has_api(*KEDA_API))

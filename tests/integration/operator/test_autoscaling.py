@@ -10,6 +10,7 @@ from annostack.adapters.kube import Kube
 from annostack.devstack.host_operator import OperatorProcess
 from annostack.domain.scaling import scaled_object, trigger_authentication
 from annostack.domain.tenants import TenantNames, WorkerScaling
+from annostack.services.autoscaling import KEDA_API
 from annostack.services.tenant_credentials import PULSAR_TOKEN_KEY
 from annostack.settings import Settings
 from tests.integration.conftest import ROOT, load_documents, pulsar_admin
@@ -95,6 +96,10 @@ def test_the_keda_scaled_object_is_accepted_by_the_real_schema(
 
         for plural in manifests:
             wait_for(lambda plural=plural: accepted(plural), timeout=30, what=f"{plural} accepted")
+        assert admin_kube.has_api(*KEDA_API)
+        # The dynamic client's discovery cache now holds ScaledObject; it must not outlive it.
+        assert admin_kube.get(*KEDA_API, names.workers, names.namespace) is None
     finally:
         for crd in crds:
             extensions.delete_custom_resource_definition(crd["metadata"]["name"])
+    wait_for(lambda: not admin_kube.has_api(*KEDA_API), timeout=30, what="KEDA's API seen as gone")
