@@ -40,6 +40,7 @@ from annostack.devstack.settings import DevStackSettings
 # bridge (`settings.node.address`), where their clients reach them, on the host as in pods.
 HOST = "127.0.0.1"
 PROBE_TIMEOUT = 2.0
+FRONT_PROXY_CLIENT = "front-proxy-client"  # the CN aggregated API servers accept as the proxy
 
 
 def _token() -> str:
@@ -106,6 +107,14 @@ class StackContext:
     def ca(self) -> ClusterCA:
         return ClusterCA(self.settings.state_dir / "pki")
 
+    def front_proxy_ca(self) -> ClusterCA:
+        """The aggregation layer's own CA: an extension API server (KEDA's metrics adapter)
+        trusts the user names in a request's headers only from a client it signed, so no
+        other certificate of the cluster can claim to be the apiserver's proxy."""
+        return ClusterCA(
+            self.settings.state_dir / "pki" / "front-proxy", "annostack-front-proxy-ca"
+        )
+
 
 class Component(ABC):
     """One server of the local stack."""
@@ -117,6 +126,14 @@ class Component(ABC):
         self.ctx = ctx
         self.ports = ctx.settings.ports
         self.data = ctx.data_dir(self.name)
+
+    @property
+    def wanted(self) -> bool:
+        """Whether `up` runs it; an add-on the settings leave off is kept absent instead."""
+        return True
+
+    def ensure_absent(self) -> None:
+        """For an add-on that is off (and not running): remove what a run of it left behind."""
 
     @abstractmethod
     def prepare(self) -> None:
@@ -269,6 +286,10 @@ class KubeApiserver(Component):
             "apiserver-kubelet-client",
             CertRequest("kube-apiserver-kubelet-client", ("system:masters",)),
         )
+        # Its identity towards aggregated API servers, from the front-proxy CA.
+        self.proxy_client = self.ctx.front_proxy_ca().issue(
+            "front-proxy-client", CertRequest(FRONT_PROXY_CLIENT)
+        )
 
     def command(self) -> list[str]:
         node = self.ctx.settings.node
@@ -288,6 +309,16 @@ class KubeApiserver(Component):
             f"--kubelet-client-key={self.kubelet_client.key}",
             f"--kubelet-certificate-authority={ca}",
             "--kubelet-preferred-address-types=InternalIP",
+            # The aggregation layer (APIServices such as KEDA's external metrics). The
+            # apiserver runs outside the pod network's Services, so it dials the endpoint.
+            f"--requestheader-client-ca-file={self.ctx.front_proxy_ca().pair.cert}",
+            f"--requestheader-allowed-names={FRONT_PROXY_CLIENT}",
+            "--requestheader-username-headers=X-Remote-User",
+            "--requestheader-group-headers=X-Remote-Group",
+            "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+            f"--proxy-client-cert-file={self.proxy_client.cert}",
+            f"--proxy-client-key-file={self.proxy_client.key}",
+            "--enable-aggregator-routing=true",
             f"--service-cluster-ip-range={node.service_cidr}",
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
             f"--service-account-key-file={self.data / 'sa.pub'}",

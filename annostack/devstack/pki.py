@@ -59,9 +59,10 @@ class KeyPair:
 
 @dataclass
 class ClusterCA:
-    """A CA in `directory`, created on first use."""
+    """A CA in `directory`, created on first use; `common_name` names it in its certificate."""
 
     directory: Path
+    common_name: str = "annostack-local-ca"
     pair: KeyPair = field(init=False)
 
     def __post_init__(self) -> None:
@@ -74,7 +75,7 @@ class ClusterCA:
         _new_key(self.pair.key)
         _openssl(
             "req", "-x509", "-new", "-key", str(self.pair.key), "-sha256",
-            "-days", str(CA_DAYS), "-subj", "/CN=annostack-local-ca",
+            "-days", str(CA_DAYS), "-subj", f"/CN={self.common_name}",
             "-addext", "basicConstraints=critical,CA:TRUE",
             "-addext", "keyUsage=critical,keyCertSign,cRLSign,digitalSignature",
             "-out", str(self.pair.cert),
