@@ -9,6 +9,7 @@ fresh clone (or CI on the same machine) reuses them, and a changed recipe rebuil
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -27,6 +28,24 @@ class MissingPrerequisite(RuntimeError):
 
 
 @dataclass(frozen=True)
+class SourcePatch:
+    """A dependency's main package, copied into the recipe's module with one literal change.
+
+    For an upstream default no flag reaches (an address a server binds to). The copy is built
+    as `<recipe module>/<into>` from the pinned version's files (the module cache is read-only
+    to the go command); a version whose `file` no longer holds `old` exactly once fails the
+    build with the file's name instead of building something else.
+    """
+
+    module: str
+    package: str  # the main package's directory inside the module
+    file: str
+    old: str
+    new: str
+    into: str  # directory of the copy inside the recipe's module
+
+
+@dataclass(frozen=True)
 class GoRecipe:
     """A tools module whose `go.mod` pins servers we build from the Go module proxy."""
 
@@ -35,6 +54,7 @@ class GoRecipe:
     ldflags: str = "-s -w"
     cgo: bool = False
     tags: tuple[str, ...] = field(default=())
+    patches: tuple[SourcePatch, ...] = field(default=())
 
     @property
     def source(self) -> Path:
@@ -81,6 +101,27 @@ NETWORK_POLICIES = GoRecipe(
     name="network-policies",
     binaries={"kube-network-policies": "annostack.local/network-policies-bin"},
 )
+# The optional autoscaler (`keda.py`). Its adapter serves its own /metrics on every address,
+# with no flag for it; the patch binds it to loopback like every server of the stack.
+KEDA_MODULE = "github.com/kedacore/keda/v2"
+KEDA = GoRecipe(
+    name="keda",
+    binaries={
+        "keda-operator": f"{KEDA_MODULE}/cmd/operator",
+        "keda-adapter": "annostack.local/keda-bin/adapter",  # cmd/adapter, patched
+    },
+    ldflags=f"-s -w -X {KEDA_MODULE}/version.Version=v2.21.0",
+    patches=(
+        SourcePatch(
+            KEDA_MODULE,
+            package="cmd/adapter",
+            file="main.go",
+            old='fmt.Sprintf(":%v", metricsAPIServerPort)',
+            new='fmt.Sprintf("127.0.0.1:%v", metricsAPIServerPort)',
+            into="adapter",
+        ),
+    ),
+)
 # Not a server: renders manifests/ for the delivery tests (no kubectl is assumed on a machine).
 KUSTOMIZE = GoRecipe(name="kustomize", binaries={"kustomize": "sigs.k8s.io/kustomize/kustomize/v5"})
 
@@ -104,7 +145,9 @@ def ensure_go_binaries(recipe: GoRecipe, settings: DevStackSettings) -> dict[str
     """Build the recipe's binaries once; return their paths."""
     files = recipe.files()
     # Contents only, in name order: a recipe of go.mod + go.sum keeps the key it always had.
-    key = _fingerprint(*files.values(), recipe.ldflags.encode(), _go_version())
+    key = _fingerprint(
+        *files.values(), recipe.ldflags.encode(), _go_version(), *map(repr, recipe.patches)
+    )
     out_dir = settings.bin_dir / f"{recipe.name}-{key}"
     paths = {name: out_dir / name for name in recipe.binaries}
     if all(path.exists() for path in paths.values()):
@@ -115,6 +158,8 @@ def ensure_go_binaries(recipe: GoRecipe, settings: DevStackSettings) -> dict[str
         (work / name).write_bytes(content)
     staging = out_dir.with_name(out_dir.name + ".partial")
     env = {**os.environ, "CGO_ENABLED": "1" if recipe.cgo else "0"}
+    for patch in recipe.patches:
+        _copy_patched(patch, work, env)
     for name, package in recipe.binaries.items():
         argv = ["go", "build", "-v", "-trimpath", "-mod=readonly", "-ldflags", recipe.ldflags]
         if recipe.tags:
@@ -130,6 +175,43 @@ def ensure_go_binaries(recipe: GoRecipe, settings: DevStackSettings) -> dict[str
     shutil.rmtree(out_dir, ignore_errors=True)
     staging.rename(out_dir)
     return paths
+
+
+def _copy_patched(patch: SourcePatch, work: Path, env: Mapping[str, str]) -> None:
+    """Copy the package's Go files into `work/<into>`, `old` replaced by `new` in `file`."""
+    source = _module_dir(work, patch.module, env) / patch.package
+    target = work / patch.into
+    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir(parents=True)
+    for path in sorted(source.glob("*.go")):
+        if path.name.endswith("_test.go"):
+            continue
+        text = path.read_text()
+        if path.name == patch.file:
+            if text.count(patch.old) != 1:
+                raise RuntimeError(
+                    f"{path}: {patch.old!r} not found exactly once; update the patch"
+                )
+            text = text.replace(patch.old, patch.new)
+        (target / path.name).write_text(text)
+    if not (target / patch.file).exists():
+        raise RuntimeError(f"{source}: no {patch.file}; update the patch")
+
+
+def _module_dir(work: Path, module: str, env: Mapping[str, str]) -> Path:
+    """Where the Go module cache holds `module` at the version the recipe in `work` pins."""
+    go = ["go", "mod", "download", "-json", module]
+    listing = subprocess.run(go, cwd=work, env=env, capture_output=True, check=True)
+    return Path(json.loads(listing.stdout)["Dir"])
+
+
+def go_module_dir(recipe: GoRecipe, module: str, settings: DevStackSettings) -> Path:
+    """The source of a module the recipe pins (files a build ships besides its binaries)."""
+    work = settings.build_dir / recipe.name
+    work.mkdir(parents=True, exist_ok=True)
+    for name, content in recipe.files().items():
+        (work / name).write_bytes(content)
+    return _module_dir(work, module, os.environ)
 
 
 def ensure_kustomize(settings: DevStackSettings) -> Path:
