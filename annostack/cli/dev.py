@@ -102,11 +102,11 @@ def down() -> None:
 
 @app.command()
 def status() -> None:
-    """Each component's state and endpoint; exit 1 unless all are ready."""
+    """Each component's state and endpoint; exit 1 unless all are ready (or off)."""
     from annostack.devstack.stack import Stack, State
 
     statuses = _print_status(Stack())
-    if any(s != State.READY for s in statuses):
+    if any(s not in (State.READY, State.OFF) for s in statuses):
         raise typer.Exit(1)
 
 
@@ -132,7 +132,9 @@ def _print_status(stack: Stack) -> list[State]:
     table = Table("component", "state", "pid", "endpoint")
     states = []
     for item in stack.status():
-        colour = {State.READY: "green", State.STARTING: "yellow"}.get(item.state, "red")
+        colour = {State.READY: "green", State.STARTING: "yellow", State.OFF: "dim"}.get(
+            item.state, "red"
+        )
         table.add_row(
             item.name, f"[{colour}]{item.state}[/{colour}]", str(item.pid or "-"), item.endpoint
         )

@@ -48,6 +48,15 @@ class Ports(BaseModel):
     network_policies_metrics: int = Field(
         default=11090, description="kube-network-policies /metrics (loopback)."
     )
+    keda_operator_metrics: int = Field(default=11091, description="KEDA operator /metrics.")
+    keda_operator_health: int = Field(default=11092, description="KEDA operator /healthz.")
+    keda_metrics_service: int = Field(
+        default=11966, description="KEDA operator's gRPC metrics service, for its adapter."
+    )
+    keda_adapter: int = Field(
+        default=11443, description="KEDA's external metrics API server, on the node address."
+    )
+    keda_adapter_metrics: int = Field(default=11093, description="KEDA adapter /metrics.")
 
 
 class NodeSettings(BaseModel):
@@ -101,6 +110,13 @@ class DevStackSettings(BaseSettings):
     )
     ports: Ports = Field(default_factory=Ports)
     node: NodeSettings = Field(default_factory=NodeSettings)
+    keda: bool = Field(
+        default=False,
+        description=(
+            "Run KEDA (operator and external metrics adapter, built from kedacore/keda): the "
+            "annostack operator then hands each tenant's scaling to a KEDA ScaledObject."
+        ),
+    )
     startup_timeout: float = Field(
         default=240.0, description="Seconds a component may take to become ready."
     )

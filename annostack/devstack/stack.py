@@ -29,6 +29,7 @@ from annostack.devstack.components import (
 )
 from annostack.devstack.console import last_lines, say
 from annostack.devstack.hoststate import PodNetwork, Sysctls
+from annostack.devstack.keda import KedaMetricsAdapter, KedaOperator
 from annostack.devstack.node import (
     Containerd,
     CoreDNS,
@@ -53,6 +54,7 @@ class State(StrEnum):
     READY = "ready"
     STARTING = "running, not ready"
     STOPPED = "stopped"
+    OFF = "off"  # an add-on the settings leave off
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,8 @@ class Stack:
             SeaweedFS,
             Pulsar,
             Redis,
+            KedaOperator,
+            KedaMetricsAdapter,
         ]
         self.components = [kind(self.ctx) for kind in kinds]
         self.network = PodNetwork(self.settings.node, Sysctls(state / "host-sysctls.json"))
@@ -96,9 +100,14 @@ class Stack:
     def _log_path(self, component: Component) -> Path:
         return self.settings.state_dir / "logs" / f"{component.name}.log"
 
+    def _runs(self, component: Component) -> bool:
+        """Wanted by the settings, or running anyway (started by `start`, as tests do)."""
+        return component.wanted or processes.running(self._pid_path(component)) is not None
+
     def up(self) -> None:
         for component in self.components:
-            component.prepare()
+            if self._runs(component):
+                component.prepare()
         self.network.ensure()
         pending = {c.name: c for c in self.components}
         ready: set[str] = set()
@@ -106,6 +115,11 @@ class Stack:
         while pending:
             for component in list(pending.values()):
                 if not set(component.requires) <= ready:
+                    continue
+                if not self._runs(component):
+                    component.ensure_absent()
+                    ready.add(component.name)
+                    del pending[component.name]
                     continue
                 if component.name not in started:
                     started[component.name] = self._ensure_started(component)
@@ -158,18 +172,24 @@ class Stack:
             )
         return False
 
-    def stop(self, name: str) -> None:
+    def stop(self, name: str, *, undo: bool = False) -> None:
         """Stop one component's process and nothing else, as a crash would (kubelet's pods
-        keep running): what the node-lost tests do. `down` also undoes its host changes."""
-        processes.stop(self._pid_path(self.component(name)))
+        keep running): what the node-lost tests do. `undo`: also undo what it changed, as
+        `down` does (an add-on's API taken out of the cluster)."""
+        component = self.component(name)
+        processes.stop(self._pid_path(component))
+        if undo:
+            component.after_stop()
 
     def start(self, name: str) -> None:
-        """Start one component that is not running (as `up` would); wait until it is ready."""
+        """Start one component that is not running (as `up` would, an add-on the settings
+        leave off too); wait until it is ready and configured."""
         component = self.component(name)
         component.prepare()
         since = self._ensure_started(component)
         while not self._check_ready(component, since):
             time.sleep(POLL_SECONDS)
+        component.configure()
 
     def down(self) -> None:
         for component in reversed(self.components):
@@ -182,7 +202,7 @@ class Stack:
         for component in self.components:
             record = processes.running(self._pid_path(component))
             if record is None:
-                state = State.STOPPED
+                state = State.STOPPED if component.wanted else State.OFF
             else:
                 state = State.READY if component.probe() else State.STARTING
             yield ComponentStatus(
