@@ -64,15 +64,27 @@ def autoscale_workers(
     else:
         if dead_letters is not None:
             DEAD_LETTERS.labels(name).set(dead_letters)
-    if decision.mode != "builtin" or decision.backlog is None:
+    if decision.mode == "keda":
+        _record_handover(name, status, scaler)
+        return
+    if decision.backlog is None:
         return
     BACKLOG.labels(name).set(decision.backlog)
     if decision.changed:
         assert decision.current is not None and decision.desired is not None
         SCALINGS.labels("up" if decision.desired > decision.current else "down").inc()
         logger.info(f"backlog {decision.backlog}: workers {decision.current} -> {decision.desired}")
-    scale = {"backlog": decision.backlog, "replicas": decision.desired}
+    scale = {"backlog": decision.backlog, "replicas": decision.desired, "autoscaler": "builtin"}
     scaler.b.kube.patch_status(f"{API_GROUP}/{API_VERSION}", "Tenant", name, scale)
+
+
+def _record_handover(name: str, status: kopf.Status, scaler: QueueScaler) -> None:
+    """Once, when KEDA takes over: our last backlog and replica figures would go stale."""
+    if status.get("autoscaler") == "keda":
+        return
+    BACKLOG.remove(name)
+    handed = {"backlog": None, "replicas": None, "autoscaler": "keda"}
+    scaler.b.kube.patch_status(f"{API_GROUP}/{API_VERSION}", "Tenant", name, handed)
 
 
 def _follow_workers(

@@ -84,6 +84,7 @@ TENANT = ResourceKind(
         {"name": "Policy", "type": "string", "jsonPath": ".spec.deletionPolicy"},
         {"name": "Backlog", "type": "integer", "jsonPath": ".status.backlog", "priority": 1},
         {"name": "Workers", "type": "integer", "jsonPath": ".status.replicas", "priority": 1},
+        {"name": "Scaler", "type": "string", "jsonPath": ".status.autoscaler", "priority": 1},
         {"name": "Paused", "type": "boolean", "jsonPath": ".spec.paused", "priority": 1},
         AGE,
     ),

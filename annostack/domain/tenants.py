@@ -143,6 +143,13 @@ class TenantStatus(CamelModel):
     replicas: int | None = Field(
         default=None, description="Worker replicas the autoscaler last set."
     )
+    autoscaler: Literal["builtin", "keda"] | None = Field(
+        default=None,
+        description=(
+            "What scales the workers: the operator's own scaler (builtin), or a KEDA "
+            "ScaledObject (keda, where KEDA's API is served; backlog and replicas are then KEDA's)."
+        ),
+    )
     conditions: Conditions = Field(default_factory=list)
 
 
