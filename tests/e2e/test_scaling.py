@@ -7,22 +7,17 @@ monitoring namespace, over cluster DNS, as a ServiceMonitor's scrape would.
 
 from __future__ import annotations
 
-import concurrent.futures
-import io
-import time
 from collections import Counter
-from typing import Any
 
 import httpx
 import pytest
 from kubernetes import client
-from PIL import Image
 
 from annostack.devstack.platform import API, NAMESPACE, OPERATOR, Platform
-from annostack.domain.tenants import TenantNames
 from annostack.services.tenancy import TenantDirectory
 from tests.e2e.conftest import ClusterTenants, api_token
-from tests.e2e.pods import pods, run_in, running_ready
+from tests.e2e.pods import run_in, running_ready
+from tests.e2e.traffic import SCALING_WORKER, upload_images, worker_pods
 from tests.support import wait_for
 
 pytestmark = [
@@ -33,8 +28,6 @@ pytestmark = [
 ITEMS = 200
 # Two workers fit the two-core node beside the operator and the API only with a small plan.
 SMALL_WORKER = {"workerCpu": "250m", "workerMemory": "512Mi"}
-# Requests are limits: at 250m a worker takes a minute to import its libraries.
-SCALING_WORKER = {"workerCpu": "500m", "workerMemory": "768Mi"}
 
 
 def scrape(core: client.CoreV1Api, scraper: tuple[str, str], url: str) -> str:
@@ -79,51 +72,6 @@ def test_operator_and_api_metrics_move_when_scraped_through_the_cluster(
     assert sample_total(scrape(core, scraper, f"{api}/metrics"), requests) > api_before
 
 
-def jpeg(seed: int) -> bytes:
-    image = Image.new("RGB", (64, 48), ((seed * 37) % 256, (seed * 91) % 256, 120))
-    out = io.BytesIO()
-    image.save(out, "JPEG", quality=80)
-    return out.getvalue()
-
-
-class PoliteClient:
-    """What the API asks of its clients: a 503 is temporary, retried after Retry-After."""
-
-    ATTEMPTS = 5
-
-    def __init__(self, api: httpx.Client) -> None:
-        self.api = api
-        self.unavailable = 0  # 503s answered, for the test to bound
-
-    def post(self, url: str, **kwargs: Any) -> httpx.Response:
-        for _ in range(self.ATTEMPTS):
-            response = self.api.post(url, **kwargs)
-            if response.status_code != httpx.codes.SERVICE_UNAVAILABLE:
-                return response
-            self.unavailable += 1
-            time.sleep(float(response.headers.get("Retry-After", "1")))
-        return response
-
-
-def upload(client: PoliteClient, dataset: int, index: int) -> int:
-    payload = jpeg(index)
-    ticket = client.post(
-        f"/v1/datasets/{dataset}/uploads",
-        json={"name": f"f{index:04}.jpg", "size": len(payload), "contentType": "image/jpeg"},
-    )
-    assert ticket.status_code == 201, ticket.text
-    body = ticket.json()
-    assert httpx.put(body["url"], content=payload, timeout=30).status_code == 200
-    completed = client.post(f"/v1/items/{body['itemId']}/complete")
-    assert completed.status_code == 200, completed.text
-    return int(body["itemId"])
-
-
-def worker_pods(core: client.CoreV1Api, tenant: str) -> list[client.V1Pod]:
-    namespace = TenantNames(tenant=tenant).namespace
-    return pods(core, namespace, "app.kubernetes.io/name=annostack-worker")
-
-
 @pytest.mark.timeout(900)  # uploads, two pod starts, a kill, the drain and the scale-down
 def test_a_backlog_starts_workers_that_process_every_item_despite_a_killed_pod(
     platform: Platform,
@@ -139,17 +87,7 @@ def test_a_backlog_starts_workers_that_process_every_item_despite_a_killed_pod(
     assert not worker_pods(core, name), "minReplicas 0: no worker before there is work"
     auth = {"Authorization": f"Bearer {api_token(directory, name)}"}
     with httpx.Client(base_url=platform.api_url, headers=auth, timeout=30) as api:
-        created = api.post(
-            "/v1/datasets", json={"name": "frames", "displayName": "F", "dataType": "IMAGE"}
-        )
-        assert created.status_code == 201, created.text
-        dataset = int(created.json()["id"])
-        polite = PoliteClient(api)
-        with concurrent.futures.ThreadPoolExecutor(4) as pool:
-            items = list(pool.map(lambda i: upload(polite, dataset, i), range(ITEMS)))
-        assert len(set(items)) == ITEMS
-        # Seen on the local node: now and then "503 Redis: ConnectionError" (issue 12's note).
-        assert polite.unavailable <= ITEMS * 2 // 20, f"{polite.unavailable} answers were 503"
+        dataset, items = upload_images(api, ITEMS)
         wait_for(
             lambda: any(running_ready(p) for p in worker_pods(core, name)),
             timeout=180,
