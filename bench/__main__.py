@@ -13,6 +13,7 @@ from bench import (  # noqa: F401  (they register themselves)
     listing_api_bench,
     listing_bench,
     node_bench,
+    object_store_cores_bench,
     operator_bench,
     pointcloud_bench,
     push_bench,
