@@ -104,13 +104,15 @@ def dry_run_cluster(stack_settings: Settings) -> Iterator[Kube]:
     yield kube
     for name in created:
         extensions.delete_custom_resource_definition(name)
-    # Deletion is asynchronous; later tests create some of these CRDs again.
+    # Deletion is asynchronous; later tests create some of these CRDs again. While KEDA's API
+    # was served, the running operators handed their tenants to KEDA (within their 15 s check)
+    # and wrote ScaledObjects, which the apiserver removes before the CRD goes: over a minute.
     wait_for(
         lambda: (
             not {crd.metadata.name for crd in extensions.list_custom_resource_definition().items}
             & set(created)
         ),
-        timeout=60,
+        timeout=240,
         what="third-party CRDs removed",
     )
     kube.close()
